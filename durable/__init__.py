@@ -1,0 +1,117 @@
+"""Durable workflows for Python: Temporal's semantics on an embedded LMDB store.
+
+Decorate workflows and activities, run ``durable worker``, and start, signal, query and cancel
+workflows with `Client` or the ``durable`` command. Everything a user needs is importable from
+here; the implementation lives in private modules.
+"""
+
+from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
+from ._client import Client, WorkflowDescription, WorkflowHandle
+from ._codec import PayloadCodec
+from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
+from ._errors import (
+    ActivityError,
+    ApplicationError,
+    DecodeError,
+    DurableError,
+    HistoryLimitError,
+    InvalidArgument,
+    NondeterminismError,
+    NotAStore,
+    NotRegistered,
+    PayloadError,
+    QueryFailed,
+    StoreError,
+    StoreFormatError,
+    StoreFullError,
+    StorePermissionError,
+    TooSlowError,
+    WaitTimeout,
+    WorkflowAlreadyExists,
+    WorkflowClosed,
+    WorkflowFailed,
+    WorkflowNotFound,
+)
+from ._retry import RetryPolicy
+from ._runtime import (
+    CancelScope,
+    Cancelled,
+    Event,
+    Nursery,
+    WorkflowInfo,
+    fail_after,
+    info,
+    move_on_after,
+    now,
+    open_nursery,
+    random,
+    sleep,
+    uuid4,
+    wait_condition,
+)
+
+# The worker lives in its own package (worker/ in the source tree); it imports the layers
+# above, so it is imported last.
+from .worker import Worker  # noqa: E402
+
+__all__ = sorted(
+    [
+        "Activity",
+        "ActivityCancelled",
+        "ActivityError",
+        "ActivityInfo",
+        "ActivityOptions",
+        "ApplicationError",
+        "CancelScope",
+        "Cancelled",
+        "Client",
+        "DecodeError",
+        "DurableError",
+        "Event",
+        "HistoryLimitError",
+        "InvalidArgument",
+        "NondeterminismError",
+        "NotAStore",
+        "NotRegistered",
+        "Nursery",
+        "PayloadCodec",
+        "PayloadError",
+        "QueryFailed",
+        "RetryPolicy",
+        "StoreError",
+        "StoreFormatError",
+        "StoreFullError",
+        "StorePermissionError",
+        "TooSlowError",
+        "WaitTimeout",
+        "Worker",
+        "WorkflowAlreadyExists",
+        "WorkflowClosed",
+        "WorkflowDescription",
+        "WorkflowFailed",
+        "WorkflowHandle",
+        "WorkflowInfo",
+        "WorkflowNotFound",
+        "activity",
+        "activity_info",
+        "fail_after",
+        "heartbeat",
+        "info",
+        "move_on_after",
+        "now",
+        "open_nursery",
+        "query",
+        "random",
+        "signal",
+        "sleep",
+        "uuid4",
+        "wait_condition",
+        "workflow",
+    ]
+)
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("durable.") and callable(_obj):
+        _obj.__module__ = "durable"
+del _name, _obj

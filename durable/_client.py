@@ -1,0 +1,269 @@
+"""The client: start, signal, query, cancel, terminate, describe and list workflows.
+
+`Client` works from plain synchronous scripts; it talks to the store directly (there is no
+server). Waiting for a result or a query answer sleeps on the data directory's wake-up socket,
+with polling only as a fallback.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from . import _events as ev
+from . import _ops, _wake
+from ._codec import PayloadCodec, error_from_record, format_error_record
+from ._defs import check_name, workflow_def
+from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
+from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, POLL_FALLBACK_SECONDS
+from ._store import Store
+
+DEFAULT_QUEUE = "default"
+
+
+def default_data_dir() -> str:
+    """``$DURABLE_DATA`` if set, else ``./.durable``."""
+    return os.environ.get("DURABLE_DATA") or "./.durable"
+
+
+def _time(ns: int | None) -> _dt.datetime | None:
+    return None if ns is None else _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """What `describe` and `list` report about one workflow."""
+
+    workflow_id: str
+    workflow_type: str
+    run_id: str
+    queue: str
+    status: str
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    closed_at: _dt.datetime | None
+    history_length: int
+    activities_scheduled: int
+    activity_attempts: int
+    activity_retries: int
+    cancel_requested: bool
+    task_failures: int
+    task_error: str | None
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> WorkflowDescription:
+        """Build from a stored workflow record."""
+        tfail = rec.get("tfail") or {}
+        return cls(
+            workflow_id=rec["id"], workflow_type=rec["type"], run_id=f"{rec['num']:x}",
+            queue=rec["queue"], status=rec["status"], created_at=_time(rec["created"]),  # type: ignore[arg-type]
+            updated_at=_time(rec["updated"]), closed_at=_time(rec["closed"]),  # type: ignore[arg-type]
+            history_length=rec["hlen"], activities_scheduled=rec["n_act"],
+            activity_attempts=rec["n_att"], activity_retries=rec["n_retry"],
+            cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
+            task_error=tfail.get("err"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready data (times as ISO 8601 strings)."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            out[key] = value.isoformat() if isinstance(value, _dt.datetime) else value
+        return out
+
+
+class Client:
+    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`).
+
+    With ``create=False`` a missing store is an error instead of being created.
+    """
+
+    def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
+                 create: bool = True) -> None:
+        self._store = Store.open(data if data is not None else default_data_dir(), create=create, codec=codec)
+        self._listener: _wake.Listener | None = None
+
+    @property
+    def data_dir(self) -> str:
+        """The store's directory."""
+        return self._store.path
+
+    def close(self) -> None:
+        """Release the wake-up socket (the store stays open for the process)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- starting ----------------------------------------------------------------------------
+
+    def start(self, workflow: Any, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
+              reuse_existing: bool = False) -> WorkflowHandle:
+        """Start `workflow` (a decorated workflow or its name) with `args`; return its handle.
+
+        A workflow id is unique: starting an existing id raises `WorkflowAlreadyExists`, or with
+        ``reuse_existing=True`` returns the handle of the existing one (idempotent start).
+        A name is checked against the names the queue's workers registered.
+        """
+        if isinstance(workflow, str):
+            name, check = check_name(workflow, "workflow name"), True
+        else:
+            name, check = workflow_def(workflow).name, False
+        check_name(queue, "queue")
+        wid = _check_id(id) if id is not None else str(uuid.uuid4())
+        payload = self._store.converter.to_payload(list(args), f"input of workflow {name!r}")
+        self._store.write(lambda t: _ops.start_workflow(t, wid, name, queue, payload, reuse_existing, check))
+        return WorkflowHandle(self, wid)
+
+    def get_handle(self, workflow_id: str) -> WorkflowHandle:
+        """A handle to an existing workflow (checked when used)."""
+        return WorkflowHandle(self, _check_id(workflow_id))
+
+    def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000) -> list[WorkflowDescription]:
+        """Workflows, optionally only those with `status` or of type `workflow`."""
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidArgument(f"limit must be a positive integer, not {limit!r}")
+        recs = self._store.read(lambda t: _ops.list_workflows(t, status, workflow, limit))
+        return [WorkflowDescription.from_record(r) for r in recs]
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    def _wait(self, deadline: float | None) -> None:
+        if self._listener is None:
+            self._listener = _wake.Listener(os.path.join(self._store.path, "wake"), self._store.notifier)
+        remaining = POLL_FALLBACK_SECONDS if deadline is None else min(deadline - time.monotonic(), POLL_FALLBACK_SECONDS)
+        self._listener.wait(max(remaining, 0.0))
+
+
+def _check_id(wid: Any) -> str:
+    if not isinstance(wid, str) or not wid or len(wid.encode()) > MAX_ID_BYTES or "\x00" in wid:
+        raise InvalidArgument(f"a workflow id must be a non-empty string of at most {MAX_ID_BYTES} bytes, not {wid!r}")
+    return wid
+
+
+class WorkflowHandle:
+    """A handle on one workflow, by id."""
+
+    def __init__(self, client: Client, workflow_id: str) -> None:
+        self._client = client
+        self._store = client._store
+        self.id = workflow_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.id!r}>"
+
+    def describe(self) -> WorkflowDescription:
+        """Status, type, times, queue and counters of the workflow."""
+        return WorkflowDescription.from_record(self._store.read(lambda t: _ops.load_wf(t, self.id)))
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the workflow to end; return its result or raise `WorkflowFailed`.
+
+        Raises `WaitTimeout` if it has not ended after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            rec, last = self._store.read(self._closing_event)
+            if last is not None:
+                return self._outcome(rec, last)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
+            self._client._wait(deadline)
+
+    def _closing_event(self, t: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        rec = _ops.load_wf(t, self.id)
+        if rec["status"] == _ops.RUNNING:
+            return rec, None
+        events = _ops.read_history(t, rec["num"], rec["hlen"] - 1)
+        return rec, events[-1]
+
+    def _outcome(self, rec: dict[str, Any], last: dict[str, Any]) -> Any:
+        kind = last["k"]
+        if kind == ev.WORKFLOW_COMPLETED:
+            return self._store.converter.from_payload(last["out"], "workflow result")
+        if kind == ev.WORKFLOW_FAILED:
+            cause = error_from_record(last["err"])
+            err = WorkflowFailed(
+                f"workflow {self.id!r} failed: {format_error_record(last['err'])}",
+                workflow_id=self.id, status="failed",
+            )
+            err.__cause__ = cause
+            raise err
+        if kind == ev.WORKFLOW_CANCELLED:
+            raise WorkflowFailed(f"workflow {self.id!r} was cancelled", workflow_id=self.id, status="cancelled")
+        reason = last.get("reason") or "no reason given"
+        raise WorkflowFailed(f"workflow {self.id!r} was terminated: {reason}", workflow_id=self.id, status="terminated")
+
+    def signal(self, name: str, *args: Any) -> None:
+        """Send signal `name` with `args`: recorded in history, delivered once, in order."""
+        check_name(name, "signal name")
+        payload = self._store.converter.to_payload(list(args), f"signal {name!r}")
+        self._store.write(lambda t: _ops.signal(t, self.id, name, payload))
+
+    def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
+        """Run query `name` on a worker against the workflow's live state; return its answer."""
+        check_name(name, "query name")
+        payload = self._store.converter.to_payload(list(args), f"query {name!r}")
+        qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload))
+        deadline = time.monotonic() + timeout
+        while True:
+            expired = time.monotonic() >= deadline
+            answer = self._store.write(lambda t: _ops.take_query_answer(t, qnum, expired))
+            if answer is not None:
+                if "err" in answer:
+                    raise QueryFailed(f"query {name!r} on workflow {self.id!r}: {answer['err']}")
+                return self._store.converter.from_payload(answer["ok"], f"answer to query {name!r}")
+            if expired:
+                queue = self.describe().queue
+                raise QueryFailed(
+                    f"no worker answered query {name!r} on workflow {self.id!r} within {timeout:g} s "
+                    f"(is a worker running on queue {queue!r}?)"
+                )
+            self._client._wait(deadline)
+
+    def cancel(self, reason: str = "") -> None:
+        """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
+        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason))
+
+    def terminate(self, reason: str = "") -> None:
+        """End the workflow at once; none of its code runs again."""
+        self._store.write(lambda t: _ops.terminate(t, self.id, reason))
+
+    def history(self) -> list[dict[str, Any]]:
+        """The workflow's history as readable dicts (payloads decoded, times as datetimes)."""
+        rec, events = self._store.read(lambda t: self._history(t))
+        return [readable_event(i, e, self._store.converter) for i, e in enumerate(events)]
+
+    def _history(self, t: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        rec = _ops.load_wf(t, self.id)
+        return rec, _ops.read_history(t, rec["num"])
+
+
+_PAYLOAD_FIELDS = {"in": "input", "out": "result"}
+
+
+def readable_event(index: int, event: dict[str, Any], converter: Any) -> dict[str, Any]:
+    """An event as plain data for people and JSON: payloads decoded, errors kept as trees."""
+    out: dict[str, Any] = {"index": index, "kind": event["k"], "time": _time(event["t"])}
+    for key, value in event.items():
+        if key in ("k", "t"):
+            continue
+        if key in _PAYLOAD_FIELDS and isinstance(value, bytes):
+            try:
+                out[_PAYLOAD_FIELDS[key]] = converter.from_payload(value)
+            except Exception as exc:  # noqa: BLE001 - show the event even if a payload is bad
+                out[_PAYLOAD_FIELDS[key]] = f"<undecodable payload: {exc}>"
+        elif key == "hb":
+            continue
+        else:
+            out[{"err": "error", "dur": "duration_ns"}.get(key, key)] = value
+    return out

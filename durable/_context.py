@@ -1,0 +1,39 @@
+"""Which workflow instance the current thread is running, if any.
+
+Workflow code calls module-level functions (`durable.sleep`, `durable.now`, an activity). They
+find their own workflow through this thread-local, which the runtime sets for exactly the span of
+one activation of one instance; so concurrent workflows never see each other (F04), and code that
+runs outside an activation gets a clear error instead of touching someone else's state.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from ._errors import DurableError
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+_local = threading.local()
+
+
+def current_or_none() -> Runtime | None:
+    """The runtime whose activation this thread is running, or None."""
+    return getattr(_local, "runtime", None)
+
+
+def current(what: str) -> Runtime:
+    """The runtime of the current activation; a clear error outside workflow code."""
+    rt = getattr(_local, "runtime", None)
+    if rt is None:
+        raise DurableError(f"{what} can only be used inside workflow code")
+    return rt
+
+
+def set_current(rt: Runtime | None) -> Runtime | None:
+    """Make `rt` the current runtime of this thread; return the previous one."""
+    prev = getattr(_local, "runtime", None)
+    _local.runtime = rt
+    return prev

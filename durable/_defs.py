@@ -1,0 +1,299 @@
+"""The decorators users write (`activity`, `workflow`, `signal`, `query`) and the `Registry`.
+
+A decorated workflow keeps its own type (function or class) with its definition attached; a
+decorated activity becomes an `Activity`, whose call inside workflow code schedules it durably.
+Nothing here is global: a `Registry` is built from the objects a worker is given, and names read
+from the store are only ever looked up in it (F14, F15).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+
+from . import _context
+from ._errors import InvalidArgument, NotRegistered
+from ._limits import MAX_DURATION_SECONDS, MAX_NAME_BYTES
+from ._retry import RetryPolicy
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+Cancellation = Literal["wait", "try", "abandon"]
+_CANCELLATION_MODES = ("wait", "try", "abandon")
+
+
+def check_name(name: Any, what: str) -> str:
+    """Validate a workflow/activity/signal/query/queue name."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"{what} must be a non-empty string, not {name!r}")
+    if len(name.encode()) > MAX_NAME_BYTES or "\x00" in name:
+        raise InvalidArgument(
+            f"{what} {name[:40]!r} is invalid: at most {MAX_NAME_BYTES} bytes, no NUL characters"
+        )
+    return name
+
+
+def check_seconds(value: Any, what: str, *, allow_none: bool = True) -> float | None:
+    """Validate a duration in seconds: positive, finite, at most ten years."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidArgument(f"{what} must be a number of seconds, not {value!r}")
+    if not 0 <= value <= MAX_DURATION_SECONDS:
+        raise InvalidArgument(f"{what} must be between 0 and {MAX_DURATION_SECONDS:g} seconds, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    """How an activity is run: timeouts (seconds), retries, queue and cancellation mode."""
+
+    start_to_close: float | None = None
+    schedule_to_close: float | None = None
+    heartbeat: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    queue: str | None = None
+    cancellation: Cancellation = "wait"
+
+    def __post_init__(self) -> None:
+        check_seconds(self.start_to_close, "start_to_close")
+        check_seconds(self.schedule_to_close, "schedule_to_close")
+        check_seconds(self.heartbeat, "heartbeat")
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidArgument(f"retry must be a durable.RetryPolicy, not {self.retry!r}")
+        if self.queue is not None:
+            check_name(self.queue, "queue")
+        if self.cancellation not in _CANCELLATION_MODES:
+            raise InvalidArgument(
+                f"cancellation must be one of {', '.join(_CANCELLATION_MODES)}, not {self.cancellation!r}"
+            )
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain-data form stored in the ActivityScheduled event."""
+        rec: dict[str, Any] = {"retry": self.retry.to_record(), "cancel": self.cancellation}
+        for key, value in (
+            ("s2c", self.start_to_close),
+            ("sched2c", self.schedule_to_close),
+            ("hb", self.heartbeat),
+            ("queue", self.queue),
+        ):
+            if value is not None:
+                rec[key] = value
+        return rec
+
+
+class Activity(Generic[P, R]):
+    """An activity: a plain function (sync or async) that workflows call to do real work.
+
+    Inside workflow code, ``await act(*args)`` schedules one durable execution of it and returns
+    its result. Outside workflow code, call ``act.fn(*args)`` to run the function itself.
+    """
+
+    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions) -> None:
+        self.fn = fn
+        self.name = check_name(name, "activity name")
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        if kwargs:
+            raise InvalidArgument(
+                f"activity {self.name!r} takes positional arguments only (got {sorted(kwargs)})"
+            )
+        rt = _context.current(f"activity {self.name!r}: calling it (use .fn(...) outside a workflow)")
+        return rt.schedule_activity(self.name, args, self.options)
+
+    def with_options(self, **options: Any) -> Activity[P, R]:
+        """A copy of this activity with some options changed, for one call site."""
+        try:
+            new_options = replace(self.options, **options)
+        except TypeError as exc:
+            raise InvalidArgument(f"with_options: {exc}") from None
+        return Activity(self.fn, self.name, new_options)
+
+    def __repr__(self) -> str:
+        return f"<durable.Activity {self.name!r}>"
+
+
+@overload
+def activity(fn: Callable[P, Awaitable[R]], /) -> Activity[P, R]: ...
+@overload
+def activity(fn: Callable[P, R], /) -> Activity[P, R]: ...
+@overload
+def activity(
+    *,
+    name: str | None = None,
+    start_to_close: float | None = None,
+    schedule_to_close: float | None = None,
+    heartbeat: float | None = None,
+    retry: RetryPolicy | None = None,
+    queue: str | None = None,
+    cancellation: Cancellation = "wait",
+) -> Callable[[Callable[P, Any]], Activity[P, Any]]: ...
+
+
+def activity(fn: Any = None, /, *, name: str | None = None, retry: RetryPolicy | None = None, **options: Any) -> Any:
+    """Declare an activity. Use bare (``@durable.activity``) or with options.
+
+    Options: ``start_to_close``, ``schedule_to_close`` and ``heartbeat`` timeouts in seconds,
+    ``retry`` (a `RetryPolicy`), ``queue`` (default: the workflow's queue) and ``cancellation``
+    ("wait" for the activity to confirm, "try" to request and move on, "abandon").
+    """
+
+    def wrap(f: Callable[..., Any]) -> Activity[Any, Any]:
+        if not callable(f) or inspect.isclass(f):
+            raise InvalidArgument(f"@durable.activity needs a function, not {f!r}")
+        opts = ActivityOptions(retry=retry or RetryPolicy(), **options)
+        return Activity(f, name or f.__name__, opts)
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap
+
+
+@dataclass(frozen=True)
+class WorkflowDef:
+    """What the runtime needs to know about a workflow type."""
+
+    name: str
+    target: Any  # the function, or the class
+    is_class: bool
+    signals: dict[str, str]  # signal name -> method name
+    queries: dict[str, str]  # query name -> method name
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data published to the store, so clients can check names."""
+        return {"signals": sorted(self.signals), "queries": sorted(self.queries)}
+
+
+def _mark(attr: str, kind: str) -> Callable[..., Any]:
+    def decorator(fn: Any = None, /, *, name: str | None = None) -> Any:
+        def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+            if not callable(f):
+                raise InvalidArgument(f"@durable.{kind} needs a method, not {f!r}")
+            setattr(f, attr, check_name(name or f.__name__, f"{kind} name"))
+            return f
+
+        return wrap(fn) if fn is not None else wrap
+
+    return decorator
+
+
+signal = _mark("__durable_signal__", "signal")
+signal.__doc__ = """Mark a method of a workflow class as a signal handler (sync or async).
+
+Signals are recorded in history and delivered once each, in order. ``@durable.signal(name=...)``
+sets another name."""
+query = _mark("__durable_query__", "query")
+query.__doc__ = """Mark a method of a workflow class as a query handler (sync, read-only).
+
+A query runs on a worker against the workflow's live state and never changes its history."""
+
+
+def workflow(target: Any = None, /, *, name: str | None = None) -> Any:
+    """Declare a workflow: an ``async def`` function, or a class with an ``async def run``.
+
+    The class form may have `signal` and `query` methods. The decorated object is returned
+    unchanged, with its definition attached; pass it (or its name) to `Client.start`.
+    """
+
+    def wrap(obj: Any) -> Any:
+        wf_name = check_name(name or getattr(obj, "__name__", ""), "workflow name")
+        if inspect.isclass(obj):
+            run = getattr(obj, "run", None)
+            if run is None or not inspect.iscoroutinefunction(run):
+                raise InvalidArgument(f"workflow class {wf_name!r} needs an 'async def run(self, ...)' method")
+            signals: dict[str, str] = {}
+            queries: dict[str, str] = {}
+            for attr, member in inspect.getmembers(obj):
+                if getattr(member, "__durable_signal__", None):
+                    signals[member.__durable_signal__] = attr
+                if getattr(member, "__durable_query__", None):
+                    if inspect.iscoroutinefunction(member):
+                        raise InvalidArgument(f"query {attr!r} of {wf_name!r} must be a plain (sync) method")
+                    queries[member.__durable_query__] = attr
+            defn = WorkflowDef(wf_name, obj, True, signals, queries)
+        elif inspect.iscoroutinefunction(obj):
+            defn = WorkflowDef(wf_name, obj, False, {}, {})
+        else:
+            raise InvalidArgument(f"@durable.workflow needs an async function or a class, not {obj!r}")
+        obj.__durable_workflow__ = defn
+        return obj
+
+    if target is not None:
+        return wrap(target)
+    return wrap
+
+
+def workflow_def(obj: Any) -> WorkflowDef:
+    """The definition attached to a decorated workflow; a clear error for anything else."""
+    defn = getattr(obj, "__durable_workflow__", None)
+    if not isinstance(defn, WorkflowDef):
+        raise InvalidArgument(f"{obj!r} is not a workflow (decorate it with @durable.workflow)")
+    return defn
+
+
+class Registry:
+    """The workflows and activities one worker serves, by name. Never global (F14)."""
+
+    def __init__(self, workflows: Iterable[Any] = (), activities: Iterable[Activity[Any, Any]] = ()) -> None:
+        self.workflows: dict[str, WorkflowDef] = {}
+        self.activities: dict[str, Activity[Any, Any]] = {}
+        for wf in workflows:
+            defn = workflow_def(wf)
+            if defn.name in self.workflows and self.workflows[defn.name].target is not defn.target:
+                raise InvalidArgument(f"two different workflows are named {defn.name!r}")
+            self.workflows[defn.name] = defn
+        for act in activities:
+            if not isinstance(act, Activity):
+                raise InvalidArgument(f"{act!r} is not an activity (decorate it with @durable.activity)")
+            if act.name in self.activities and self.activities[act.name].fn is not act.fn:
+                raise InvalidArgument(f"two different activities are named {act.name!r}")
+            self.activities[act.name] = act
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[types.ModuleType]) -> Registry:
+        """Collect every workflow and activity defined at the top level of `modules`."""
+        workflows: list[Any] = []
+        activities: list[Activity[Any, Any]] = []
+        for module in modules:
+            for value in vars(module).values():
+                if isinstance(value, Activity):
+                    activities.append(value)
+                elif isinstance(getattr(value, "__durable_workflow__", None), WorkflowDef):
+                    workflows.append(value)
+        return cls(workflows, activities)
+
+    def workflow(self, name: str) -> WorkflowDef:
+        """Look up a workflow by the name read from the store."""
+        defn = self.workflows.get(name)
+        if defn is None:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise NotRegistered(f"workflow type {name!r} is not registered on this worker (registered: {known})")
+        return defn
+
+    def activity(self, name: str) -> Activity[Any, Any]:
+        """Look up an activity by the name read from the store."""
+        act = self.activities.get(name)
+        if act is None:
+            known = ", ".join(sorted(self.activities)) or "none"
+            raise NotRegistered(f"activity {name!r} is not registered on this worker (registered: {known})")
+        return act
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data published to the store for the names this worker serves."""
+        return {
+            "workflows": {name: d.describe() for name, d in self.workflows.items()},
+            "activities": sorted(self.activities),
+        }

@@ -1,0 +1,122 @@
+"""History events: their kinds, their fields, and a check that a decoded event is well formed.
+
+A history is a totally ordered list of events. Events of the *input* kinds drive the workflow's
+code (a result arrived, a timer fired, a signal came); events of the *command* kinds record what
+the code did in answer. One activation of a workflow consumes a maximal run of input events and
+is followed by the command events it produced (or a single `TaskCompleted` when it produced none),
+which is how replay finds the activation boundaries again.
+
+An event is a plain dict: ``{"k": kind, "t": time_ns, ...fields}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import DecodeError
+
+# input kinds
+WORKFLOW_STARTED = "WorkflowStarted"
+ACTIVITY_COMPLETED = "ActivityCompleted"
+ACTIVITY_FAILED = "ActivityFailed"
+ACTIVITY_CANCELLED = "ActivityCancelled"
+TIMER_FIRED = "TimerFired"
+SIGNAL_RECEIVED = "SignalReceived"
+CANCEL_REQUESTED = "CancelRequested"
+
+# command kinds
+ACTIVITY_SCHEDULED = "ActivityScheduled"
+ACTIVITY_CANCEL_REQUESTED = "ActivityCancelRequested"
+TIMER_STARTED = "TimerStarted"
+TIMER_CANCELLED = "TimerCancelled"
+TASK_COMPLETED = "TaskCompleted"
+WORKFLOW_COMPLETED = "WorkflowCompleted"
+WORKFLOW_FAILED = "WorkflowFailed"
+WORKFLOW_CANCELLED = "WorkflowCancelled"
+
+# written by an operator, never by workflow code
+WORKFLOW_TERMINATED = "WorkflowTerminated"
+
+_B, _I, _S, _D = bytes, int, str, dict
+
+#: kind -> required fields and their types (besides "k" and "t").
+SCHEMA: dict[str, dict[str, type]] = {
+    WORKFLOW_STARTED: {"type": _S, "in": _B, "seed": _I, "id": _S, "queue": _S},
+    ACTIVITY_COMPLETED: {"seq": _I, "out": _B, "attempt": _I},
+    ACTIVITY_FAILED: {"seq": _I, "err": _D, "attempt": _I, "why": _S},
+    ACTIVITY_CANCELLED: {"seq": _I},
+    TIMER_FIRED: {"seq": _I},
+    SIGNAL_RECEIVED: {"name": _S, "in": _B},
+    CANCEL_REQUESTED: {"reason": _S},
+    ACTIVITY_SCHEDULED: {"seq": _I, "name": _S, "in": _B, "opts": _D},
+    ACTIVITY_CANCEL_REQUESTED: {"seq": _I},
+    TIMER_STARTED: {"seq": _I, "dur": _I},
+    TIMER_CANCELLED: {"seq": _I},
+    TASK_COMPLETED: {},
+    WORKFLOW_COMPLETED: {"out": _B},
+    WORKFLOW_FAILED: {"err": _D},
+    WORKFLOW_CANCELLED: {},
+    WORKFLOW_TERMINATED: {"reason": _S},
+}
+
+INPUT_KINDS = frozenset(
+    {
+        WORKFLOW_STARTED,
+        ACTIVITY_COMPLETED,
+        ACTIVITY_FAILED,
+        ACTIVITY_CANCELLED,
+        TIMER_FIRED,
+        SIGNAL_RECEIVED,
+        CANCEL_REQUESTED,
+    }
+)
+COMMAND_KINDS = frozenset(
+    {
+        ACTIVITY_SCHEDULED,
+        ACTIVITY_CANCEL_REQUESTED,
+        TIMER_STARTED,
+        TIMER_CANCELLED,
+        TASK_COMPLETED,
+        WORKFLOW_COMPLETED,
+        WORKFLOW_FAILED,
+        WORKFLOW_CANCELLED,
+    }
+)
+CLOSING_KINDS = frozenset(
+    {WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_CANCELLED, WORKFLOW_TERMINATED}
+)
+#: Event kind that closes a workflow -> the workflow's final status.
+CLOSING_STATUS = {
+    WORKFLOW_COMPLETED: "completed",
+    WORKFLOW_FAILED: "failed",
+    WORKFLOW_CANCELLED: "cancelled",
+    WORKFLOW_TERMINATED: "terminated",
+}
+
+
+def check_event(ev: Any, where: str) -> dict[str, Any]:
+    """Return `ev` if it is a well-formed event; raise `DecodeError` naming `where` otherwise."""
+    if not isinstance(ev, dict):
+        raise DecodeError(f"{where}: an event must be a map, not {type(ev).__name__}")
+    kind = ev.get("k")
+    fields = SCHEMA.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise DecodeError(f"{where}: unknown event kind {kind!r}")
+    if not isinstance(ev.get("t"), int):
+        raise DecodeError(f"{where}: {kind} has no integer time")
+    for name, typ in fields.items():
+        if not isinstance(ev.get(name), typ):
+            raise DecodeError(f"{where}: {kind} field {name!r} must be {typ.__name__}")
+    return ev
+
+
+def describe_command(ev: dict[str, Any]) -> str:
+    """A short human description of a command event, for non-determinism messages."""
+    kind = ev["k"]
+    if kind == ACTIVITY_SCHEDULED:
+        return f"ActivityScheduled({ev['name']!r}, seq={ev['seq']})"
+    if kind in (TIMER_STARTED,):
+        return f"TimerStarted({ev['dur'] / 1e9:g} s, seq={ev['seq']})"
+    if "seq" in ev:
+        return f"{kind}(seq={ev['seq']})"
+    return kind

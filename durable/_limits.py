@@ -1,0 +1,41 @@
+"""Every bound of the system, as a named constant in one place.
+
+Each limit is checked when a value is written and again when it is read back, so that a store
+written by hostile or buggy code cannot make a reader allocate without bound.
+"""
+
+from __future__ import annotations
+
+#: Largest encoded payload (one argument list, result, signal or query answer), in bytes.
+MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+#: Largest encoded record of any kind read from the store, in bytes (a payload plus its envelope).
+MAX_RECORD_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
+#: Deepest nesting of CBOR arrays and maps accepted when decoding.
+MAX_CBOR_DEPTH = 64
+#: Most events one workflow's history may hold; appending past it fails the workflow task.
+MAX_HISTORY_EVENTS = 50_000
+#: Longest workflow id, in UTF-8 bytes (LMDB keys are at most 511 bytes).
+MAX_ID_BYTES = 200
+#: Longest workflow, activity, signal, query or queue name, in UTF-8 bytes.
+MAX_NAME_BYTES = 200
+#: Most attempts any retry policy may ask for.
+MAX_ATTEMPTS_CAP = 1_000_000
+#: Longest backoff interval between attempts, in seconds (a day).
+MAX_BACKOFF_SECONDS = 86_400.0
+#: Longest duration accepted for a timer, a timeout or a lease, in seconds (ten years).
+MAX_DURATION_SECONDS = 10 * 365 * 86_400.0
+
+#: Default lease on a claimed task before another worker may take it over, in seconds.
+DEFAULT_LEASE_SECONDS = 10.0
+#: Default time a client waits for a query to be answered, in seconds.
+DEFAULT_QUERY_TIMEOUT = 10.0
+#: Delay before a failed workflow task (a bug in workflow code) is tried again, at most, in seconds.
+MAX_WORKFLOW_TASK_RETRY_SECONDS = 10.0
+#: Longest time a waiting process sleeps before it looks at the store again if no wake-up came.
+POLL_FALLBACK_SECONDS = 1.0
+#: Most tasks one worker claims in one transaction.
+MAX_CLAIM_BATCH = 64
+#: Initial LMDB map size; it doubles whenever it fills up.
+INITIAL_MAP_BYTES = 1 << 30
+#: Largest LMDB map the store will grow to.
+MAX_MAP_BYTES = 1 << 40

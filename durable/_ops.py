@@ -1,0 +1,783 @@
+"""Domain operations on the store, each run inside one write (or read) transaction.
+
+Every state change of the system is one of these functions applied to a `Txn`: appending events,
+enqueueing what follows, updating the list/describe index and releasing a lease happen together
+or not at all (F01). Results are accepted only from the holder of the current lease, checked in
+the same transaction that records them (fencing: F06, F09, F11).
+
+Layout (keys sort as bytes; integers are big-endian u64):
+
+- ``wf``     workflow id -> workflow record (status, counters, workflow-task state)
+- ``num``    run number -> workflow id
+- ``hist``   run number + event index -> event
+- ``inbox``  run number + n -> input event that arrived while a workflow task was running
+- ``act``    run number + seq -> state of a scheduled activity
+- ``tasks``  kind + queue + NUL + visible_at + seq -> reference to the task
+- ``due``    when + reference -> timers, activity deadlines, workflow-task lease expiries
+- ``idx``    "s" + status + NUL + workflow id -> empty (list by status)
+- ``types``  queue -> names registered by the workers of that queue
+- ``query``  "r"/"a" + query number -> query request / answer
+- ``meta``   format version and counters
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import _events as ev
+from ._codec import decode, encode, error_to_record
+from ._errors import (
+    HistoryLimitError,
+    InvalidArgument,
+    NotRegistered,
+    WorkflowAlreadyExists,
+    WorkflowClosed,
+    WorkflowNotFound,
+)
+from ._limits import MAX_HISTORY_EVENTS, MAX_WORKFLOW_TASK_RETRY_SECONDS
+from ._retry import RetryPolicy
+from ._store import Txn, u64, u64x2, unpack_u64
+
+# workflow-task states
+WFT_NONE, WFT_QUEUED, WFT_RUNNING = 0, 1, 2
+
+RUNNING = "running"
+STATUSES = ("running", "completed", "failed", "cancelled", "terminated")
+
+_NS = 1_000_000_000
+
+
+# --- small helpers -----------------------------------------------------------------------
+
+
+def _counter(t: Txn, name: bytes) -> int:
+    raw = t.get("meta", name)
+    n = (unpack_u64(raw) if raw else 0) + 1
+    t.put("meta", name, u64(n))
+    return n
+
+
+def _task_prefix(kind: bytes, queue: str) -> bytes:
+    return kind + queue.encode() + b"\x00"
+
+
+def _enqueue(t: Txn, kind: bytes, queue: str, visible: int, ref: bytes) -> bytes:
+    key = _task_prefix(kind, queue) + u64x2(visible, _counter(t, b"taskseq"))
+    t.put("tasks", key, ref)
+    t.wake = True
+    return key
+
+
+def _set_due(t: Txn, when: int, ref: bytes) -> bytes:
+    key = u64(max(when, 0)) + ref
+    t.put("due", key, b"")
+    t.wake = True
+    return key
+
+
+def _idx_key(status: str, wid: str) -> bytes:
+    return b"s" + status.encode() + b"\x00" + wid.encode()
+
+
+def load_wf(t: Txn, wid: str) -> dict[str, Any]:
+    """The record of workflow `wid`; `WorkflowNotFound` if there is none."""
+    rec = t.get_rec("wf", wid.encode())
+    if rec is None:
+        raise WorkflowNotFound(f"no workflow with id {wid!r}")
+    return rec  # type: ignore[no-any-return]
+
+
+def _wf_by_num(t: Txn, num: int) -> dict[str, Any] | None:
+    raw = t.get("num", u64(num))
+    if raw is None:
+        return None
+    rec = t.get_rec("wf", raw)
+    if rec is None or rec["num"] != num:
+        return None
+    return rec  # type: ignore[no-any-return]
+
+
+def _save_wf(t: Txn, rec: dict[str, Any], old_status: str | None = None) -> None:
+    rec["updated"] = t.now
+    if old_status is not None and old_status != rec["status"]:
+        t.delete("idx", _idx_key(old_status, rec["id"]))
+        t.put("idx", _idx_key(rec["status"], rec["id"]), b"")
+    t.put_rec("wf", rec["id"].encode(), rec)
+
+
+def _append(t: Txn, rec: dict[str, Any], event: dict[str, Any]) -> None:
+    if rec["hlen"] >= MAX_HISTORY_EVENTS + 100:
+        raise HistoryLimitError(
+            f"workflow {rec['id']!r}: its history reached the limit of {MAX_HISTORY_EVENTS} events"
+        )
+    t.put("hist", u64x2(rec["num"], rec["hlen"]), encode(event))
+    rec["hlen"] += 1
+
+
+def _enqueue_wft(t: Txn, rec: dict[str, Any], visible: int | None = None) -> None:
+    rec["wft"] = WFT_QUEUED
+    rec["wtkey"] = _enqueue(t, b"w", rec["queue"], t.now if visible is None else visible, u64(rec["num"]))
+
+
+def _deliver(t: Txn, rec: dict[str, Any], event: dict[str, Any]) -> None:
+    """Add an input event: to the history, or to the inbox while a workflow task runs."""
+    event["t"] = t.now
+    if rec["wft"] == WFT_RUNNING:
+        t.put("inbox", u64x2(rec["num"], rec["ilen"]), encode(event))
+        rec["ilen"] += 1
+        return
+    _append(t, rec, event)
+    if rec["wft"] == WFT_NONE:
+        _enqueue_wft(t, rec)
+
+
+def _drain_inbox(t: Txn, rec: dict[str, Any]) -> list[dict[str, Any]]:
+    events = []
+    prefix = u64(rec["num"])
+    keys = []
+    for key, raw in t.scan("inbox", prefix):
+        keys.append(key)
+        events.append(decode(raw, what="inbox event"))
+    for key in keys:
+        t.delete("inbox", key)
+    rec["ilen"] = 0
+    return events
+
+
+def _ref_act(num: int, seq: int) -> bytes:
+    return b"A" + u64x2(num, seq)
+
+
+# --- starting and reading workflows --------------------------------------------------------
+
+
+def start_workflow(
+    t: Txn, wid: str, wtype: str, queue: str, payload: bytes, reuse_existing: bool, check_type: bool
+) -> tuple[int, bool]:
+    """Create a workflow, its first event and its first task. Return (run number, created)."""
+    existing = t.get_rec("wf", wid.encode())
+    if existing is not None:
+        if reuse_existing:
+            return existing["num"], False
+        raise WorkflowAlreadyExists(
+            f"a workflow with id {wid!r} already exists ({existing['status']}, type {existing['type']!r})"
+        )
+    if check_type:
+        _check_registered(t, queue, wtype)
+    num = _counter(t, b"runnum")
+    rec: dict[str, Any] = {
+        "num": num, "id": wid, "type": wtype, "queue": queue, "status": RUNNING,
+        "created": t.now, "updated": t.now, "closed": None, "hlen": 0, "ilen": 0,
+        "wft": WFT_NONE, "timers": {}, "cancel": False, "n_act": 0, "n_att": 0, "n_retry": 0,
+    }
+    t.put("num", u64(num), wid.encode())
+    seed = int.from_bytes(os.urandom(8), "big") >> 1
+    _deliver(t, rec, {"k": ev.WORKFLOW_STARTED, "type": wtype, "in": payload, "seed": seed, "id": wid, "queue": queue})
+    t.put("idx", _idx_key(RUNNING, wid), b"")
+    _save_wf(t, rec)
+    return num, True
+
+
+def _check_registered(t: Txn, queue: str, wtype: str) -> None:
+    types = t.get_rec("types", queue.encode())
+    if not types:
+        raise NotRegistered(
+            f"no worker has registered workflows on queue {queue!r} yet, so {wtype!r} cannot be "
+            "checked: start a worker first, or start the workflow from code with its function"
+        )
+    if wtype not in types.get("workflows", {}):
+        known = ", ".join(sorted(types.get("workflows", {}))) or "none"
+        raise NotRegistered(f"unknown workflow {wtype!r} on queue {queue!r} (registered: {known})")
+
+
+def read_history(t: Txn, num: int, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
+    """Events of run `num` from index `start` (to `end`), checked as they are decoded."""
+    events = []
+    prefix = u64(num)
+    for key, raw in t.scan("hist", prefix, prefix + u64(start)):
+        index = unpack_u64(key, 8)
+        if end is not None and index >= end:
+            break
+        events.append(ev.check_event(decode(raw, what="event"), f"run {num} event {index}"))
+    return events
+
+
+def list_workflows(t: Txn, status: str | None, wtype: str | None, limit: int) -> list[dict[str, Any]]:
+    """Workflow records, optionally by status (from the index) and type."""
+    if status is not None and status not in STATUSES:
+        raise InvalidArgument(f"unknown status {status!r} (one of: {', '.join(STATUSES)})")
+    out: list[dict[str, Any]] = []
+    if status is not None:
+        prefix = b"s" + status.encode() + b"\x00"
+        ids = (key[len(prefix):] for key, _ in t.scan("idx", prefix))
+        recs = (t.get_rec("wf", wid) for wid in ids)
+    else:
+        recs = (decode(raw, what="workflow record") for _, raw in t.scan("wf", b""))
+    for rec in recs:
+        if rec is None or (wtype is not None and rec["type"] != wtype):
+            continue
+        out.append(rec)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def publish_registry(t: Txn, queue: str, desc: dict[str, Any]) -> None:
+    """Record the names a worker serves on `queue`, so clients can check names."""
+    old = t.get_rec("types", queue.encode()) or {"workflows": {}, "activities": []}
+    old["workflows"].update(desc["workflows"])
+    old["activities"] = sorted(set(old["activities"]) | set(desc["activities"]))
+    t.put_rec("types", queue.encode(), old)
+
+
+# --- signals, cancellation, termination ------------------------------------------------------
+
+
+def _running(t: Txn, wid: str, action: str) -> dict[str, Any]:
+    rec = load_wf(t, wid)
+    if rec["status"] != RUNNING:
+        raise WorkflowClosed(f"cannot {action} workflow {wid!r}: it has already {rec['status']}")
+    return rec
+
+
+def signal(t: Txn, wid: str, name: str, payload: bytes) -> None:
+    """Append a signal to the workflow's history (or inbox) and schedule its task."""
+    rec = _running(t, wid, f"signal {name!r} to")
+    types = t.get_rec("types", rec["queue"].encode()) or {}
+    known = types.get("workflows", {}).get(rec["type"])
+    if known is not None and name not in known.get("signals", []):
+        names = ", ".join(known.get("signals", [])) or "none"
+        raise NotRegistered(f"workflow type {rec['type']!r} has no signal {name!r} (signals: {names})")
+    _deliver(t, rec, {"k": ev.SIGNAL_RECEIVED, "name": name, "in": payload})
+    _save_wf(t, rec)
+
+
+def request_cancel(t: Txn, wid: str, reason: str) -> None:
+    """Ask the workflow to cancel: it sees `Cancelled` at its await points (idempotent)."""
+    rec = _running(t, wid, "cancel")
+    if rec["cancel"]:
+        return
+    rec["cancel"] = True
+    _deliver(t, rec, {"k": ev.CANCEL_REQUESTED, "reason": reason})
+    _save_wf(t, rec)
+
+
+def terminate(t: Txn, wid: str, reason: str) -> None:
+    """End the workflow at once: no more of its code runs; its activities lose their leases."""
+    rec = _running(t, wid, "terminate")
+    event = {"k": ev.WORKFLOW_TERMINATED, "t": t.now, "reason": reason}
+    _append(t, rec, event)
+    _close(t, rec, "terminated")
+    _save_wf(t, rec, RUNNING)
+
+
+def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
+    rec["status"] = status
+    rec["closed"] = t.now
+    if rec["wft"] == WFT_QUEUED and rec.get("wtkey"):
+        t.delete("tasks", rec["wtkey"])
+    if rec.get("wdue"):
+        t.delete("due", rec["wdue"])
+    rec["wft"] = WFT_NONE
+    for key in ("wtkey", "wdue", "wtok"):
+        rec.pop(key, None)
+    for due_key in rec["timers"].values():
+        t.delete("due", due_key)
+    rec["timers"] = {}
+    _drain_inbox(t, rec)
+    prefix = u64(rec["num"])
+    for key, raw in list(t.scan("act", prefix)):
+        state = decode(raw, what="activity state")
+        if state.get("tkey"):
+            t.delete("tasks", state["tkey"])
+        if state.get("due"):
+            t.delete("due", state["due"])
+        t.delete("act", key)  # a running attempt learns at its next heartbeat that it is gone
+    t.wake = True
+
+
+# --- task claims ---------------------------------------------------------------------------
+
+
+def claim(
+    t: Txn, queue: str, owner: str, lease_ns: int, max_wft: int, max_act: int, max_query: int
+) -> list[dict[str, Any]]:
+    """Claim up to the given numbers of visible tasks of `queue` under a lease for `owner`."""
+    out: list[dict[str, Any]] = []
+    for kind, limit in ((b"w", max_wft), (b"a", max_act), (b"q", max_query)):
+        if limit <= 0:
+            continue
+        prefix = _task_prefix(kind, queue)
+        taken = []
+        for key, ref in t.scan("tasks", prefix):
+            if unpack_u64(key, len(prefix)) > t.now or len(taken) >= limit:
+                break
+            taken.append((key, ref))
+        for key, ref in taken:
+            t.delete("tasks", key)
+            if kind == b"w":
+                item = _claim_wft(t, unpack_u64(ref), owner, lease_ns)
+            elif kind == b"a":
+                item = _claim_activity(t, unpack_u64(ref), unpack_u64(ref, 8), owner, lease_ns)
+            else:
+                item = _claim_query(t, unpack_u64(ref))
+            if item is not None:
+                out.append(item)
+    return out
+
+
+def _claim_wft(t: Txn, num: int, owner: str, lease_ns: int) -> dict[str, Any] | None:
+    rec = _wf_by_num(t, num)
+    if rec is None or rec["status"] != RUNNING or rec["wft"] != WFT_QUEUED:
+        return None
+    token = _counter(t, b"token")
+    rec.update(wft=WFT_RUNNING, wtok=token, wowner=owner)
+    rec.pop("wtkey", None)
+    rec["wdue"] = _set_due(t, t.now + lease_ns, b"W" + u64(num))
+    _save_wf(t, rec)
+    return {"kind": "wft", "num": num, "id": rec["id"], "type": rec["type"], "queue": rec["queue"],
+            "hlen": rec["hlen"], "token": token}
+
+
+def _claim_activity(t: Txn, num: int, seq: int, owner: str, lease_ns: int) -> dict[str, Any] | None:
+    key = u64x2(num, seq)
+    st = t.get_rec("act", key)
+    if st is None or st["st"] != "q":
+        return None
+    rec = _wf_by_num(t, num)
+    if rec is None:
+        return None
+    token = _counter(t, b"token")
+    st.update(st="r", tok=token, owner=owner, exp=t.now + lease_ns, start=t.now, hbt=None)
+    st["attempt"] += 1
+    st.pop("tkey", None)
+    _reset_act_due(t, st, num, seq)
+    t.put_rec("act", key, st)
+    rec["n_att"] += 1
+    if st["attempt"] > 1:
+        rec["n_retry"] += 1
+    _save_wf(t, rec)
+    return {
+        "kind": "act", "num": num, "seq": seq, "token": token, "name": st["name"], "in": st["in"],
+        "attempt": st["attempt"], "opts": st["opts"], "hb": st.get("hb"), "wid": rec["id"],
+        "wtype": rec["type"], "queue": st["queue"], "start": t.now, "sched": st["sched"],
+    }
+
+
+def _claim_query(t: Txn, qnum: int) -> dict[str, Any] | None:
+    req = t.get_rec("query", b"r" + u64(qnum))
+    if req is None:
+        return None
+    req.pop("tkey", None)
+    return {"kind": "query", "qnum": qnum, **req}
+
+
+def _act_deadline(st: dict[str, Any]) -> int:
+    opts = st["opts"]
+    if st["st"] == "q":
+        return st["sched"] + int(opts["sched2c"] * _NS) if "sched2c" in opts else 0
+    deadline = st["exp"]
+    if "s2c" in opts:
+        deadline = min(deadline, st["start"] + int(opts["s2c"] * _NS))
+    if "hb" in opts:
+        deadline = min(deadline, (st["hbt"] or st["start"]) + int(opts["hb"] * _NS))
+    if "sched2c" in opts:
+        deadline = min(deadline, st["sched"] + int(opts["sched2c"] * _NS))
+    return deadline
+
+
+def _reset_act_due(t: Txn, st: dict[str, Any], num: int, seq: int) -> None:
+    if st.get("due"):
+        t.delete("due", st["due"])
+        st["due"] = None
+    deadline = _act_deadline(st)
+    if deadline:
+        st["due"] = _set_due(t, deadline, _ref_act(num, seq))
+
+
+# --- workflow tasks ------------------------------------------------------------------------
+
+
+def _fenced_wft(t: Txn, num: int, token: int) -> dict[str, Any] | None:
+    rec = _wf_by_num(t, num)
+    if rec is None or rec["status"] != RUNNING or rec["wft"] != WFT_RUNNING or rec.get("wtok") != token:
+        return None
+    return rec
+
+
+def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str, Any]]) -> str:
+    """Record an activation's commands; return "ok", "lost" (lease gone) or "retry".
+
+    "retry" means signals arrived while the code decided to close the workflow: they are put in
+    the history and the task runs again, so that no signal is lost (F13).
+    """
+    rec = _fenced_wft(t, num, token)
+    if rec is None:
+        return "lost"
+    closing = commands[-1]["k"] if commands and commands[-1]["k"] in ev.CLOSING_KINDS else None
+    if closing is not None and rec["ilen"]:
+        pending = _drain_inbox(t, rec)
+        if any(e["k"] == ev.SIGNAL_RECEIVED for e in pending):
+            for event in pending:
+                _append(t, rec, event)
+            _release_wft(t, rec)
+            _enqueue_wft(t, rec)
+            _save_wf(t, rec)
+            return "retry"
+        rec["ilen"] = 0
+    if rec["hlen"] + len(commands) > MAX_HISTORY_EVENTS:
+        err = HistoryLimitError(
+            f"workflow {rec['id']!r}: its history would pass the limit of {MAX_HISTORY_EVENTS} events"
+        )
+        commands = [{"k": ev.WORKFLOW_FAILED, "err": error_to_record(err)}]
+        closing = ev.WORKFLOW_FAILED
+    followups: list[dict[str, Any]] = []
+    for command in commands:
+        event = dict(command)
+        event["t"] = t.now
+        _append(t, rec, event)
+        _apply_command(t, rec, event, followups)
+    _release_wft(t, rec)
+    rec.pop("tfail", None)
+    if closing is not None:
+        _close(t, rec, ev.CLOSING_STATUS[closing])
+        _save_wf(t, rec, RUNNING)
+        return "ok"
+    pending = _drain_inbox(t, rec) + followups
+    for event in pending:
+        event.setdefault("t", t.now)
+        _append(t, rec, event)
+    if pending:
+        _enqueue_wft(t, rec)
+    _save_wf(t, rec)
+    return "ok"
+
+
+def _release_wft(t: Txn, rec: dict[str, Any]) -> None:
+    if rec.get("wdue"):
+        t.delete("due", rec["wdue"])
+    for key in ("wdue", "wtok", "wowner"):
+        rec.pop(key, None)
+    rec["wft"] = WFT_NONE
+
+
+def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups: list[dict[str, Any]]) -> None:
+    kind = event["k"]
+    num = rec["num"]
+    if kind == ev.ACTIVITY_SCHEDULED:
+        seq = event["seq"]
+        opts = event["opts"]
+        queue = opts.get("queue") or rec["queue"]
+        st: dict[str, Any] = {
+            "name": event["name"], "in": event["in"], "opts": opts, "queue": queue, "attempt": 0,
+            "st": "q", "sched": t.now, "cancel": False, "due": None, "hb": None,
+        }
+        st["tkey"] = _enqueue(t, b"a", queue, t.now, u64x2(num, seq))
+        _reset_act_due(t, st, num, seq)
+        t.put_rec("act", u64x2(num, seq), st)
+        rec["n_act"] += 1
+    elif kind == ev.ACTIVITY_CANCEL_REQUESTED:
+        key = u64x2(num, event["seq"])
+        st = t.get_rec("act", key)
+        if st is None:
+            return  # it already ended; its final event is in the inbox or history
+        if st["st"] == "q":  # not running anywhere: cancelled at once
+            _drop_activity(t, key, st)
+            followups.append({"k": ev.ACTIVITY_CANCELLED, "seq": event["seq"], "t": t.now})
+        else:
+            st["cancel"] = True  # its worker learns at the next heartbeat
+            t.put_rec("act", key, st)
+            t.wake = True
+    elif kind == ev.TIMER_STARTED:
+        rec["timers"][event["seq"]] = _set_due(t, t.now + event["dur"], b"T" + u64x2(num, event["seq"]))
+    elif kind == ev.TIMER_CANCELLED:
+        due_key = rec["timers"].pop(event["seq"], None)
+        if due_key is not None:
+            t.delete("due", due_key)
+
+
+def _drop_activity(t: Txn, key: bytes, st: dict[str, Any]) -> None:
+    if st.get("tkey"):
+        t.delete("tasks", st["tkey"])
+    if st.get("due"):
+        t.delete("due", st["due"])
+    t.delete("act", key)
+
+
+def fail_workflow_task(t: Txn, num: int, token: int, error: str) -> bool:
+    """The workflow's code could not run (a bug, non-determinism, an unknown type).
+
+    The history is left as it is; the task is tried again with a growing delay, so the workflow
+    resumes by itself once fixed code is deployed. The error is kept for `describe` and `list`.
+    """
+    rec = _fenced_wft(t, num, token)
+    if rec is None:
+        return False
+    failures = rec.get("tfail", {}).get("n", 0) + 1
+    rec["tfail"] = {"err": error[:4000], "n": failures, "t": t.now}
+    for event in _drain_inbox(t, rec):
+        _append(t, rec, event)
+    _release_wft(t, rec)
+    delay = min(0.1 * 2 ** min(failures - 1, 20), MAX_WORKFLOW_TASK_RETRY_SECONDS)
+    _enqueue_wft(t, rec, t.now + int(delay * _NS))
+    _save_wf(t, rec)
+    return True
+
+
+# --- activities ----------------------------------------------------------------------------
+
+
+def _fenced_act(t: Txn, num: int, seq: int, token: int) -> dict[str, Any] | None:
+    st = t.get_rec("act", u64x2(num, seq))
+    if st is None or st["st"] != "r" or st.get("tok") != token:
+        return None
+    return st  # type: ignore[no-any-return]
+
+
+def complete_activity(t: Txn, num: int, seq: int, token: int, payload: bytes) -> bool:
+    """Record an attempt's result if it still holds the lease; return whether it was accepted."""
+    st = _fenced_act(t, num, seq, token)
+    if st is None:
+        return False
+    rec = _wf_by_num(t, num)
+    assert rec is not None and rec["status"] == RUNNING
+    _drop_activity(t, u64x2(num, seq), st)
+    _deliver(t, rec, {"k": ev.ACTIVITY_COMPLETED, "seq": seq, "out": payload, "attempt": st["attempt"]})
+    _save_wf(t, rec)
+    return True
+
+
+def fail_activity(t: Txn, num: int, seq: int, token: int, err: dict[str, Any], retryable: bool, cancelled: bool) -> bool:
+    """Record a failed (or, after a cancel request, cancelled) attempt if it holds the lease."""
+    st = _fenced_act(t, num, seq, token)
+    if st is None:
+        return False
+    rec = _wf_by_num(t, num)
+    assert rec is not None
+    key = u64x2(num, seq)
+    if cancelled and st["cancel"]:
+        _drop_activity(t, key, st)
+        _deliver(t, rec, {"k": ev.ACTIVITY_CANCELLED, "seq": seq})
+    else:
+        _retry_or_fail(t, rec, key, st, err, "failed", retryable)
+    _save_wf(t, rec)
+    return True
+
+
+def _retry_or_fail(t: Txn, rec: dict[str, Any], key: bytes, st: dict[str, Any], err: dict[str, Any], why: str, retryable: bool) -> None:
+    policy = RetryPolicy.from_record(st["opts"]["retry"])
+    attempt = st["attempt"]
+    err_type = str(err.get("type", ""))
+    non_retryable = (
+        not retryable
+        or bool(err.get("nr"))
+        or any(err_type == n or err_type.endswith("." + n) for n in policy.non_retryable)
+    )
+    if not non_retryable and attempt < policy.max_attempts and not st["cancel"]:
+        visible = t.now + int(policy.delay(attempt) * _NS)
+        sched2c = st["opts"].get("sched2c")
+        if sched2c is None or visible < st["sched"] + int(sched2c * _NS):
+            if st.get("due"):
+                t.delete("due", st["due"])
+            st.update(st="q", lerr=err, tok=None, owner=None, due=None)
+            st["tkey"] = _enqueue(t, b"a", st["queue"], visible, key[:16])
+            _reset_act_due(t, st, unpack_u64(key), unpack_u64(key, 8))
+            t.put_rec("act", key, st)
+            return
+    _drop_activity(t, key, st)
+    seq = unpack_u64(key, 8)
+    if st["cancel"]:
+        _deliver(t, rec, {"k": ev.ACTIVITY_CANCELLED, "seq": seq})
+    else:
+        _deliver(t, rec, {"k": ev.ACTIVITY_FAILED, "seq": seq, "err": err, "attempt": attempt, "why": why})
+
+
+def heartbeat(t: Txn, owner: str, lease_ns: int, items: list[tuple[Any, ...]]) -> list[str]:
+    """Renew the leases `owner` holds; return per item "ok", "cancel" or "lost".
+
+    Items are ("act", num, seq, token, details-or-None) or ("wft", num, token).
+    """
+    out = []
+    for item in items:
+        if item[0] == "wft":
+            rec = _fenced_wft(t, item[1], item[2])
+            if rec is None:
+                out.append("lost")
+                continue
+            t.delete("due", rec["wdue"])
+            rec["wdue"] = _set_due(t, t.now + lease_ns, b"W" + u64(rec["num"]))
+            _save_wf(t, rec)
+            out.append("ok")
+            continue
+        _, num, seq, token, details = item
+        st = _fenced_act(t, num, seq, token)
+        if st is None:
+            out.append("lost")
+            continue
+        st["exp"] = t.now + lease_ns
+        if details is not None:
+            st["hb"] = details
+            st["hbt"] = t.now
+        _reset_act_due(t, st, num, seq)
+        t.put_rec("act", u64x2(num, seq), st)
+        out.append("cancel" if st["cancel"] else "ok")
+    return out
+
+
+def release_activity(t: Txn, num: int, seq: int, token: int) -> bool:
+    """Hand a claimed attempt back (worker shutting down): queued again, attempt not counted."""
+    st = _fenced_act(t, num, seq, token)
+    if st is None:
+        return False
+    key = u64x2(num, seq)
+    if st.get("due"):
+        t.delete("due", st["due"])
+    st.update(st="q", tok=None, owner=None, due=None)
+    st["attempt"] -= 1
+    st["tkey"] = _enqueue(t, b"a", st["queue"], t.now, key)
+    _reset_act_due(t, st, num, seq)
+    t.put_rec("act", key, st)
+    return True
+
+
+# --- the clock: timers and expired leases -------------------------------------------------
+
+
+def next_due(t: Txn) -> int | None:
+    """When the earliest timer, deadline or lease expiry falls due (ns), or None."""
+    item = t.first("due", b"")
+    return None if item is None else unpack_u64(item[0])
+
+
+def fire_due(t: Txn, limit: int) -> int:
+    """Process up to `limit` due items (timers fire, expired leases end); return how many."""
+    items = []
+    for key, _ in t.scan("due", b""):
+        if unpack_u64(key) > t.now or len(items) >= limit:
+            break
+        items.append(key)
+    for key in items:
+        t.delete("due", key)
+        ref = key[8:]
+        kind = ref[:1]
+        if kind == b"T":
+            _fire_timer(t, unpack_u64(ref, 1), unpack_u64(ref, 9), key)
+        elif kind == b"A":
+            _check_activity(t, unpack_u64(ref, 1), unpack_u64(ref, 9), key)
+        elif kind == b"W":
+            _expire_wft(t, unpack_u64(ref, 1), key)
+    return len(items)
+
+
+def _fire_timer(t: Txn, num: int, seq: int, due_key: bytes) -> None:
+    rec = _wf_by_num(t, num)
+    if rec is None or rec["status"] != RUNNING or rec["timers"].get(seq) != due_key:
+        return
+    del rec["timers"][seq]
+    _deliver(t, rec, {"k": ev.TIMER_FIRED, "seq": seq})
+    _save_wf(t, rec)
+
+
+def _check_activity(t: Txn, num: int, seq: int, due_key: bytes) -> None:
+    key = u64x2(num, seq)
+    st = t.get_rec("act", key)
+    if st is None or st.get("due") != due_key:
+        return
+    st["due"] = None
+    rec = _wf_by_num(t, num)
+    if rec is None or rec["status"] != RUNNING:
+        _drop_activity(t, key, st)
+        return
+    opts = st["opts"]
+    if "sched2c" in opts and t.now >= st["sched"] + int(opts["sched2c"] * _NS):
+        err = {"type": "ScheduleToCloseTimeout", "msg": f"schedule_to_close timeout of {opts['sched2c']:g} s passed"}
+        _drop_activity(t, key, st)
+        if st["cancel"]:
+            _deliver(t, rec, {"k": ev.ACTIVITY_CANCELLED, "seq": seq})
+        else:
+            _deliver(t, rec, {"k": ev.ACTIVITY_FAILED, "seq": seq, "err": err, "attempt": st["attempt"], "why": "timed_out"})
+    elif st["st"] == "r":
+        if "s2c" in opts and t.now >= st["start"] + int(opts["s2c"] * _NS):
+            err = {"type": "StartToCloseTimeout", "msg": f"attempt {st['attempt']} passed its start_to_close timeout of {opts['s2c']:g} s"}
+            why = "timed_out"
+        elif "hb" in opts and t.now >= (st["hbt"] or st["start"]) + int(opts["hb"] * _NS):
+            err = {"type": "HeartbeatTimeout", "msg": f"attempt {st['attempt']} sent no heartbeat for {opts['hb']:g} s"}
+            why = "timed_out"
+        elif t.now >= st["exp"]:
+            err = {"type": "WorkerLost", "msg": f"the worker running attempt {st['attempt']} stopped renewing its lease"}
+            why = "failed"
+        else:
+            _reset_act_due(t, st, num, seq)
+            t.put_rec("act", key, st)
+            return
+        # the late worker's result will be refused: the token changes with the next claim
+        _retry_or_fail(t, rec, key, st, err, why, True)
+    else:
+        _reset_act_due(t, st, num, seq)
+        t.put_rec("act", key, st)
+        return
+    _save_wf(t, rec)
+
+
+def _expire_wft(t: Txn, num: int, due_key: bytes) -> None:
+    rec = _wf_by_num(t, num)
+    if rec is None or rec["status"] != RUNNING or rec.get("wdue") != due_key:
+        return
+    for event in _drain_inbox(t, rec):
+        _append(t, rec, event)
+    _release_wft(t, rec)
+    _enqueue_wft(t, rec)
+    _save_wf(t, rec)
+
+
+# --- queries -------------------------------------------------------------------------------
+
+
+def put_query(t: Txn, wid: str, name: str, payload: bytes) -> int:
+    """Ask the workers of the workflow's queue to run a query; return the query number."""
+    rec = load_wf(t, wid)
+    types = t.get_rec("types", rec["queue"].encode()) or {}
+    known = types.get("workflows", {}).get(rec["type"])
+    if known is not None and name not in known.get("queries", []):
+        names = ", ".join(known.get("queries", [])) or "none"
+        raise NotRegistered(f"workflow type {rec['type']!r} has no query {name!r} (queries: {names})")
+    qnum = _counter(t, b"querynum")
+    tkey = _enqueue(t, b"q", rec["queue"], t.now, u64(qnum))
+    t.put_rec("query", b"r" + u64(qnum), {"num": rec["num"], "id": wid, "type": rec["type"], "name": name, "in": payload, "tkey": tkey})
+    return qnum
+
+
+def answer_query(t: Txn, qnum: int, answer: dict[str, Any]) -> None:
+    """Store the answer to query `qnum` (if its asker still waits)."""
+    if t.get("query", b"r" + u64(qnum)) is not None:
+        t.put_rec("query", b"a" + u64(qnum), answer)
+        t.wake = True
+
+
+def take_query_answer(t: Txn, qnum: int, give_up: bool) -> dict[str, Any] | None:
+    """The answer to query `qnum` if there is one (removing the query), else None.
+
+    With `give_up`, the query is removed whether answered or not.
+    """
+    answer = t.get_rec("query", b"a" + u64(qnum))
+    if answer is None and not give_up:
+        return None
+    req = t.get_rec("query", b"r" + u64(qnum))
+    if req is not None and req.get("tkey"):
+        t.delete("tasks", req["tkey"])
+    t.delete("query", b"r" + u64(qnum))
+    t.delete("query", b"a" + u64(qnum))
+    return answer  # type: ignore[no-any-return]
+
+
+def has_claimable(t: Txn, queue: str) -> int | None:
+    """The earliest time (ns) a task of `queue` becomes claimable, or None if there is none."""
+    earliest = None
+    for kind in (b"w", b"a", b"q"):
+        prefix = _task_prefix(kind, queue)
+        item = t.first("tasks", prefix)
+        if item is not None:
+            when = unpack_u64(item[0], len(prefix))
+            earliest = when if earliest is None else min(earliest, when)
+    return earliest

@@ -1,0 +1,327 @@
+"""The LMDB store: one environment per data directory, every change one write transaction.
+
+This module knows LMDB; the domain operations in `_ops` see only the small `Txn` wrapper. A
+group of operations runs in one write transaction (group commit), each inside a nested
+transaction so that one refused operation (a fencing check, a closed workflow) does not undo the
+others. If the map fills up, the whole batch is retried after growing the map, before anyone is
+told it was written. After a commit, processes waiting on the data directory are woken (`_wake`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import lmdb
+
+from . import _codec, _wake
+from ._codec import Converter, PayloadCodec
+from ._errors import (
+    DurableError,
+    NotAStore,
+    StoreError,
+    StoreFormatError,
+    StoreFullError,
+    StorePermissionError,
+)
+from ._limits import INITIAL_MAP_BYTES, MAX_MAP_BYTES
+
+T = TypeVar("T")
+
+#: On-disk format written by this version. A store with a larger number is refused.
+FORMAT_VERSION = 1
+
+_DBS = ("meta", "wf", "num", "hist", "inbox", "act", "tasks", "due", "idx", "types", "query")
+_U64 = struct.Struct(">Q")
+_U64X2 = struct.Struct(">QQ")
+
+
+def u64(n: int) -> bytes:
+    """Big-endian u64, so that integer keys sort as bytes."""
+    return _U64.pack(n)
+
+
+def u64x2(a: int, b: int) -> bytes:
+    """Two big-endian u64s."""
+    return _U64X2.pack(a, b)
+
+
+def unpack_u64(b: bytes, offset: int = 0) -> int:
+    """Read a big-endian u64 at `offset`."""
+    return _U64.unpack_from(b, offset)[0]
+
+
+class Clock:
+    """Where time enters the store and the worker: wall-clock nanoseconds."""
+
+    def now_ns(self) -> int:
+        """The current time in nanoseconds since the epoch."""
+        return time.time_ns()
+
+
+class Txn:
+    """A write (or read) transaction as the domain operations see it."""
+
+    __slots__ = ("_txn", "_dbs", "now", "wake", "store")
+
+    def __init__(self, store: Store, txn: lmdb.Transaction, now: int) -> None:
+        self.store = store
+        self._txn = txn
+        self._dbs = store._dbs
+        self.now = now
+        #: set by an operation when waiting processes should look at the store again
+        self.wake = False
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        """The value under `key`, or None."""
+        return self._txn.get(key, db=self._dbs[db])
+
+    def get_rec(self, db: str, key: bytes) -> Any:
+        """The decoded record under `key`, or None."""
+        raw = self._txn.get(key, db=self._dbs[db])
+        return None if raw is None else _codec.decode(raw, what=f"{db} record")
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        """Store `value` under `key`."""
+        self._txn.put(key, value, db=self._dbs[db])
+
+    def put_rec(self, db: str, key: bytes, rec: Any) -> None:
+        """Store a record (CBOR) under `key`."""
+        self._txn.put(key, _codec.encode(rec), db=self._dbs[db])
+
+    def delete(self, db: str, key: bytes) -> bool:
+        """Remove `key`; return whether it existed."""
+        return self._txn.delete(key, db=self._dbs[db])
+
+    def scan(self, db: str, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with `prefix`, in key order, from `start` (default: `prefix`)."""
+        cur = self._txn.cursor(db=self._dbs[db])
+        if not cur.set_range(start if start is not None else prefix):
+            return
+        for key, value in cur:
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def first(self, db: str, prefix: bytes) -> tuple[bytes, bytes] | None:
+        """The first item whose key starts with `prefix`, or None."""
+        for item in self.scan(db, prefix):
+            return item
+        return None
+
+    def count(self, db: str) -> int:
+        """Number of entries in a database."""
+        return int(self._txn.stat(self._dbs[db])["entries"])
+
+
+# One Environment per data directory per process (LMDB forbids a second open in one process).
+_open_stores: dict[str, Store] = {}
+_open_lock = threading.Lock()
+
+
+class Store:
+    """An open data directory. Use `Store.open`; one instance per directory per process."""
+
+    def __init__(self, path: str, env: lmdb.Environment, clock: Clock) -> None:
+        self.path = path
+        self.env = env
+        self.clock = clock
+        self.converter = Converter()
+        self._dbs = {name: env.open_db(name.encode()) for name in _DBS}
+        self._write_lock = threading.Lock()
+        self.notifier = _wake.Notifier(os.path.join(path, "wake"))
+        self.pid = os.getpid()
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, create: bool = True, codec: PayloadCodec | None = None,
+        clock: Clock | None = None,
+    ) -> Store:
+        """Open (and with `create`, make) the store in directory `path`."""
+        real = os.path.realpath(os.fspath(path))
+        with _open_lock:
+            store = _open_stores.get(real)
+            if store is not None and store.pid == os.getpid():
+                if codec is not None:
+                    store.converter = Converter(codec)
+                return store
+            store = cls._open_new(real, create, clock or Clock())
+            if codec is not None:
+                store.converter = Converter(codec)
+            _open_stores[real] = store
+            return store
+
+    @classmethod
+    def _open_new(cls, path: str, create: bool, clock: Clock) -> Store:
+        data_file = os.path.join(path, "data.mdb")
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise NotAStore(f"{path} is not a directory, so it cannot be a durable store")
+        if not os.path.exists(path):
+            if not create:
+                raise NotAStore(f"no durable store at {path} (start a worker or a workflow to create one)")
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store directory {path}: {exc.strerror}") from None
+        _check_permissions(path)
+        if not os.path.exists(data_file):
+            entries = [e for e in os.listdir(path) if e not in ("wake", "lock.mdb")]
+            if entries:
+                raise NotAStore(
+                    f"{path} is not a durable store: it holds other files ({', '.join(sorted(entries)[:3])})"
+                )
+            if not create:
+                raise NotAStore(f"no durable store at {path} (start a worker or a workflow to create one)")
+        try:
+            env = lmdb.open(
+                path, map_size=INITIAL_MAP_BYTES, max_dbs=len(_DBS) + 2, subdir=True, sync=True,
+                metasync=True, mode=0o600, lock=True, max_readers=512, lib_version=0,
+            )
+        except lmdb.InvalidError:
+            raise NotAStore(f"{path} is not a durable store: data.mdb is not an LMDB file") from None
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the store at {path}: {exc}") from None
+        for name in ("data.mdb", "lock.mdb"):
+            file = os.path.join(path, name)
+            if os.path.exists(file):
+                try:
+                    os.chmod(file, 0o600)
+                except PermissionError:
+                    pass
+        env.reader_check()  # readers left behind by killed processes pin old pages
+        store = cls(path, env, clock)
+        store._check_format()
+        os.makedirs(os.path.join(path, "wake"), mode=0o700, exist_ok=True)
+        return store
+
+    def _check_format(self) -> None:
+        with self.env.begin(write=True) as txn:
+            raw = txn.get(b"format", db=self._dbs["meta"])
+            if raw is None:
+                txn.put(b"format", u64(FORMAT_VERSION), db=self._dbs["meta"])
+                return
+        if len(raw) != 8:
+            raise StoreFormatError(f"{self.path}: the store's format marker is corrupt")
+        version = unpack_u64(raw)
+        if version > FORMAT_VERSION:
+            raise StoreFormatError(
+                f"{self.path} was written by a newer durable (format {version}; this version reads "
+                f"format {FORMAT_VERSION}): upgrade durable to use it"
+            )
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run `fn` in a read-only transaction."""
+        with self._begin(write=False) as txn:
+            return fn(Txn(self, txn, self.clock.now_ns()))
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run one operation in its own write transaction and commit it (synced)."""
+        result = self.write_batch([fn])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def write_batch(self, ops: list[Callable[[Txn], Any]]) -> list[Any]:
+        """Run `ops` in one write transaction, each in a nested one; commit once.
+
+        Returns one entry per op: its result, or the `DurableError` it raised (that op's writes
+        are undone; the others stand). Other exceptions abort the whole batch and propagate.
+        """
+        while True:
+            try:
+                with self._write_lock:
+                    results, wake = self._run_batch(ops)
+                break
+            except lmdb.MapFullError:
+                self._grow_map()
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+            except lmdb.Error as exc:
+                if _is_disk_full(exc):
+                    raise StoreFullError(
+                        f"the disk holding {self.path} is full: nothing of this change was written; "
+                        "free some space and the store carries on"
+                    ) from None
+                raise StoreError(f"store {self.path}: {exc}") from None
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StoreFullError(f"the disk holding {self.path} is full: nothing was written") from None
+                raise
+        if wake:
+            self.notifier.notify()
+        return results
+
+    def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool]:
+        results: list[Any] = []
+        wake = False
+        txn = self.env.begin(write=True)
+        try:
+            now = self.clock.now_ns()
+            for op in ops:
+                child = self.env.begin(write=True, parent=txn)
+                t = Txn(self, child, now)
+                try:
+                    results.append(op(t))
+                except DurableError as exc:
+                    child.abort()
+                    results.append(exc)
+                    continue
+                except BaseException:
+                    child.abort()
+                    raise
+                child.commit()
+                wake = wake or t.wake
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+        return results, wake
+
+    def _begin(self, write: bool) -> lmdb.Transaction:
+        while True:
+            try:
+                return self.env.begin(write=write)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+
+    def _grow_map(self) -> None:
+        size = self.env.info()["map_size"]
+        if size >= MAX_MAP_BYTES:
+            raise StoreFullError(f"the store at {self.path} reached its largest map size ({size} bytes)")
+        self.env.set_mapsize(min(size * 2, MAX_MAP_BYTES))
+
+    def close(self) -> None:
+        """Close the environment (tests and tools; a process normally keeps it open)."""
+        with _open_lock:
+            if _open_stores.get(self.path) is self:
+                del _open_stores[self.path]
+        self.env.close()
+
+
+def _check_permissions(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise StorePermissionError(f"cannot access {path}: {exc.strerror}") from None
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StorePermissionError(
+            f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run 'chmod 700 {path}' to use it as a store"
+        )
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise StorePermissionError(f"{path} belongs to another user (uid {st.st_uid})")
+
+
+def _is_disk_full(exc: lmdb.Error) -> bool:
+    text = str(exc)
+    return "No space left" in text or "ENOSPC" in text or "Disk quota" in text

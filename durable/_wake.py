@@ -1,0 +1,91 @@
+"""Wake-ups between processes that share a data directory, without busy polling.
+
+Each waiting process binds a Unix datagram socket in ``<data>/wake/``. After a commit that others
+may be waiting for, the committing process sends one byte to every socket there. A wake-up only
+says "look at the store again"; losing one costs at most the polling fallback, never correctness.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+
+class Notifier:
+    """Sends wake-ups to every listener of a data directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._mtime = -1
+        self._targets: list[str] = []
+        self.own: set[str] = set()
+
+    def _refresh(self) -> None:
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            self._targets = []
+            return
+        if mtime != self._mtime:
+            self._mtime = mtime
+            self._targets = [os.path.join(self.directory, n) for n in os.listdir(self.directory)]
+
+    def notify(self) -> None:
+        """Wake every listener (including this process's own, which wait on other tasks' work)."""
+        self._refresh()
+        for target in self._targets:
+            try:
+                self._sock.sendto(b"!", target)
+            except (BlockingIOError, InterruptedError):
+                pass  # its buffer is full: it already has a wake-up pending
+            except (ConnectionRefusedError, FileNotFoundError):
+                if target not in self.own:  # a listener whose process died
+                    try:
+                        os.unlink(target)
+                    except OSError:
+                        pass
+            except OSError:
+                pass
+
+
+class Listener:
+    """A socket that receives wake-ups. Close it when done (it removes its file)."""
+
+    def __init__(self, directory: str, notifier: Notifier | None = None) -> None:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.path = os.path.join(directory, f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self._notifier = notifier
+        if notifier is not None:
+            notifier.own.add(self.path)
+
+    def drain(self) -> None:
+        """Consume pending wake-ups."""
+        try:
+            while True:
+                self.sock.recv(64)
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def wait(self, timeout: float) -> None:
+        """Block (a plain thread) until a wake-up arrives or `timeout` seconds pass."""
+        import select
+
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if ready:
+            self.drain()
+
+    def close(self) -> None:
+        """Stop listening and remove the socket file."""
+        if self._notifier is not None:
+            self._notifier.own.discard(self.path)
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass

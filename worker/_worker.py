@@ -1,0 +1,447 @@
+"""The worker: claims tasks of one queue under leases and runs them, all in one trio program.
+
+Tasks running concurrently in the worker's nursery:
+
+- the *writer* batches every write the other tasks ask for into one transaction (group commit);
+- the *poller* claims workflow tasks, activity attempts and queries when the store says there are
+  some (woken by the data directory's wake-up socket; polling is only the fallback);
+- the *clock* fires due timers and ends expired leases (any worker may: the store decides);
+- the *heartbeat* renews the leases this worker holds and learns which activities to cancel;
+- one task per running activity, inside its own cancel scope.
+
+Workflow activations run one at a time in a separate thread (the engine), never on the trio
+thread: so a stray ``trio.sleep`` in workflow code fails loudly instead of touching the worker's
+own scopes. Live workflow instances stay in a bounded cache; a miss replays the history through
+the same code path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import signal as _signal
+import socket
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import trio
+
+from durable import _activity, _ops
+from durable._codec import PayloadCodec, error_to_record
+from durable._defs import Activity, Registry
+from durable._errors import ApplicationError, DurableError, PayloadError
+from durable._limits import DEFAULT_LEASE_SECONDS, MAX_CLAIM_BATCH, POLL_FALLBACK_SECONDS
+from durable._runtime import Runtime
+from durable._store import Store, Txn
+from durable._wake import Listener
+
+log = logging.getLogger("durable.worker")
+
+_NS = 1_000_000_000
+
+
+class Worker:
+    """Serves one queue of a store with the given workflows and activities.
+
+    ``Worker(data, workflows=[...], activities=[...]).run_sync()`` runs until SIGINT/SIGTERM;
+    ``await worker.run()`` runs inside a trio program until `shutdown` is called or it is
+    cancelled. Several workers (in one process or many) can serve the same store and queue.
+    """
+
+    def __init__(
+        self,
+        data: str | os.PathLike[str],
+        *,
+        workflows: Iterable[Any] = (),
+        activities: Iterable[Activity[Any, Any]] = (),
+        queue: str = "default",
+        max_concurrent_activities: int = 100,
+        max_cached_workflows: int = 10_000,
+        lease: float = DEFAULT_LEASE_SECONDS,
+        graceful_timeout: float = 10.0,
+        codec: PayloadCodec | None = None,
+        identity: str | None = None,
+    ) -> None:
+        if max_concurrent_activities < 1 or max_cached_workflows < 1:
+            raise DurableError("max_concurrent_activities and max_cached_workflows must be at least 1")
+        if not (0.05 <= lease <= 3600):
+            raise DurableError(f"lease must be between 0.05 and 3600 seconds, not {lease!r}")
+        self.registry = Registry(workflows, activities)
+        self.store = Store.open(data, create=True, codec=codec)
+        self.queue = queue
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.max_activities = max_concurrent_activities
+        self.max_cached = max_cached_workflows
+        self.lease_ns = int(lease * _NS)
+        self.graceful_timeout = graceful_timeout
+        self._cache: OrderedDict[int, Runtime] = OrderedDict()
+        self._running_acts: dict[tuple[int, int], tuple[dict[str, Any], _activity.ActivityContext, trio.CancelScope]] = {}
+        self._running_wfts: dict[int, int] = {}
+        self._pending_writes: list[tuple[Callable[[Txn], Any], list[Any], trio.Event]] = []
+        self._writer_wakeup = trio.Event()
+        self._changed = trio.Event()
+        self._stopping = False
+        self._started = trio.Event()
+        self._engine = trio.CapacityLimiter(1)
+        self._threads = trio.CapacityLimiter(max_concurrent_activities)
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0}
+
+    # --- running -----------------------------------------------------------------------------
+
+    def run_sync(self) -> None:
+        """Run until SIGINT or SIGTERM, then shut down gracefully."""
+        trio.run(self._run_with_signals)
+
+    async def _run_with_signals(self) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                with trio.open_signal_receiver(_signal.SIGINT, _signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        log.info("signal received: shutting down")
+                        self.shutdown()
+
+            nursery.start_soon(watch)
+            await self.run()
+            nursery.cancel_scope.cancel()
+
+    def shutdown(self) -> None:
+        """Stop claiming; let running work finish within the grace period; hand back the rest."""
+        self._stopping = True
+        self._notify_local()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the queue until `shutdown` is called (or the caller cancels)."""
+        self._trio_token = trio.lowlevel.current_trio_token()
+        listener = Listener(os.path.join(self.store.path, "wake"), self.store.notifier)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                await self._write(lambda t: _ops.publish_registry(t, self.queue, self.registry.describe()))
+                nursery.start_soon(self._listen, listener)
+                nursery.start_soon(self._clock)
+                nursery.start_soon(self._heartbeat)
+                async with trio.open_nursery() as work:
+                    task_status.started()
+                    self._started.set()
+                    await self._poll(work)
+                    await self._drain(work)
+                nursery.cancel_scope.cancel()
+        finally:
+            listener.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
+
+    async def _drain(self, work: trio.Nursery) -> None:
+        with trio.move_on_after(self.graceful_timeout):
+            while self._running_acts or self._running_wfts:
+                await self._wait_changed(0.05)
+        for (num, seq), (item, ctx, scope) in list(self._running_acts.items()):
+            ctx.lost = True
+            scope.cancel()
+            await self._write(lambda t, n=num, s=seq, k=item["token"]: _ops.release_activity(t, n, s, k))
+        work.cancel_scope.cancel()
+
+    # --- wake-ups ----------------------------------------------------------------------------
+
+    def _notify_local(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait_changed(self, timeout: float) -> None:
+        event = self._changed
+        with trio.move_on_after(max(timeout, 0.0)):
+            await event.wait()
+
+    async def _listen(self, listener: Listener) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(listener.sock)
+            listener.drain()
+            self._notify_local()
+
+    # --- group commit ------------------------------------------------------------------------
+
+    async def _write(self, op: Callable[[Txn], Any]) -> Any:
+        """Have `op` committed in the next batch; return its result (or raise its error)."""
+        box: list[Any] = []
+        done = trio.Event()
+        self._pending_writes.append((op, box, done))
+        self._writer_wakeup.set()
+        await done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+    async def _writer(self) -> None:
+        while True:
+            await self._writer_wakeup.wait()
+            self._writer_wakeup = trio.Event()
+            batch, self._pending_writes = self._pending_writes, []
+            if not batch:
+                continue
+            ops = [op for op, _, _ in batch]
+            try:
+                results = await trio.to_thread.run_sync(self.store.write_batch, ops)
+            except Exception as exc:  # the whole batch failed (disk full...): tell each waiter
+                log.error("store write failed: %s", exc)
+                results = [exc] * len(batch)
+            for (_, box, done), result in zip(batch, results):
+                box.append(result)
+                done.set()
+
+    # --- claiming ----------------------------------------------------------------------------
+
+    async def _poll(self, work: trio.Nursery) -> None:
+        while not self._stopping:
+            free = self.max_activities - len(self._running_acts)
+            earliest = self.store.read(lambda t: _ops.has_claimable(t, self.queue))
+            now = self.store.clock.now_ns()
+            if earliest is None or earliest > now:
+                wait = POLL_FALLBACK_SECONDS if earliest is None else min((earliest - now) / _NS, POLL_FALLBACK_SECONDS)
+                await self._wait_changed(wait)
+                continue
+            items = await self._write(
+                lambda t: _ops.claim(t, self.queue, self.identity, self.lease_ns, MAX_CLAIM_BATCH,
+                                     min(free, MAX_CLAIM_BATCH), MAX_CLAIM_BATCH)
+            )
+            for item in items:
+                if item["kind"] == "act":
+                    key = (item["num"], item["seq"])
+                    ctx, scope = self._activity_context(item), trio.CancelScope()
+                    self._running_acts[key] = (item, ctx, scope)
+                    work.start_soon(self._run_activity, item, ctx, scope)
+                elif item["kind"] == "wft":
+                    self._running_wfts[item["num"]] = item["token"]
+                    work.start_soon(self._run_wft, item)
+                else:
+                    work.start_soon(self._run_query, item)
+            if not items or (free <= 0):
+                await self._wait_changed(POLL_FALLBACK_SECONDS if free <= 0 else 0.0)
+
+    # --- workflow tasks ----------------------------------------------------------------------
+
+    async def _run_wft(self, item: dict[str, Any]) -> None:
+        num, token = item["num"], item["token"]
+        try:
+            outcome = await trio.to_thread.run_sync(self._activate, item, limiter=self._engine)
+            if isinstance(outcome, str):
+                await self._write(lambda t: _ops.fail_workflow_task(t, num, token, outcome))
+                return
+            result = await self._write(lambda t: _ops.complete_workflow_task(t, num, token, outcome))
+            await trio.to_thread.run_sync(self._after_commit, num, result, limiter=self._engine)
+            self.stats["wft"] += 1
+        finally:
+            self._running_wfts.pop(num, None)
+            if not self._running_wfts and self._stopping:
+                self._notify_local()
+
+    def _activate(self, item: dict[str, Any]) -> list[dict[str, Any]] | str:
+        """Engine thread: bring the instance up to date and run the live activation."""
+        num = item["num"]
+        rt = self._cache.pop(num, None)
+        try:
+            if rt is None:
+                defn = self.registry.workflow(item["type"])
+                rt = Runtime(defn, item["id"], f"{num:x}", self.store.converter)
+            start = rt.processed
+            events = self.store.read(lambda t: _ops.read_history(t, num, start, item["hlen"]))
+            commands = rt.advance(events)
+        except Exception as exc:  # noqa: BLE001 - a workflow-code failure: kept in the record
+            if rt is not None:
+                rt.close()
+            text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, DurableError) else str(exc)
+            log.warning("workflow task of %r failed: %s", item["id"], text)
+            return text
+        self._cache[num] = rt
+        self._trim_cache()
+        return commands
+
+    def _after_commit(self, num: int, result: Any) -> None:
+        rt = self._cache.get(num)
+        if rt is None:
+            return
+        if result == "ok":
+            rt.mark_recorded()
+            if rt.done:
+                self._evict(num)
+        else:  # lease lost, or signals arrived as it closed: replay from history next time
+            self._evict(num)
+
+    def _evict(self, num: int) -> None:
+        rt = self._cache.pop(num, None)
+        if rt is not None:
+            rt.close()
+
+    def _trim_cache(self) -> None:
+        while len(self._cache) > self.max_cached:
+            _, rt = self._cache.popitem(last=False)
+            rt.close()
+
+    def _clear_cache(self) -> None:
+        while self._cache:
+            _, rt = self._cache.popitem()
+            rt.close()
+
+    # --- queries -----------------------------------------------------------------------------
+
+    async def _run_query(self, item: dict[str, Any]) -> None:
+        answer = await trio.to_thread.run_sync(self._answer_query, item, limiter=self._engine)
+        await self._write(lambda t: _ops.answer_query(t, item["qnum"], answer))
+        self.stats["query"] += 1
+
+    def _answer_query(self, item: dict[str, Any]) -> dict[str, Any]:
+        num = item["num"]
+        try:
+            rt = self._cache.get(num)
+            if rt is None:
+                rt = Runtime(self.registry.workflow(item["type"]), item["id"], f"{num:x}", self.store.converter)
+            if rt._pending_recorded == 0:  # otherwise it already holds the newest state
+                start = rt.processed
+                events = self.store.read(lambda t: _ops.read_history(t, num, start))
+                rt.advance(events, run_live=False)
+            if num not in self._cache and not rt.done:
+                self._cache[num] = rt
+                self._trim_cache()
+            args = self.store.converter.from_payload(item["in"], "query arguments")
+            value = rt.query(item["name"], args)
+            return {"ok": self.store.converter.to_payload(value, f"answer to query {item['name']!r}")}
+        except Exception as exc:  # noqa: BLE001 - reported to the asker
+            self._evict(num)
+            return {"err": str(exc) if isinstance(exc, DurableError) else f"{type(exc).__name__}: {exc}"}
+
+    # --- activities --------------------------------------------------------------------------
+
+    def _activity_context(self, item: dict[str, Any]) -> _activity.ActivityContext:
+        details = None
+        if item.get("hb") is not None:
+            try:
+                details = self.store.converter.from_payload(item["hb"], "heartbeat details")
+            except DurableError:
+                details = None
+        info = _activity.ActivityInfo(
+            activity=item["name"], workflow_id=item["wid"], workflow_type=item["wtype"], seq=item["seq"],
+            attempt=item["attempt"], idempotency_key=f"{item['wid']}/{item['num']:x}/{item['seq']}",
+            heartbeat_details=details, queue=item["queue"],
+            started_at=_dt.datetime.fromtimestamp(item["start"] / 1e9, tz=_dt.timezone.utc),
+        )
+        return _activity.ActivityContext(info)
+
+    async def _run_activity(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> None:
+        num, seq, token = item["num"], item["seq"], item["token"]
+        try:
+            report = await self._attempt(item, ctx, scope)
+            if report is None:
+                return
+            if report[0] == "ok":
+                accepted = await self._write(lambda t: _ops.complete_activity(t, num, seq, token, report[1]))
+            else:
+                _, err, retryable, cancelled = report
+                accepted = await self._write(
+                    lambda t: _ops.fail_activity(t, num, seq, token, err, retryable, cancelled)
+                )
+            if not accepted:
+                self.stats["refused"] += 1
+                log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
+            self.stats["act"] += 1
+        finally:
+            self._running_acts.pop((num, seq), None)
+            if self._stopping:
+                self._notify_local()
+
+    async def _attempt(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> tuple[Any, ...] | None:
+        """Run one attempt; return ("ok", payload), ("err", record, retryable, cancelled) or None."""
+        try:
+            act = self.registry.activity(item["name"])
+            args = self.store.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+        except DurableError as exc:
+            return ("err", error_to_record(exc), True, False)
+        s2c = item["opts"].get("s2c")
+        if s2c is not None:
+            scope.deadline = trio.current_time() + max(0.0, s2c - (self.store.clock.now_ns() - item["start"]) / _NS)
+        try:
+            with scope:
+                if act.is_async:
+                    token = _activity.set_current(ctx)
+                    try:
+                        result = await act.fn(*args)
+                    finally:
+                        _activity._current.reset(token)
+                else:
+                    result = await trio.to_thread.run_sync(ctx.run_sync, act.fn, args, limiter=self._threads)
+        except _activity.ActivityCancelled:
+            return None if ctx.lost else ("err", {"type": "Cancelled", "msg": "cancelled"}, False, True)
+        except Exception as exc:  # noqa: BLE001 - the attempt's failure, reported to the store
+            retryable = not (isinstance(exc, ApplicationError) and exc.non_retryable)
+            return ("err", error_to_record(exc), retryable, False)
+        if scope.cancelled_caught:
+            if ctx.lost:
+                return None
+            if ctx.cancel_requested:
+                return ("err", {"type": "Cancelled", "msg": "cancelled"}, False, True)
+            return ("err", {"type": "StartToCloseTimeout", "msg": f"attempt {item['attempt']} passed its start_to_close timeout of {s2c:g} s"}, True, False)
+        try:
+            payload = self.store.converter.to_payload(result, f"result of activity {item['name']!r}")
+        except PayloadError as exc:  # F08: a result that cannot be stored fails the step, clearly
+            return ("err", {"type": "PayloadError", "msg": str(exc), "nr": True}, False, False)
+        return ("ok", payload)
+
+    # --- timers and leases -------------------------------------------------------------------
+
+    async def _clock(self) -> None:
+        while True:
+            due = self.store.read(_ops.next_due)
+            now = self.store.clock.now_ns()
+            if due is not None and due <= now:
+                await self._write(lambda t: _ops.fire_due(t, 256))
+                continue
+            wait = POLL_FALLBACK_SECONDS if due is None else min((due - now) / _NS, POLL_FALLBACK_SECONDS)
+            await self._wait_changed(wait)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await trio.sleep(self._heartbeat_interval())
+            items: list[tuple[Any, ...]] = []
+            keys: list[Any] = []
+            for key, (item, ctx, _) in list(self._running_acts.items()):
+                details = None
+                if ctx.details_dirty:
+                    try:
+                        details = self.store.converter.to_payload(ctx.details, "heartbeat details")
+                    except PayloadError as exc:
+                        log.warning("heartbeat details of %r dropped: %s", item["name"], exc)
+                    ctx.details_dirty = False
+                items.append(("act", key[0], key[1], item["token"], details))
+                keys.append(key)
+            for num, token in list(self._running_wfts.items()):
+                items.append(("wft", num, token))
+                keys.append(None)
+            if not items:
+                continue
+            try:
+                statuses = await self._write(lambda t: _ops.heartbeat(t, self.identity, self.lease_ns, items))
+            except DurableError as exc:
+                log.error("heartbeat failed: %s", exc)
+                continue
+            for key, status in zip(keys, statuses):
+                if key is None or key not in self._running_acts:
+                    continue
+                _, ctx, scope = self._running_acts[key]
+                if status == "cancel" and not ctx.cancel_requested:
+                    ctx.cancel_requested = True
+                    scope.cancel()
+                elif status == "lost":
+                    ctx.lost = True
+                    scope.cancel()
+
+    def _heartbeat_interval(self) -> float:
+        interval = self.lease_ns / _NS / 3
+        for item, _, _ in self._running_acts.values():
+            hb = item["opts"].get("hb")
+            if hb:
+                interval = min(interval, hb / 3)
+        return max(interval, 0.01) if math.isfinite(interval) else 1.0
