@@ -1,0 +1,296 @@
+"""The `durable` command: a thin layer over the public API.
+
+It parses, calls the library, prints. A `DurableError` becomes one line on stderr and exit code 1;
+a usage error exits with 2 (click); no traceback unless ``--debug``. Inputs and outputs on the
+command line are JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+import durable
+from durable._codec import format_error_record
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    def __init__(self, data: str | None, debug: bool) -> None:
+        self.data = data
+        self.debug = debug
+
+    def client(self, create: bool = False) -> durable.Client:
+        return durable.Client(self.data, create=create)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn errors into one line on stderr and exit code 1 (tracebacks only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = click.get_current_context().find_object(_State)
+        try:
+            return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except durable.WorkflowFailed as exc:
+            if state is not None and state.debug:
+                raise
+            _fail(str(exc).splitlines()[0] if "\n" not in str(exc) else str(exc))
+        except durable.DurableError as exc:
+            if state is not None and state.debug:
+                raise
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+        except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
+            if state is not None and state.debug:
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.UsageError(f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): {text[:60]!r}") from None
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+@click.group()
+@click.option("--data", envvar="DURABLE_DATA", default=None, metavar="DIR",
+              help="Store directory (default: $DURABLE_DATA, else ./.durable).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="durable")
+@click.pass_context
+def main(ctx: click.Context, data: str | None, debug: bool) -> None:
+    """Durable workflows on an embedded store: run workers, start and manage workflows."""
+    ctx.obj = _State(data, debug)
+
+
+@main.command()
+@click.argument("modules", nargs=-1, required=True)
+@click.option("--queue", default="default", show_default=True, help="Task queue to serve.")
+@click.option("--concurrency", default=100, show_default=True, type=click.IntRange(1, 100_000),
+              help="Most activities run at once.")
+@click.option("--lease", default=10.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              help="Lease on claimed tasks, in seconds.")
+@click.option("--cache", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Most live workflows kept in memory.")
+@click.pass_obj
+@handle_errors
+def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int) -> None:
+    """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    loaded = []
+    for name in modules:
+        try:
+            loaded.append(importlib.import_module(name))
+        except ImportError as exc:
+            _fail(f"cannot import module {name!r}: {exc}")
+    registry = durable._defs.Registry.from_modules(loaded)
+    if not registry.workflows and not registry.activities:
+        _fail(f"no workflows or activities found in {', '.join(modules)}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    w = durable.Worker(
+        state.data or durable._client.default_data_dir(),
+        workflows=[d.target for d in registry.workflows.values()],
+        activities=list(registry.activities.values()),
+        queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
+    )
+    click.echo(
+        f"worker {w.identity} serving queue {queue!r} of {w.store.path}: "
+        f"workflows {sorted(registry.workflows)}, activities {sorted(registry.activities)}",
+        err=True,
+    )
+    w.run_sync()
+    click.echo("worker stopped", err=True)
+
+
+@main.command()
+@click.argument("workflow")
+@click.option("--input", "-i", "inputs", multiple=True, metavar="JSON",
+              help="One argument of the workflow, as JSON (repeat for several).")
+@click.option("--id", "wid", default=None, help="Workflow id (default: a random UUID).")
+@click.option("--queue", default="default", show_default=True)
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option("--timeout", default=None, type=click.FloatRange(0), help="With --wait: give up after this many seconds.")
+@click.pass_obj
+@handle_errors
+def start(state: _State, workflow: str, inputs: tuple[str, ...], wid: str | None, queue: str, wait: bool, timeout: float | None) -> None:
+    """Start WORKFLOW (by name) and print its id (or, with --wait, its result as JSON)."""
+    args = [_json_arg(text, f"--input {i + 1}") for i, text in enumerate(inputs)]
+    handle = state.client(create=True).start(workflow, *args, id=wid, queue=queue)
+    if wait:
+        click.echo(_to_json(handle.result(timeout=timeout)))
+    else:
+        click.echo(handle.id)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.pass_obj
+@handle_errors
+def signal(state: _State, workflow_id: str, name: str, args: tuple[str, ...]) -> None:
+    """Send signal NAME with ARGS (each JSON) to a workflow."""
+    values = [_json_arg(text, f"argument {i + 1}") for i, text in enumerate(args)]
+    state.client().get_handle(workflow_id).signal(name, *values)
+    click.echo(f"signalled {workflow_id}: {name}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0))
+@click.pass_obj
+@handle_errors
+def query(state: _State, workflow_id: str, name: str, args: tuple[str, ...], timeout: float) -> None:
+    """Run query NAME with ARGS (each JSON) on a worker and print the answer as JSON."""
+    values = [_json_arg(text, f"argument {i + 1}") for i, text in enumerate(args)]
+    click.echo(_to_json(state.client().get_handle(workflow_id).query(name, *values, timeout=timeout)))
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--timeout", default=None, type=click.FloatRange(0), help="Give up after this many seconds.")
+@click.pass_obj
+@handle_errors
+def result(state: _State, workflow_id: str, timeout: float | None) -> None:
+    """Wait for a workflow to end and print its result as JSON."""
+    click.echo(_to_json(state.client().get_handle(workflow_id).result(timeout=timeout)))
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Recorded in the history.")
+@click.pass_obj
+@handle_errors
+def cancel(state: _State, workflow_id: str, reason: str) -> None:
+    """Ask a workflow to cancel (it runs its compensations and ends as cancelled)."""
+    state.client().get_handle(workflow_id).cancel(reason)
+    click.echo(f"cancel requested: {workflow_id}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="", help="Recorded in the history.")
+@click.pass_obj
+@handle_errors
+def terminate(state: _State, workflow_id: str, reason: str) -> None:
+    """End a workflow at once; none of its code runs again."""
+    state.client().get_handle(workflow_id).terminate(reason)
+    click.echo(f"terminated: {workflow_id}")
+
+
+_COLUMNS = ("workflow_id", "workflow_type", "status", "created_at", "queue", "task_error")
+
+
+@main.command("list")
+@click.option("--status", type=click.Choice(["running", "completed", "failed", "cancelled", "terminated"]))
+@click.option("--workflow", default=None, help="Only workflows of this type.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+@handle_errors
+def list_(state: _State, status: str | None, workflow: str | None, limit: int, as_json: bool) -> None:
+    """List workflows, newest state first from the index."""
+    rows = state.client().list(status=status, workflow=workflow, limit=limit)
+    for row in rows:
+        if as_json:
+            click.echo(_to_json(row.to_json()))
+        else:
+            cells = [row.workflow_id, row.workflow_type, row.status, row.created_at.isoformat(timespec="seconds"), row.queue]
+            if row.task_error:
+                cells.append(f"task failing: {row.task_error.splitlines()[0][:80]}")
+            click.echo("  ".join(cells))
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def describe(state: _State, workflow_id: str, as_json: bool) -> None:
+    """Show a workflow's status, type, times, queue and counters (and its error, if failed)."""
+    handle = state.client().get_handle(workflow_id)
+    desc = handle.describe()
+    data = desc.to_json()
+    if desc.status == "failed":
+        last = handle.history()[-1]
+        data["error"] = last.get("error")
+    if as_json:
+        click.echo(_to_json(data))
+        return
+    for key, value in data.items():
+        if key == "error":
+            click.echo("error:")
+            click.echo(format_error_record(value, "  "))
+        elif key == "task_error" and value:
+            click.echo(f"task_error: {value}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.pass_obj
+@handle_errors
+def history(state: _State, workflow_id: str, as_json: bool) -> None:
+    """Print a workflow's history as a readable timeline."""
+    events = state.client().get_handle(workflow_id).history()
+    if not events:
+        return
+    t0 = events[0]["time"]
+    for event in events:
+        if as_json:
+            click.echo(_to_json(event))
+            continue
+        offset = (event["time"] - t0).total_seconds() * 1000
+        details = {k: v for k, v in event.items() if k not in ("index", "kind", "time", "error", "opts", "seed")}
+        text = " ".join(f"{k}={_to_json(v)}" for k, v in details.items())
+        click.echo(f"{event['index']:>4}  +{offset:9.1f} ms  {event['kind']:<24} {text}")
+        if "error" in event:
+            click.echo(format_error_record(event["error"], "        "))
+
+
+def run() -> None:
+    """Entry point of the `durable` script."""
+    main(prog_name="durable")
+
+

@@ -1,0 +1,125 @@
+"""Shared fixtures: a fresh store directory, and workers in a thread or in real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import durable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", default=False, help="also run long fault/soak tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="long mode: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> str:
+    """A path for a fresh store (not yet created)."""
+    return str(tmp_path / "store")
+
+
+@contextlib.contextmanager
+def worker_thread(data: str, workflows: Any = (), activities: Any = (), **options: Any) -> Iterator[durable.Worker]:
+    """Run a `Worker` in a background thread (its own trio loop) for the duration of the block."""
+    worker = durable.Worker(data, workflows=workflows, activities=activities, **options)
+    token: list[trio.lowlevel.TrioToken] = []
+    ready = threading.Event()
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        token.append(trio.lowlevel.current_trio_token())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            ready.set()
+
+    def target() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            errors.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert ready.wait(10), "worker did not start"
+    if errors:
+        raise errors[0]
+    try:
+        yield worker
+    finally:
+        if token:
+            try:
+                trio.from_thread.run_sync(worker.shutdown, trio_token=token[0])
+            except trio.RunFinishedError:
+                pass
+        thread.join(30)
+        assert not thread.is_alive(), "worker did not stop"
+        if errors:
+            raise errors[0]
+
+
+def start_worker_process(data: str, *modules: str, queue: str = "default", lease: float = 2.0,
+                         extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``durable worker`` as a real process; return once it serves the queue."""
+    cmd = [sys.executable, "-m", "durable", "--data", data, "worker", *modules, "--queue", queue,
+           "--lease", str(lease), *extra]
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode} before serving")
+            continue
+        if "serving queue" in line:
+            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+            return proc
+    proc.kill()
+    raise RuntimeError("worker did not start within 20 s")
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
+
+
+def stop_worker_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
+    """Stop a worker process with `sig` and return its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return proc.wait(30)
+
+
+@contextlib.contextmanager
+def worker_process(data: str, *modules: str, **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    """A real worker process for the duration of the block."""
+    proc = start_worker_process(data, *modules, **kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            stop_worker_process(proc)
