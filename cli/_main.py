@@ -130,11 +130,6 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
     )
-    click.echo(
-        f"worker {w.identity} serving queue {queue!r} of {w.store.path}: "
-        f"workflows {sorted(registry.workflows)}, activities {sorted(registry.activities)}",
-        err=True,
-    )
     w.run_sync()
     click.echo("worker stopped", err=True)
 

@@ -7,11 +7,13 @@ with polling only as a fallback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import time
 import uuid
 from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _events as ev
@@ -85,24 +87,11 @@ class Client:
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
                  create: bool = True) -> None:
         self._store = Store.open(data if data is not None else default_data_dir(), create=create, codec=codec)
-        self._listener: _wake.Listener | None = None
 
     @property
     def data_dir(self) -> str:
         """The store's directory."""
         return self._store.path
-
-    def close(self) -> None:
-        """Release the wake-up socket (the store stays open for the process)."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # --- starting ----------------------------------------------------------------------------
 
@@ -137,11 +126,21 @@ class Client:
 
     # --- waiting -----------------------------------------------------------------------------
 
-    def _wait(self, deadline: float | None) -> None:
-        if self._listener is None:
-            self._listener = _wake.Listener(os.path.join(self._store.path, "wake"), self._store.notifier)
-        remaining = POLL_FALLBACK_SECONDS if deadline is None else min(deadline - time.monotonic(), POLL_FALLBACK_SECONDS)
-        self._listener.wait(max(remaining, 0.0))
+    @contextlib.contextmanager
+    def _listening(self) -> Iterator[Callable[[float | None], None]]:
+        """Listen for wake-ups (bound before the first look at the store, so none is missed)."""
+        listener = _wake.Listener(os.path.join(self._store.path, "wake"), self._store.notifier)
+
+        def wait(deadline: float | None) -> None:
+            remaining = POLL_FALLBACK_SECONDS
+            if deadline is not None:
+                remaining = min(deadline - time.monotonic(), POLL_FALLBACK_SECONDS)
+            listener.wait(max(remaining, 0.0))
+
+        try:
+            yield wait
+        finally:
+            listener.close()
 
 
 def _check_id(wid: Any) -> str:
@@ -171,13 +170,14 @@ class WorkflowHandle:
         Raises `WaitTimeout` if it has not ended after `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            rec, last = self._store.read(self._closing_event)
-            if last is not None:
-                return self._outcome(rec, last)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
-            self._client._wait(deadline)
+        with self._client._listening() as wait:
+            while True:
+                rec, last = self._store.read(self._closing_event)
+                if last is not None:
+                    return self._outcome(rec, last)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
+                wait(deadline)
 
     def _closing_event(self, t: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
         rec = _ops.load_wf(t, self.id)
@@ -213,22 +213,25 @@ class WorkflowHandle:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
         check_name(name, "query name")
         payload = self._store.converter.to_payload(list(args), f"query {name!r}")
-        qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload))
         deadline = time.monotonic() + timeout
-        while True:
-            expired = time.monotonic() >= deadline
-            answer = self._store.write(lambda t: _ops.take_query_answer(t, qnum, expired))
-            if answer is not None:
-                if "err" in answer:
-                    raise QueryFailed(f"query {name!r} on workflow {self.id!r}: {answer['err']}")
-                return self._store.converter.from_payload(answer["ok"], f"answer to query {name!r}")
-            if expired:
-                queue = self.describe().queue
-                raise QueryFailed(
-                    f"no worker answered query {name!r} on workflow {self.id!r} within {timeout:g} s "
-                    f"(is a worker running on queue {queue!r}?)"
-                )
-            self._client._wait(deadline)
+        with self._client._listening() as wait:
+            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload))
+            while True:
+                expired = time.monotonic() >= deadline
+                answer = self._store.read(lambda t: _ops.peek_query_answer(t, qnum))
+                if answer is not None or expired:
+                    answer = self._store.write(lambda t: _ops.take_query_answer(t, qnum, expired))
+                if answer is not None:
+                    if "err" in answer:
+                        raise QueryFailed(f"query {name!r} on workflow {self.id!r}: {answer['err']}")
+                    return self._store.converter.from_payload(answer["ok"], f"answer to query {name!r}")
+                if expired:
+                    queue = self.describe().queue
+                    raise QueryFailed(
+                        f"no worker answered query {name!r} on workflow {self.id!r} within {timeout:g} s "
+                        f"(is a worker running on queue {queue!r}?)"
+                    )
+                wait(deadline)
 
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""

@@ -755,6 +755,11 @@ def answer_query(t: Txn, qnum: int, answer: dict[str, Any]) -> None:
         t.wake = True
 
 
+def peek_query_answer(t: Txn, qnum: int) -> dict[str, Any] | None:
+    """The answer to query `qnum` if there is one yet (read only)."""
+    return t.get_rec("query", b"a" + u64(qnum))  # type: ignore[no-any-return]
+
+
 def take_query_answer(t: Txn, qnum: int, give_up: bool) -> dict[str, Any] | None:
     """The answer to query `qnum` if there is one (removing the query), else None.
 

@@ -93,25 +93,40 @@ def start_worker_process(data: str, *modules: str, queue: str = "default", lease
         line = proc.stderr.readline()
         if not line:
             if proc.poll() is not None:
+                proc.stderr.close()
                 raise RuntimeError(f"worker exited with {proc.returncode} before serving")
             continue
         if "serving queue" in line:
-            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+            lines: list[str] = [line]
+            drain = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
+            drain.start()
+            proc.drain_thread = drain  # type: ignore[attr-defined]
+            proc.log_lines = lines  # type: ignore[attr-defined]
             return proc
     proc.kill()
+    proc.wait()
+    proc.stderr.close()
     raise RuntimeError("worker did not start within 20 s")
 
 
-def _drain(stream: Any) -> None:
-    for _ in stream:
-        pass
+def _drain(stream: Any, lines: list[str]) -> None:
+    """Keep reading a worker's stderr (so it never blocks), keeping the lines for debugging."""
+    try:
+        for line in stream:
+            lines.append(line)
+    finally:
+        stream.close()
 
 
 def stop_worker_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
     """Stop a worker process with `sig` and return its exit code."""
     if proc.poll() is None:
         proc.send_signal(sig)
-    return proc.wait(30)
+    code = proc.wait(30)
+    drain = getattr(proc, "drain_thread", None)
+    if drain is not None:
+        drain.join(10)
+    return code
 
 
 @contextlib.contextmanager

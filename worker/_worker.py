@@ -123,6 +123,10 @@ class Worker:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
                 await self._write(lambda t: _ops.publish_registry(t, self.queue, self.registry.describe()))
+                log.info(
+                    "worker %s serving queue %r of %s: workflows %s, activities %s", self.identity, self.queue,
+                    self.store.path, sorted(self.registry.workflows), sorted(self.registry.activities),
+                )
                 nursery.start_soon(self._listen, listener)
                 nursery.start_soon(self._clock)
                 nursery.start_soon(self._heartbeat)
