@@ -182,10 +182,7 @@ def start_workflow(
 def _check_registered(t: Txn, queue: str, wtype: str) -> None:
     types = t.get_rec("types", queue.encode())
     if not types:
-        raise NotRegistered(
-            f"no worker has registered workflows on queue {queue!r} yet, so {wtype!r} cannot be "
-            "checked: start a worker first, or start the workflow from code with its function"
-        )
+        return  # no worker has served this queue yet: the workflow waits for one (as in Temporal)
     if wtype not in types.get("workflows", {}):
         known = ", ".join(sorted(types.get("workflows", {}))) or "none"
         raise NotRegistered(f"unknown workflow {wtype!r} on queue {queue!r} (registered: {known})")
