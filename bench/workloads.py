@@ -1,0 +1,51 @@
+"""The four peer workloads (same shapes as ../shared/peers/*_bench.py), as durable workflows."""
+
+from __future__ import annotations
+
+import durable
+
+
+@durable.activity
+async def add_one(x: int) -> int:
+    return x + 1
+
+
+@durable.workflow
+async def three_steps_wf(x: int) -> int:
+    x = await add_one(x)
+    x = await add_one(x)
+    return await add_one(x)
+
+
+@durable.workflow
+async def fanout10_wf(x: int) -> int:
+    results: list[int] = []
+
+    async def one(i: int) -> None:
+        results.append(await add_one(x + i))
+
+    async with durable.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(one, i)
+    return sum(results)
+
+
+@durable.workflow
+class signal_wf:
+    def __init__(self) -> None:
+        self.message: str | None = None
+
+    async def run(self) -> str:
+        await durable.wait_condition(lambda: self.message is not None, timeout=120)
+        assert self.message is not None
+        return self.message
+
+    @durable.signal
+    def sig(self, message: str) -> None:
+        self.message = message
+
+
+@durable.workflow
+async def timer_wf(x: int) -> int:
+    await durable.sleep(1.0)
+    return x
