@@ -258,7 +258,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a workflow-code failure: kept in the record
             if rt is not None:
                 rt.close()
-            text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, DurableError) else str(exc)
+            text = f"{type(exc).__name__}: {exc}"
             log.warning("workflow task of %r failed: %s", item["id"], text)
             return text
         self._cache[num] = rt
