@@ -284,6 +284,29 @@ def history(state: _State, workflow_id: str, as_json: bool) -> None:
             click.echo(format_error_record(event["error"], "        "))
 
 
+@main.command()
+@click.argument("workflow_id")
+@click.argument("modules", nargs=-1, required=True)
+@click.pass_obj
+@handle_errors
+def replay(state: _State, workflow_id: str, modules: tuple[str, ...]) -> None:
+    """Replay a workflow's history through the code in MODULES: does the code still match it?"""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    loaded = []
+    for name in modules:
+        try:
+            loaded.append(importlib.import_module(name))
+        except ImportError as exc:
+            _fail(f"cannot import module {name!r}: {exc}")
+    handle = state.client().get_handle(workflow_id)
+    wtype = handle.describe().workflow_type
+    registry = durable._defs.Registry.from_modules(loaded)
+    defn = registry.workflow(wtype)
+    count = durable.replay(defn.target, handle.export_history())
+    click.echo(f"{workflow_id}: {count} events replayed through {wtype!r}: the code matches the history")
+
+
 def run() -> None:
     """Entry point of the `durable` script."""
     main(prog_name="durable")

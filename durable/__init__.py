@@ -32,6 +32,7 @@ from ._errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from ._replay import replay
 from ._retry import RetryPolicy
 from ._runtime import (
     CancelScope,
@@ -102,6 +103,7 @@ __all__ = sorted(
         "open_nursery",
         "query",
         "random",
+        "replay",
         "signal",
         "sleep",
         "uuid4",

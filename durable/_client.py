@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _events as ev
 from . import _ops, _wake
-from ._codec import PayloadCodec, error_from_record, format_error_record
+from ._codec import PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, POLL_FALLBACK_SECONDS
@@ -245,6 +245,11 @@ class WorkflowHandle:
         """The workflow's history as readable dicts (payloads decoded, times as datetimes)."""
         rec, events = self._store.read(lambda t: self._history(t))
         return [readable_event(i, e, self._store.converter) for i, e in enumerate(events)]
+
+    def export_history(self) -> bytes:
+        """The raw history as CBOR bytes, for `durable.replay` and golden-history tests."""
+        _, events = self._store.read(lambda t: self._history(t))
+        return encode(events)
 
     def _history(self, t: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         rec = _ops.load_wf(t, self.id)
