@@ -23,7 +23,6 @@ import lmdb
 from . import _codec, _wake
 from ._codec import Converter, PayloadCodec
 from ._errors import (
-    DurableError,
     NotAStore,
     StoreError,
     StoreFormatError,
@@ -234,8 +233,9 @@ class Store:
     def write_batch(self, ops: list[Callable[[Txn], Any]]) -> list[Any]:
         """Run `ops` in one write transaction, each in a nested one; commit once.
 
-        Returns one entry per op: its result, or the `DurableError` it raised (that op's writes
-        are undone; the others stand). Other exceptions abort the whole batch and propagate.
+        Returns one entry per op: its result, or the exception it raised (that op's writes are
+        undone; the others stand). LMDB errors abort the whole batch: a full map is grown and
+        the batch retried; a full disk raises `StoreFullError` and nothing is written.
         """
         while True:
             try:
@@ -272,7 +272,10 @@ class Store:
                 t = Txn(self, child, now)
                 try:
                     results.append(op(t))
-                except DurableError as exc:
+                except lmdb.Error:
+                    child.abort()
+                    raise  # map full, disk full: the whole batch is retried or refused
+                except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
                     child.abort()
                     results.append(exc)
                     continue

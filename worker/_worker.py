@@ -209,10 +209,15 @@ class Worker:
                 wait = POLL_FALLBACK_SECONDS if earliest is None else min((earliest - now) / _NS, POLL_FALLBACK_SECONDS)
                 await self._wait_changed(wait)
                 continue
-            items = await self._write(
-                lambda t: _ops.claim(t, self.queue, self.identity, self.lease_ns, MAX_CLAIM_BATCH,
-                                     min(free, MAX_CLAIM_BATCH), MAX_CLAIM_BATCH)
-            )
+            try:
+                items = await self._write(
+                    lambda t: _ops.claim(t, self.queue, self.identity, self.lease_ns, MAX_CLAIM_BATCH,
+                                         min(free, MAX_CLAIM_BATCH), MAX_CLAIM_BATCH)
+                )
+            except Exception as exc:  # noqa: BLE001 - e.g. a full disk: keep serving once it clears
+                log.error("claiming tasks failed: %s", exc)
+                await self._wait_changed(POLL_FALLBACK_SECONDS)
+                continue
             for item in items:
                 if item["kind"] == "act":
                     key = (item["num"], item["seq"])
@@ -236,9 +241,15 @@ class Worker:
             if isinstance(outcome, str):
                 await self._write(lambda t: _ops.fail_workflow_task(t, num, token, outcome))
                 return
-            result = await self._write(lambda t: _ops.complete_workflow_task(t, num, token, outcome))
+            try:
+                result = await self._write(lambda t: _ops.complete_workflow_task(t, num, token, outcome))
+            except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another try follows
+                log.error("recording the workflow task of %r failed: %s", item["id"], exc)
+                result = "failed"
             await trio.to_thread.run_sync(self._after_commit, num, result, limiter=self._engine)
             self.stats["wft"] += 1
+        except Exception as exc:  # noqa: BLE001 - one task's trouble must not stop the worker
+            log.error("workflow task of %r: %s", item["id"], exc)
         finally:
             self._running_wfts.pop(num, None)
             if not self._running_wfts and self._stopping:
@@ -295,7 +306,10 @@ class Worker:
 
     async def _run_query(self, item: dict[str, Any]) -> None:
         answer = await trio.to_thread.run_sync(self._answer_query, item, limiter=self._engine)
-        await self._write(lambda t: _ops.answer_query(t, item["qnum"], answer))
+        try:
+            await self._write(lambda t: _ops.answer_query(t, item["qnum"], answer))
+        except Exception as exc:  # noqa: BLE001 - the asker times out with a clear error
+            log.error("answering query %r failed: %s", item["name"], exc)
         self.stats["query"] += 1
 
     def _answer_query(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -338,24 +352,30 @@ class Worker:
     async def _run_activity(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> None:
         num, seq, token = item["num"], item["seq"], item["token"]
         try:
-            report = await self._attempt(item, ctx, scope)
-            if report is None:
-                return
-            if report[0] == "ok":
-                accepted = await self._write(lambda t: _ops.complete_activity(t, num, seq, token, report[1]))
-            else:
-                _, err, retryable, cancelled = report
-                accepted = await self._write(
-                    lambda t: _ops.fail_activity(t, num, seq, token, err, retryable, cancelled)
-                )
-            if not accepted:
-                self.stats["refused"] += 1
-                log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
-            self.stats["act"] += 1
+            await self._run_attempt(item, ctx, scope, num, seq, token)
+        except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
+            log.error("recording activity %r (seq %d) failed: %s", item["name"], seq, exc)
         finally:
             self._running_acts.pop((num, seq), None)
             if self._stopping:
                 self._notify_local()
+
+    async def _run_attempt(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope,
+                           num: int, seq: int, token: int) -> None:
+        report = await self._attempt(item, ctx, scope)
+        if report is None:
+            return
+        if report[0] == "ok":
+            accepted = await self._write(lambda t: _ops.complete_activity(t, num, seq, token, report[1]))
+        else:
+            _, err, retryable, cancelled = report
+            accepted = await self._write(
+                lambda t: _ops.fail_activity(t, num, seq, token, err, retryable, cancelled)
+            )
+        if not accepted:
+            self.stats["refused"] += 1
+            log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
+        self.stats["act"] += 1
 
     async def _attempt(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> tuple[Any, ...] | None:
         """Run one attempt; return ("ok", payload), ("err", record, retryable, cancelled) or None."""
@@ -401,8 +421,12 @@ class Worker:
             due = self.store.read(_ops.next_due)
             now = self.store.clock.now_ns()
             if due is not None and due <= now:
-                await self._write(lambda t: _ops.fire_due(t, 256))
-                continue
+                try:
+                    await self._write(lambda t: _ops.fire_due(t, 256))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. a full disk: try again later
+                    log.error("firing timers failed: %s", exc)
+                    due = now + int(POLL_FALLBACK_SECONDS * _NS)
             wait = POLL_FALLBACK_SECONDS if due is None else min((due - now) / _NS, POLL_FALLBACK_SECONDS)
             await self._wait_changed(wait)
 
