@@ -310,6 +310,8 @@ def claim(
         for key, ref in t.scan("tasks", prefix):
             if unpack_u64(key, len(prefix)) > t.now or len(taken) >= limit:
                 break
+            if kind == b"q" and not _query_ready(t, unpack_u64(ref)):
+                continue
             taken.append((key, ref))
         for key, ref in taken:
             t.delete("tasks", key)
@@ -362,6 +364,16 @@ def _claim_activity(t: Txn, num: int, seq: int, owner: str, lease_ns: int) -> di
     }
 
 
+def _query_ready(t: Txn, qnum: int) -> bool:
+    """A query waits while its workflow has a workflow task to run, so that it sees every event
+    recorded before it was asked (a signal sent before a query is visible to the query)."""
+    req = t.get_rec("query", b"r" + u64(qnum))
+    if req is None:
+        return True  # claimed and dropped below
+    rec = _wf_by_num(t, req["num"])
+    return rec is None or rec["status"] != RUNNING or rec["wft"] == WFT_NONE or "tfail" in rec
+
+
 def _claim_query(t: Txn, qnum: int) -> dict[str, Any] | None:
     req = t.get_rec("query", b"r" + u64(qnum))
     if req is None:
@@ -412,6 +424,7 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
     rec = _fenced_wft(t, num, token)
     if rec is None:
         return "lost"
+    t.wake = True  # queries wait for the workflow's task to end
     closing = commands[-1]["k"] if commands and commands[-1]["k"] in ev.CLOSING_KINDS else None
     if closing is not None and rec["ilen"]:
         pending = _drain_inbox(t, rec)

@@ -229,8 +229,10 @@ class Worker:
                     work.start_soon(self._run_wft, item)
                 else:
                     work.start_soon(self._run_query, item)
-            if not items or (free <= 0):
-                await self._wait_changed(POLL_FALLBACK_SECONDS if free <= 0 else 0.0)
+            if not items or free <= 0:
+                # nothing claimable now (taken by another worker, or queries waiting for their
+                # workflow's task): the next commit wakes us
+                await self._wait_changed(POLL_FALLBACK_SECONDS)
 
     # --- workflow tasks ----------------------------------------------------------------------
 
