@@ -75,7 +75,7 @@ def heartbeat(details: Any = None) -> None:
     ctx = _ctx("durable.heartbeat")
     if details is not None:
         ctx.details = details
-        ctx.details_dirty = True
+    ctx.details_dirty = True  # a beat without details still counts for the heartbeat timeout
     if ctx.cancel_requested or ctx.lost:
         raise ActivityCancelled(
             f"activity {ctx.info.activity!r} of workflow {ctx.info.workflow_id!r} was "

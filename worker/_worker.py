@@ -83,6 +83,7 @@ class Worker:
         self._running_wfts: dict[int, int] = {}
         self._pending_writes: list[tuple[Callable[[Txn], Any], list[Any], trio.Event]] = []
         self._writer_wakeup = trio.Event()
+        self._heartbeat_wakeup = trio.Event()
         self._changed = trio.Event()
         self._stopping = False
         self._started = trio.Event()
@@ -223,6 +224,8 @@ class Worker:
                     key = (item["num"], item["seq"])
                     ctx, scope = self._activity_context(item), trio.CancelScope()
                     self._running_acts[key] = (item, ctx, scope)
+                    if item["opts"].get("hb"):  # its heartbeat timeout may be shorter than our beat
+                        self._heartbeat_wakeup.set()
                     work.start_soon(self._run_activity, item, ctx, scope)
                 elif item["kind"] == "wft":
                     self._running_wfts[item["num"]] = item["token"]
@@ -358,7 +361,9 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
             log.error("recording activity %r (seq %d) failed: %s", item["name"], seq, exc)
         finally:
-            self._running_acts.pop((num, seq), None)
+            # a retry of this step may run here now (this attempt timed out): leave its entry
+            if self._running_acts.get((num, seq), (None,))[0] is item:
+                del self._running_acts[(num, seq)]
             if self._stopping:
                 self._notify_local()
 
@@ -433,8 +438,15 @@ class Worker:
             await self._wait_changed(wait)
 
     async def _heartbeat(self) -> None:
+        last = trio.current_time()
         while True:
-            await trio.sleep(self._heartbeat_interval())
+            # wake early when an activity starts whose heartbeat timeout is shorter than the wait
+            with trio.move_on_after(max(0.0, last + self._heartbeat_interval() - trio.current_time())):
+                await self._heartbeat_wakeup.wait()
+            self._heartbeat_wakeup = trio.Event()
+            if trio.current_time() < last + self._heartbeat_interval():
+                continue
+            last = trio.current_time()
             items: list[tuple[Any, ...]] = []
             keys: list[Any] = []
             for key, (item, ctx, _) in list(self._running_acts.items()):
