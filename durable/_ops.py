@@ -644,6 +644,12 @@ def release_activity(t: Txn, num: int, seq: int, token: int) -> bool:
     if st.get("due"):
         t.delete("due", st["due"])
     st.update(st="q", tok=None, owner=None, due=None)
+    rec = _wf_by_num(t, num)
+    if rec is not None:  # the claim counted it: so must describe() stop counting it
+        rec["n_att"] -= 1
+        if st["attempt"] > 1:
+            rec["n_retry"] -= 1
+        _save_wf(t, rec)
     st["attempt"] -= 1
     st["tkey"] = _enqueue(t, b"a", st["queue"], t.now, key)
     _reset_act_due(t, st, num, seq)
