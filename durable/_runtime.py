@@ -240,7 +240,10 @@ class _NurseryManager:
             if not isinstance(exc, Cancelled):
                 n.cancel_scope.cancel()
         while n._children:
-            waiter = _Waiter(abort=lambda: (n.cancel_scope.cancel(), False)[1])
+            # An outer cancellation reaches the children through their scopes' parents; the
+            # nursery's own scope must not be cancelled here, or it would catch (and so hide)
+            # that outer cancellation when the block exits.
+            waiter = _Waiter(abort=lambda: False)
             n._parent_waiter = waiter
             await waiter
         n._closed = True
