@@ -49,10 +49,6 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
-        except durable.WorkflowFailed as exc:
-            if state is not None and state.debug:
-                raise
-            _fail(str(exc).splitlines()[0] if "\n" not in str(exc) else str(exc))
         except durable.DurableError as exc:
             if state is not None and state.debug:
                 raise
@@ -88,8 +84,15 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
+def _data_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # An empty path would silently mean the current directory to the library.
+    if value == "":
+        raise click.BadParameter("must name a directory, not be empty")
+    return value
+
+
 @click.group()
-@click.option("--data", envvar="DURABLE_DATA", default=None, metavar="DIR",
+@click.option("--data", envvar="DURABLE_DATA", default=None, metavar="DIR", callback=_data_dir,
               help="Store directory (default: $DURABLE_DATA, else ./.durable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="durable")

@@ -187,6 +187,7 @@ def _mark(attr: str, kind: str) -> Callable[..., Any]:
 
         return wrap(fn) if fn is not None else wrap
 
+    decorator.__name__ = decorator.__qualname__ = kind  # shown by help() and repr()
     return decorator
 
 

@@ -9,6 +9,7 @@ told it was written. After a commit, processes waiting on the data directory are
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -179,15 +180,22 @@ class Store:
                 )
             if not create:
                 raise NotAStore(f"no durable store at {path} (start a worker or a workflow to create one)")
+        lock_file = os.path.join(path, "lock.mdb")
+        had_data, had_lock = os.path.exists(data_file), os.path.exists(lock_file)
         try:
             env = lmdb.open(
                 path, map_size=INITIAL_MAP_BYTES, max_dbs=len(_DBS) + 2, subdir=True, sync=True,
                 metasync=True, mode=0o600, lock=True, max_readers=512, lib_version=0,
             )
         except lmdb.InvalidError:
+            _forget_lock(lock_file, had_lock)
             raise NotAStore(f"{path} is not a durable store: data.mdb is not an LMDB file") from None
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from None
+        if had_data and _foreign(env):  # refuse before anything is written to it
+            env.close()
+            _forget_lock(lock_file, had_lock)
+            raise NotAStore(f"{path} is not a durable store: data.mdb is another program's LMDB database")
         for name in ("data.mdb", "lock.mdb"):
             file = os.path.join(path, name)
             if os.path.exists(file):
@@ -309,6 +317,22 @@ class Store:
             if _open_stores.get(self.path) is self:
                 del _open_stores[self.path]
         self.env.close()
+
+
+def _foreign(env: lmdb.Environment) -> bool:
+    """Whether an existing environment holds data but no "meta" database: another program's.
+
+    (An empty one is a store whose creation was interrupted; a newer store has "meta" and is
+    refused by its format marker instead.)"""
+    with env.begin() as txn:
+        return env.stat()["entries"] > 0 and txn.get(b"meta") is None
+
+
+def _forget_lock(lock_file: str, existed: bool) -> None:
+    """Remove the lock file that opening a directory we then refused has left behind."""
+    if not existed:
+        with contextlib.suppress(OSError):
+            os.remove(lock_file)
 
 
 def _check_permissions(path: str) -> None:
