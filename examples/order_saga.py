@@ -26,6 +26,7 @@ import trio
 
 import durable
 
+
 def _maybe_fail(order: dict[str, Any], step: str) -> None:
     # A declined card is not accepted on a retry either: a business failure is not retried.
     if order.get("fail_at") == step:
@@ -56,7 +57,7 @@ async def ship_order(order: dict[str, Any]) -> str:
 
 @durable.activity
 def refund_payment(payment_id: str) -> None:
-    """Compensation of `charge_payment` (retried until it succeeds: it must not be lost)."""
+    """Compensation of `charge_payment`: retried (default policy) if the bank is briefly down."""
 
 
 @durable.activity
