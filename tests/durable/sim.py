@@ -52,6 +52,16 @@ class _Activity:
     cancel: bool = False
 
 
+#: Every runtime a Driver made, so that tests can evict them all as a worker would.
+OPEN: list[Runtime] = []
+
+
+def close_all() -> None:
+    """Evict every runtime made so far (`Runtime.close`), as a worker evicts its cache."""
+    while OPEN:
+        OPEN.pop().close()
+
+
 class Driver:
     """One workflow's history, appended to as the store would. See the module docstring.
 
@@ -75,6 +85,7 @@ class Driver:
         self.autostart = autostart
         self.conv = converter or Converter()
         self.rt = Runtime(self.defn, workflow_id, run_id, self.conv)
+        OPEN.append(self.rt)
         self.history: list[dict[str, Any]] = []
         self.now = T0
         self.activities: dict[int, _Activity] = {}  # scheduled and not yet ended, by seq
@@ -221,6 +232,7 @@ def replay(workflow: Any, history: Sequence[dict[str, Any]], *, workflow_id: str
            run_id: str = "run-1") -> tuple[Runtime, list[dict[str, Any]]]:
     """Feed `history` to a fresh `Runtime` (a cache miss); return it and the live commands."""
     rt = Runtime(workflow_def(workflow), workflow_id, run_id, Converter())
+    OPEN.append(rt)
     commands = rt.advance(list(history))
     return rt, commands
 
@@ -351,7 +363,9 @@ class Sim:
         d = self.driver
         for c in commands:
             if c["k"] == ev.ACTIVITY_SCHEDULED:
-                act = d.activities[c["seq"]]
+                act = d.activities.get(c["seq"])
+                if act is None:
+                    continue  # cancelled in the same activation: the store dropped it at once
                 outcome = self.policy(act.name, act.args, act.seq)
                 self._outcomes[act.seq] = outcome
                 self._at(d.now + int(outcome.starts_after * NS), "start", act.seq)
@@ -359,7 +373,7 @@ class Sim:
                 act = d.activities.get(c["seq"])
                 if act is not None and act.cancel and self._outcomes[act.seq].on_cancel == "cancel":
                     self._at(d.now + self.heartbeat, "cancelled", act.seq)
-            elif c["k"] == ev.TIMER_STARTED:
+            elif c["k"] == ev.TIMER_STARTED and c["seq"] in d.timers:  # not cancelled at once
                 self._at(d.timers[c["seq"]], "timer", c["seq"])
 
     def _handle(self, what: str, data: Any, inputs: list[dict[str, Any]]) -> None:
