@@ -8,6 +8,7 @@ runs outside an activation gets a clear error instead of touching someone else's
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import TYPE_CHECKING
 
@@ -37,3 +38,21 @@ def set_current(rt: Runtime | None) -> Runtime | None:
     prev = getattr(_local, "runtime", None)
     _local.runtime = rt
     return prev
+
+
+def _unbind_during_gc(phase: str, info: dict[str, int]) -> None:
+    """Run the garbage collector's finalizers outside any activation.
+
+    A workflow instance dropped without `Runtime.close` has its coroutines closed by the
+    collector, which may run inside another instance's activation: their ``finally`` code must
+    meet "only inside workflow code", never the instance that happens to be running.
+    """
+    if phase == "start":
+        _local.during_gc = getattr(_local, "runtime", None)
+        _local.runtime = None
+    else:
+        _local.runtime = getattr(_local, "during_gc", None)
+        _local.during_gc = None
+
+
+gc.callbacks.append(_unbind_during_gc)

@@ -116,6 +116,7 @@ class CancelScope:
 
     @shield.setter
     def shield(self, value: bool) -> None:
+        _refuse_in_query("CancelScope.shield")
         self._shield = bool(value)
         if self._rt is not None and not value:
             self._rt._deliver_cancellations()
@@ -124,6 +125,7 @@ class CancelScope:
         """Cancel everything inside this scope (idempotent)."""
         if self.cancel_called:
             return
+        _refuse_in_query("CancelScope.cancel")
         self.cancel_called = True
         if self._rt is not None:
             self._rt._cancel_timer(self)
@@ -202,6 +204,7 @@ class Nursery:
         """Start ``fn(*args)`` as a child task; it first runs at the scheduler's next turn."""
         if self._closed:
             raise DurableError("this nursery is closed: start tasks inside its 'async with' block")
+        _refuse_in_query("Nursery.start_soon")
         coro = fn(*args)
         if not isinstance(coro, Coroutine):
             raise DurableError(f"start_soon needs an async function, and {fn!r} returned {coro!r}")
@@ -282,8 +285,9 @@ class Event:
         """Set the flag and wake every task waiting for it."""
         if self._set:
             return
-        self._set = True
         rt = _context.current("Event.set")
+        _refuse_in_query("Event.set")
+        self._set = True
         waiters, self._waiters = self._waiters, {}
         for waiter in waiters:
             rt._wake(waiter, None, None)
@@ -387,6 +391,7 @@ class Runtime:
             raise QueryFailed(f"workflow {self.workflow_id!r} has not started running yet")
         prev = _context.set_current(self)
         self._in_query = True
+        rng_state = self._rng.getstate()  # a query may draw numbers; the workflow must not notice
         try:
             return getattr(self.instance, method)(*args)
         except DurableError:
@@ -394,6 +399,7 @@ class Runtime:
         except Exception as exc:
             raise QueryFailed(f"query {name!r} raised {type(exc).__name__}: {exc}") from None
         finally:
+            self._rng.setstate(rng_state)
             self._in_query = False
             _context.set_current(prev)
 
@@ -524,7 +530,7 @@ class Runtime:
         except StopIteration as stop:
             self._task_done(task, stop.value, None)
         except BaseException as exc:  # noqa: BLE001 - the task's outcome, whatever it is
-            self._task_done(task, None, exc)
+            self._task_done(task, None, _explain_foreign(exc))
         else:
             if not isinstance(yielded, _Waiter):
                 err = DurableError(
@@ -775,6 +781,34 @@ class Runtime:
 
     def random(self) -> _random.Random:
         return self._rng
+
+
+def _refuse_in_query(what: str) -> None:
+    rt = _context.current_or_none()
+    if rt is not None and rt._in_query:
+        raise DurableError(f"a query handler must not change the workflow (it called {what})")
+
+
+_FOREIGN_LIBRARIES = ("trio", "asyncio", "anyio", "sniffio")
+
+
+def _explain_foreign(exc: BaseException) -> BaseException:
+    """A `RuntimeError` raised inside trio or asyncio (for example "must be called from async
+    context" from ``trio.sleep(1)``) means workflow code called them: say so."""
+    if not isinstance(exc, RuntimeError) or exc.__traceback__ is None:
+        return exc
+    tb = exc.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    if module.partition(".")[0] not in _FOREIGN_LIBRARIES:
+        return exc
+    err = DurableError(
+        f"workflow code called {module} ({exc}), which is not a durable operation: "
+        "use durable.sleep, activities and durable's own primitives, not trio or asyncio"
+    )
+    err.__cause__ = exc
+    return err
 
 
 def _same_command(have: dict[str, Any], made: dict[str, Any]) -> bool:
