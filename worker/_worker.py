@@ -146,10 +146,15 @@ class Worker:
         with trio.move_on_after(self.graceful_timeout):
             while self._running_acts or self._running_wfts:
                 await self._wait_changed(0.05)
-        for (num, seq), (item, ctx, scope) in list(self._running_acts.items()):
+        # Hand back the attempts that did not finish. Each releases its lease itself once its code
+        # has stopped (see _run_attempt), under heartbeats until then: a sync activity cannot be
+        # interrupted unless it calls heartbeat(), and handing it back while it still runs would let
+        # another worker run the same step at the same time (it finishes here instead).
+        for _, ctx, scope in list(self._running_acts.values()):
             ctx.lost = True
             scope.cancel()
-            await self._write(lambda t, n=num, s=seq, k=item["token"]: _ops.release_activity(t, n, s, k))
+        while self._running_acts:
+            await self._wait_changed(0.05)
         work.cancel_scope.cancel()
 
     # --- wake-ups ----------------------------------------------------------------------------
@@ -371,6 +376,8 @@ class Worker:
                            num: int, seq: int, token: int) -> None:
         report = await self._attempt(item, ctx, scope)
         if report is None:
+            if self._stopping:  # stopped by _drain: queued again, the attempt not counted
+                await self._write(lambda t: _ops.release_activity(t, num, seq, token))
             return
         if report[0] == "ok":
             accepted = await self._write(lambda t: _ops.complete_activity(t, num, seq, token, report[1]))

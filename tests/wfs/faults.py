@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import trio
 
@@ -18,25 +19,27 @@ import durable
 FAST_RETRY = durable.RetryPolicy(max_attempts=5, initial_interval=0.05, backoff=2.0, max_interval=0.2)
 
 
-def mark(marker_dir: str, tag: str) -> durable.ActivityInfo:
-    """Record that an attempt of the running activity started (one file per attempt)."""
+def mark(marker_dir: str, tag: str) -> tuple[durable.ActivityInfo, bool]:
+    """Record that an attempt of the running activity started; return its info and whether it is
+    the first run of `tag` in `marker_dir` (a handed-back attempt runs again with the same number)."""
     info = durable.activity_info()
-    path = os.path.join(marker_dir, f"{tag}-{info.attempt}-{os.getpid()}")
-    with open(path, "w") as f:
+    first = not markers(marker_dir, tag)
+    path = os.path.join(marker_dir, f"{tag}-{info.attempt}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    with open(path + ".tmp", "w") as f:
         f.write(info.idempotency_key)
-    return info
+    os.rename(path + ".tmp", path)
+    return info, first
 
 
 def markers(marker_dir: str, tag: str) -> list[tuple[int, int, str]]:
-    """(attempt, pid, idempotency key) of every attempt of `tag` that started, by attempt."""
+    """(attempt, pid, idempotency key) of every run of `tag` that started, by attempt."""
     out = []
     for name in os.listdir(marker_dir):
-        head, _, rest = name.partition("-")
-        if head != tag:
+        parts = name.split("-")
+        if parts[0] != tag or name.endswith(".tmp"):
             continue
-        attempt, pid = rest.split("-")
         with open(os.path.join(marker_dir, name)) as f:
-            out.append((int(attempt), int(pid), f.read()))
+            out.append((int(parts[1]), int(parts[2]), f.read()))
     return sorted(out)
 
 
@@ -103,9 +106,9 @@ async def pid_chain(steps: int, seconds: float) -> list[int]:
 
 @durable.activity(retry=FAST_RETRY)
 def hold_then_finish(marker_dir: str, first_seconds: float) -> dict[str, object]:
-    """Attempt 1 holds the lease for `first_seconds` (sync, in a thread); later attempts finish."""
-    info = mark(marker_dir, "hold")
-    if info.attempt == 1:
+    """The first run holds the lease for `first_seconds` (sync, in a thread); later runs finish."""
+    info, first = mark(marker_dir, "hold")
+    if first:
         time.sleep(first_seconds)
     return {"pid": os.getpid(), "attempt": info.attempt, "key": info.idempotency_key}
 
@@ -118,8 +121,8 @@ async def hold_workflow(marker_dir: str, first_seconds: float) -> dict[str, obje
 @durable.activity(retry=FAST_RETRY)
 async def wait_then_finish(marker_dir: str, first_seconds: float) -> dict[str, object]:
     """Like `hold_then_finish`, but async: a shutting-down worker can interrupt it."""
-    info = mark(marker_dir, "wait")
-    if info.attempt == 1:
+    info, first = mark(marker_dir, "wait")
+    if first:
         await trio.sleep(first_seconds)
     return {"pid": os.getpid(), "attempt": info.attempt, "key": info.idempotency_key}
 
