@@ -54,7 +54,8 @@ def handle_errors(fn: F) -> F:
                 raise
             _fail(str(exc))
         except KeyboardInterrupt:
-            _fail("interrupted")
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
         except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
             if state is not None and state.debug:
                 raise
@@ -258,7 +259,9 @@ def describe(state: _State, workflow_id: str, as_json: bool) -> None:
         if key == "error":
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
-        elif key == "task_error" and value:
+        elif key in ("task_error", "closed_at") and value is None:
+            continue
+        elif key == "task_error":
             click.echo(f"task_error: {value}")
         else:
             click.echo(f"{key}: {value}")
@@ -282,7 +285,7 @@ def history(state: _State, workflow_id: str, as_json: bool) -> None:
         offset = (event["time"] - t0).total_seconds() * 1000
         details = {k: v for k, v in event.items() if k not in ("index", "kind", "time", "error", "opts", "seed")}
         text = " ".join(f"{k}={_to_json(v)}" for k, v in details.items())
-        click.echo(f"{event['index']:>4}  +{offset:9.1f} ms  {event['kind']:<24} {text}")
+        click.echo(f"{event['index']:>4}  +{offset:9.1f} ms  {event['kind']:<24} {text}".rstrip())
         if "error" in event:
             click.echo(format_error_record(event["error"], "        "))
 
