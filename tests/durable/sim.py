@@ -91,8 +91,6 @@ class Driver:
         self.activities: dict[int, _Activity] = {}  # scheduled and not yet ended, by seq
         self.timers: dict[int, int] = {}  # running timers: seq -> due time (ns)
         self.closed: str | None = None  # the closing event's kind
-        #: every activation: (its input events, the commands recorded after them)
-        self.activations: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
 
     # --- writing history -------------------------------------------------------------------
 
@@ -125,7 +123,6 @@ class Driver:
         commands = self.rt.advance(list(inputs))
         recorded = [self._append(c) for c in commands]
         self.rt.mark_recorded()
-        self.activations.append((list(inputs), recorded))
         followups: list[dict[str, Any]] = []
         for command in recorded:
             self._apply(command, followups)
@@ -257,14 +254,6 @@ class Outcome:
     on_cancel: str = "cancel"
 
 
-def ok(value: Any = None, takes: float = 0.0) -> Outcome:
-    return Outcome(value=value, takes=takes)
-
-
-def fail(message: str = "boom", takes: float = 0.0) -> Outcome:
-    return Outcome(error=message, takes=takes)
-
-
 Policy = Callable[[str, list[Any], int], Outcome]
 
 
@@ -343,8 +332,10 @@ class Sim:
         """Run until the workflow closes or waits for something that will never come."""
         d = self.driver
         self._react(d.start(*self.args))
+        activations = 1
         while d.closed is None:
-            assert len(d.activations) < max_activations, "the workflow does not end"
+            assert activations < max_activations, "the workflow does not end"
+            activations += 1
             if d.pending_inputs():  # the store's own follow-ups: the next task runs at once
                 self._react(d.activate())
                 continue

@@ -295,6 +295,67 @@ def test_f05_compensation_starts_only_after_every_step_of_its_scope_ended(case: 
         assert max(final[seq] for seq in books) < min(undos)
 
 
+@durable.workflow
+async def nested_saga(plan: list[list[float]]) -> Any:
+    """Groups of steps, each in nested nurseries under a deadline; a group that fails or runs
+    out of time is compensated (shielded) before the next group starts."""
+    report = []
+    for g, (deadline, n) in enumerate(plan):
+        done: list[int] = []
+
+        async def book(i: int) -> None:
+            await step(f"g{g}", i)
+            done.append(i)
+
+        failed: BaseException | None = None
+        try:
+            with durable.move_on_after(deadline) as scope:
+                async with durable.open_nursery() as outer:
+                    outer.start_soon(book, 0)
+                    async with durable.open_nursery() as inner:
+                        for i in range(1, int(n)):
+                            inner.start_soon(book, i)
+        except BaseException as exc:  # an error group, or the workflow's Cancelled
+            failed = exc
+        if failed is not None or scope.cancelled_caught:
+            with durable.CancelScope(shield=True):
+                for i in reversed(done):
+                    await undo(f"g{g}", i)
+            if isinstance(failed, durable.Cancelled):
+                raise failed
+        report.append([g, sorted(done), failed is not None, scope.cancelled_caught])
+    return report
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plan=st.lists(st.tuples(st.sampled_from([0.5, 1.0, 3.0, 20.0]), st.integers(1, 4)), min_size=1, max_size=3),
+    choices=st.lists(outcomes, max_size=12),
+    cancel_at=st.none() | st.sampled_from([0.0, 1.0, 2.5, 6.0]),
+)
+def test_f05_nested_scopes_compensate_only_after_every_step_of_the_group_ended(
+    plan: list[tuple[float, int]], choices: list[Any], cancel_at: float | None
+) -> None:
+    sim = Sim(nested_saga, [list(p) for p in plan], policy=scripted(choices), cancel_at=cancel_at).run()
+    history = sim.history
+    assert sim.closed is not None
+    final = {e["seq"]: i for i, e in enumerate(history)
+             if e["k"] in (ev.ACTIVITY_COMPLETED, ev.ACTIVITY_FAILED, ev.ACTIVITY_CANCELLED)}
+    conv = sim.driver.conv
+    for g in range(len(plan)):
+        group = f"g{g}"
+        steps = [e["seq"] for e in history if e["k"] == ev.ACTIVITY_SCHEDULED
+                 and e["name"] == "step" and conv.from_payload(e["in"])[0] == group]
+        undos = [i for i, e in enumerate(history) if e["k"] == ev.ACTIVITY_SCHEDULED
+                 and e["name"] == "undo" and conv.from_payload(e["in"])[0] == group]
+        if undos:
+            event(f"group compensated ({sim.closed})")
+            assert all(seq in final for seq in steps), "a compensated step never reached a final event"
+            assert max(final[seq] for seq in steps) < min(undos)
+    rt, commands = replay(nested_saga, history)
+    assert commands == [] and rt.done
+
+
 # --- across processes ----------------------------------------------------------------------
 
 
