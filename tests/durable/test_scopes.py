@@ -1,7 +1,8 @@
 """Structured concurrency in workflow code: nurseries, cancel scopes, deadlines, cancellation.
 
-Each test drives the runtime one event at a time (`sim.Driver`) and checks the exact commands of
-every activation: a scope's promise is visible in history as *when* its commands appear.
+Most tests drive the runtime one event at a time (`sim.Driver`) and check the exact commands of
+every activation: a scope's promise is visible in history as *when* its commands appear. The
+last one runs random nested programs and checks that no step outlives its scope (F05).
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 import durable
 from durable import _events as ev
+from durable._codec import Converter
 
-from .sim import NS, Driver, kinds, strip
+from .sim import NS, Driver, Outcome, Sim, kinds, replay, scripted, strip
 
 
 @durable.activity
@@ -21,17 +25,10 @@ def work(tag: str) -> str:
     return tag
 
 
-def scheduled(commands: list[dict[str, Any]], conv: Any = None) -> list[tuple[int, str]]:
+def scheduled(commands: list[dict[str, Any]]) -> list[tuple[int, str]]:
     """(seq, tag) of the ActivityScheduled commands in `commands`."""
-    from durable._codec import Converter
-
-    conv = conv or Converter()
+    conv = Converter()
     return [(c["seq"], conv.from_payload(c["in"])[0]) for c in commands if c["k"] == ev.ACTIVITY_SCHEDULED]
-
-
-def tags(driver: Driver) -> dict[str, int]:
-    """Every activity scheduled so far: its tag -> its seq."""
-    return {tag: seq for seq, tag in scheduled(driver.history, driver.conv)}
 
 
 # --- nurseries ------------------------------------------------------------------------------
@@ -500,3 +497,125 @@ def test_scope_misuse_is_a_clear_error() -> None:
     d = Driver(late_start)
     d.start()
     assert "nursery is closed" in d.error["msg"]
+
+
+# --- no step outlives its scope: random nested programs (F05) ------------------------------
+
+@durable.activity
+def act(path: str) -> str:
+    return path
+
+
+@durable.activity
+def mark(path: str) -> str:
+    return path
+
+
+async def interpret(node: Any, path: str) -> None:
+    """Run a program tree; after each scope that ends normally, schedule ``mark(path)``: its
+    position in history is where that scope exited."""
+    kind = node[0]
+    if kind == "act":
+        await act(path)
+    elif kind == "sleep":
+        await durable.sleep(node[1])
+    elif kind == "raise":
+        raise ValueError(path)
+    elif kind == "seq":
+        for i, child in enumerate(node[1]):
+            await interpret(child, f"{path}.{i}")
+    elif kind == "par":
+        async with durable.open_nursery() as nursery:
+            for i, child in enumerate(node[1]):
+                nursery.start_soon(interpret, child, f"{path}.{i}")
+        await mark(path)
+    elif kind == "deadline":
+        with durable.move_on_after(node[1]):
+            await interpret(node[2], f"{path}.0")
+        await mark(path)
+    elif kind == "fail_after":
+        try:
+            with durable.fail_after(node[1]):
+                await interpret(node[2], f"{path}.0")
+        except durable.TooSlowError:
+            pass
+        await mark(path)
+    elif kind == "shield":
+        with durable.CancelScope(shield=True):
+            await interpret(node[1], f"{path}.0")
+        await mark(path)
+    elif kind == "try":
+        try:
+            await interpret(node[1], f"{path}.0")
+        except Exception:  # noqa: BLE001 - activity errors, error groups, ValueError
+            pass
+        await mark(path)
+    else:  # pragma: no cover
+        raise AssertionError(kind)
+
+
+@durable.workflow
+async def program(tree: Any) -> str:
+    await interpret(tree, "r")
+    return "done"
+
+
+durations = st.sampled_from([0.5, 1.0, 2.0, 5.0])
+trees = st.recursive(
+    st.one_of(
+        st.just(["act"]),
+        st.just(["act"]),
+        st.just(["act"]),
+        st.tuples(st.just("sleep"), durations).map(list),
+        st.just(["raise"]),
+    ),
+    lambda inner: st.one_of(
+        st.tuples(st.just("seq"), st.lists(inner, min_size=1, max_size=3)).map(list),
+        st.tuples(st.just("par"), st.lists(inner, min_size=1, max_size=3)).map(list),
+        st.tuples(st.just("deadline"), durations, inner).map(list),
+        st.tuples(st.just("fail_after"), durations, inner).map(list),
+        st.tuples(st.just("shield"), inner).map(list),
+        st.tuples(st.just("try"), inner).map(list),
+    ),
+    max_leaves=10,
+)
+programs = st.tuples(st.sampled_from(["seq", "par"]), st.lists(trees, min_size=2, max_size=4)).map(list)
+act_outcomes = st.lists(
+    st.builds(
+        Outcome,
+        error=st.none() | st.just("broken"),
+        takes=st.sampled_from([0.0, 0.5, 1.5, 4.0]),
+        starts_after=st.sampled_from([0.0, 0.5]),
+        on_cancel=st.sampled_from(["cancel", "ignore"]),
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=programs, choices=act_outcomes, cancel_at=st.none() | st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+def test_f05_no_step_outlives_its_scope(tree: Any, choices: list[Outcome], cancel_at: float | None) -> None:
+    acts = scripted(choices)
+
+    def policy(name: str, args: list[Any], seq: int) -> Outcome:
+        return Outcome(value=args[0]) if name == "mark" else acts(name, args, seq)
+
+    sim = Sim(program, tree, policy=policy, cancel_at=cancel_at).run()
+    assert sim.closed is not None
+    history, conv = sim.history, sim.driver.conv
+    final = {e["seq"]: i for i, e in enumerate(history)
+             if e["k"] in (ev.ACTIVITY_COMPLETED, ev.ACTIVITY_FAILED, ev.ACTIVITY_CANCELLED)}
+    steps = [(conv.from_payload(e["in"])[0], e["seq"]) for e in history
+             if e["k"] == ev.ACTIVITY_SCHEDULED and e["name"] == "act"]
+    for i, e in enumerate(history):
+        if e["k"] == ev.ACTIVITY_SCHEDULED and e["name"] == "mark":
+            scope = conv.from_payload(e["in"])[0]
+            for path, seq in steps:
+                if path.startswith(scope + "."):
+                    assert final.get(seq, len(history)) < i, f"step {path} outlived scope {scope}"
+    # nothing outlives the workflow either
+    for _, seq in steps:
+        assert final.get(seq, len(history)) < len(history) - 1
+    event(f"{sim.closed}, {len(steps)} steps")
+    rt, commands = replay(program, history)
+    assert commands == [] and rt.done
