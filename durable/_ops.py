@@ -241,6 +241,11 @@ def _running(t: Txn, wid: str, action: str) -> dict[str, Any]:
 def signal(t: Txn, wid: str, name: str, payload: bytes) -> None:
     """Append a signal to the workflow's history (or inbox) and schedule its task."""
     rec = _running(t, wid, f"signal {name!r} to")
+    if rec.get("closing"):
+        raise WorkflowClosed(
+            f"cannot signal {name!r} to workflow {wid!r}: its code has returned and it is closing "
+            "(the signals it already accepted are being delivered)"
+        )
     types = t.get_rec("types", rec["queue"].encode()) or {}
     known = types.get("workflows", {}).get(rec["type"])
     if known is not None and name not in known.get("signals", []):
@@ -419,7 +424,9 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
     """Record an activation's commands; return "ok", "lost" (lease gone) or "retry".
 
     "retry" means signals arrived while the code decided to close the workflow: they are put in
-    the history and the task runs again, so that no signal is lost (F13).
+    the history and the task runs again, so that no signal is lost (F13). Until that task ends,
+    new signals are refused (`WorkflowClosed`): otherwise a steady stream of signals could keep
+    the workflow from ever closing, every retry finding new ones.
     """
     rec = _fenced_wft(t, num, token)
     if rec is None:
@@ -433,9 +440,11 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
                 _append(t, rec, event)
             _release_wft(t, rec)
             _enqueue_wft(t, rec)
+            rec["closing"] = True
             _save_wf(t, rec)
             return "retry"
         rec["ilen"] = 0
+    rec.pop("closing", None)
     if rec["hlen"] + len(commands) > MAX_HISTORY_EVENTS:
         err = HistoryLimitError(
             f"workflow {rec['id']!r}: its history would pass the limit of {MAX_HISTORY_EVENTS} events"
@@ -524,6 +533,7 @@ def fail_workflow_task(t: Txn, num: int, token: int, error: str) -> bool:
     rec = _fenced_wft(t, num, token)
     if rec is None:
         return False
+    rec.pop("closing", None)
     failures = rec.get("tfail", {}).get("n", 0) + 1
     rec["tfail"] = {"err": error[:4000], "n": failures, "t": t.now}
     for event in _drain_inbox(t, rec):

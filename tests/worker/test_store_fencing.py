@@ -252,3 +252,32 @@ def test_handed_back_retry_is_not_counted(data_dir: str) -> None:
     assert h.complete(again["token"], "ok")
     desc = h.describe()
     assert (desc.activity_attempts, desc.activity_retries) == (2, 1)
+
+
+@pytest.mark.parametrize("then", ["closes", "goes on"])
+def test_f13_signals_arriving_while_the_code_closes_are_delivered(data_dir: str, then: str) -> None:
+    """Signals that arrive during the activation that closes the workflow are put in history and
+    the task runs again (no signal lost). Until it has, new signals are refused, so that a steady
+    stream of them cannot keep the workflow from ever closing."""
+    h = Harness(data_dir)
+    handle = h.client.get_handle("wf")
+    [act] = h.claim("A", act=1)
+    assert h.complete(act["token"], 1)
+    [wft] = h.claim("A", wft=1)
+    handle.signal("add", 1)  # arrives while the activation runs
+    out = h.store.converter.to_payload("done", "out")
+    closing = {"k": "WorkflowCompleted", "out": out}
+    assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, wft["token"], [closing])) == "retry"
+    assert [e["kind"] for e in h.history()][-1] == "SignalReceived"  # delivered, not dropped
+    before = store_snapshot(h.client)
+    with pytest.raises(durable.WorkflowClosed, match="closing"):
+        handle.signal("add", 2)
+    assert store_snapshot(h.client) == before
+    [again] = h.claim("A", wft=1)
+    if then == "closes":
+        assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, again["token"], [closing])) == "ok"
+        assert handle.result(timeout=1) == "done"
+    else:  # the code saw the signal and decided to go on: signals are welcome again
+        assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, again["token"], [{"k": "TaskCompleted"}])) == "ok"
+        handle.signal("add", 3)
+        assert [e.get("input") for e in h.history() if e["kind"] == "SignalReceived"] == [[1], [3]]
