@@ -650,6 +650,31 @@ def release_activity(t: Txn, num: int, seq: int, token: int) -> bool:
     st = _fenced_act(t, num, seq, token)
     if st is None:
         return False
+    _requeue_uncounted(t, num, seq, st, t.now)
+    return True
+
+
+def refuse_activity(t: Txn, num: int, seq: int, token: int, error: str) -> bool:
+    """The claiming worker does not have the activity's code, so nothing ran (F15).
+
+    The task is queued again with a growing delay and the attempt is not counted, so that the
+    activity runs once a worker with the code serves the queue (a deploy must not burn its
+    retries). Until the workflow's next task succeeds, `describe` shows the error.
+    """
+    st = _fenced_act(t, num, seq, token)
+    if st is None:
+        return False
+    st["refused"] = refusals = st.get("refused", 0) + 1
+    delay = min(0.1 * 2 ** min(refusals - 1, 20), MAX_WORKFLOW_TASK_RETRY_SECONDS)
+    rec = _requeue_uncounted(t, num, seq, st, t.now + int(delay * _NS))
+    if rec is not None:
+        failures = (rec.get("tfail") or {}).get("n", 0) + 1
+        rec["tfail"] = {"err": error[:4000], "n": failures, "t": t.now}
+        _save_wf(t, rec)
+    return True
+
+
+def _requeue_uncounted(t: Txn, num: int, seq: int, st: dict[str, Any], visible: int) -> dict[str, Any] | None:
     key = u64x2(num, seq)
     if st.get("due"):
         t.delete("due", st["due"])
@@ -661,10 +686,10 @@ def release_activity(t: Txn, num: int, seq: int, token: int) -> bool:
             rec["n_retry"] -= 1
         _save_wf(t, rec)
     st["attempt"] -= 1
-    st["tkey"] = _enqueue(t, b"a", st["queue"], t.now, key)
+    st["tkey"] = _enqueue(t, b"a", st["queue"], visible, key)
     _reset_act_due(t, st, num, seq)
     t.put_rec("act", key, st)
-    return True
+    return rec
 
 
 # --- the clock: timers and expired leases -------------------------------------------------

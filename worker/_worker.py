@@ -33,7 +33,7 @@ import trio
 from durable import _activity, _ops
 from durable._codec import PayloadCodec, error_to_record
 from durable._defs import Activity, Registry
-from durable._errors import ApplicationError, DurableError, PayloadError
+from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
 from durable._limits import DEFAULT_LEASE_SECONDS, MAX_CLAIM_BATCH, POLL_FALLBACK_SECONDS
 from durable._runtime import Runtime
 from durable._store import Store, Txn
@@ -379,6 +379,10 @@ class Worker:
             if self._stopping:  # stopped by _drain: queued again, the attempt not counted
                 await self._write(lambda t: _ops.release_activity(t, num, seq, token))
             return
+        if report[0] == "unknown":  # F15: nothing ran; hand it back for a worker with the code
+            log.warning("activity task of %r refused: %s", item["wid"], report[1])
+            await self._write(lambda t: _ops.refuse_activity(t, num, seq, token, report[1]))
+            return
         if report[0] == "ok":
             accepted = await self._write(lambda t: _ops.complete_activity(t, num, seq, token, report[1]))
         else:
@@ -392,9 +396,13 @@ class Worker:
         self.stats["act"] += 1
 
     async def _attempt(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> tuple[Any, ...] | None:
-        """Run one attempt; return ("ok", payload), ("err", record, retryable, cancelled) or None."""
+        """Run one attempt; return ("ok", payload), ("err", record, retryable, cancelled),
+        ("unknown", error) if this worker does not have the activity, or None."""
         try:
             act = self.registry.activity(item["name"])
+        except NotRegistered as exc:
+            return ("unknown", str(exc))
+        try:
             args = self.store.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
         except DurableError as exc:
             return ("err", error_to_record(exc), True, False)

@@ -281,3 +281,25 @@ def test_f13_signals_arriving_while_the_code_closes_are_delivered(data_dir: str,
         assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, again["token"], [{"k": "TaskCompleted"}])) == "ok"
         handle.signal("add", 3)
         assert [e.get("input") for e in h.history() if e["kind"] == "SignalReceived"] == [[1], [3]]
+
+
+def test_f15_activity_refused_by_a_worker_without_its_code_spends_no_attempt(data_dir: str) -> None:
+    h = Harness(data_dir, retry=durable.RetryPolicy(max_attempts=1))
+    for refusal in range(1, 4):
+        [item] = h.claim("old", act=1)
+        assert item["attempt"] == 1
+        assert h.write(lambda t, k=item["token"]: _ops.refuse_activity(t, h.num, 1, k, "'step' is not registered"))
+        assert h.complete(item["token"], "nothing ran") is False
+        desc = h.describe()
+        assert (desc.activity_attempts, desc.task_failures) == (0, refusal)
+        assert desc.task_error == "'step' is not registered"
+        assert h.claim("old", act=1) == []  # queued again after a growing delay
+        h.clock.advance(0.1 * 2 ** (refusal - 1))
+    [item] = h.claim("new", act=1)
+    assert item["attempt"] == 1  # max_attempts=1, and it still may run
+    assert h.complete(item["token"], "ran")
+    [done] = h.finals()
+    assert done["attempt"] == 1 and done["result"] == "ran"
+    [wft] = h.claim("new", wft=1)
+    assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, wft["token"], [{"k": "TaskCompleted"}])) == "ok"
+    assert h.describe().task_error is None
