@@ -205,7 +205,12 @@ class Store:
                     pass
         env.reader_check()  # readers left behind by killed processes pin old pages
         store = cls(path, env, clock)
-        store._check_format()
+        try:
+            store._check_format()
+        except BaseException:  # a store we refuse must not keep its environment or socket open
+            store.notifier.close()
+            env.close()
+            raise
         os.makedirs(os.path.join(path, "wake"), mode=0o700, exist_ok=True)
         return store
 
@@ -316,6 +321,7 @@ class Store:
         with _open_lock:
             if _open_stores.get(self.path) is self:
                 del _open_stores[self.path]
+        self.notifier.close()
         self.env.close()
 
 

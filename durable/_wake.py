@@ -23,6 +23,10 @@ class Notifier:
         self._targets: list[str] = []
         self.own: set[str] = set()
 
+    def close(self) -> None:
+        """Close the sending socket."""
+        self._sock.close()
+
     def _refresh(self) -> None:
         try:
             mtime = os.stat(self.directory).st_mtime_ns

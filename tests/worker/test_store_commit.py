@@ -1,0 +1,125 @@
+"""The LMDB store's transactions: group commit, a full map, permissions and format versions.
+
+A real LMDB environment in a temporary directory, no mocks. The domain operations of `_ops` run
+through `Store.write_batch` exactly as the worker's group-commit writer runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import durable
+from durable import _ops, _store
+from durable._store import Store
+from tests.conftest import ROOT, worker_thread
+from tests.fault._util import store_snapshot
+from tests.wfs import faults
+
+
+def start_op(client: durable.Client, wid: str, value: object = None):  # type: ignore[no-untyped-def]
+    payload = client._store.converter.to_payload([value], "input")
+    return lambda t: _ops.start_workflow(t, wid, "Gate", "default", payload, False, False)
+
+
+def test_a_refused_op_in_a_batch_leaves_the_others_committed(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    client.start(faults.Gate, id="taken")
+    before = store_snapshot(client)
+    results = client._store.write_batch(
+        [start_op(client, "a"), start_op(client, "taken"), start_op(client, "b")]
+    )
+    assert isinstance(results[1], durable.WorkflowAlreadyExists)
+    assert results[0][1] is True and results[2][1] is True
+    assert sorted(d.workflow_id for d in client.list()) == ["a", "b", "taken"]
+    assert sorted(d.workflow_id for d in client.list(status="running")) == ["a", "b", "taken"]
+    # the refused op wrote nothing: 'taken' is exactly as before
+    after = store_snapshot(client)
+    assert [kv for kv in after["wf"] if kv[0] == b"taken"] == [kv for kv in before["wf"] if kv[0] == b"taken"]
+
+
+def test_a_batch_that_fills_the_map_is_retried_whole_after_growing_it(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_store, "INITIAL_MAP_BYTES", 1 << 20)  # 1 MiB: the batch below needs ~6
+    client = durable.Client(data_dir)
+    store = client._store
+    small = store.env.info()["map_size"]
+    assert small == 1 << 20
+    big = os.urandom(200_000)
+    results = store.write_batch([start_op(client, f"big-{i}", big) for i in range(30)])
+    assert all(r[1] is True for r in results), results
+    assert store.env.info()["map_size"] > small
+    assert len(client.list(limit=100)) == 30
+    for i in (0, 29):  # every payload is readable and intact
+        [first] = client.get_handle(f"big-{i}").history()
+        assert first["input"] == [big]
+    # another process opens the grown store and sees everything
+    out = subprocess.run(
+        [sys.executable, "-c", "import durable, sys; print(len(durable.Client(sys.argv[1]).list(limit=100)))", data_dir],
+        cwd=ROOT, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "30"
+
+
+def test_many_threads_commit_through_one_store(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    errors: list[BaseException] = []
+
+    def starter(n: int) -> None:
+        try:
+            for i in range(40):
+                client.start(faults.Gate, id=f"t{n}-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=starter, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert len(client.list(status="running", limit=10_000)) == 12 * 40
+    with worker_thread(data_dir, [faults.Gate], []):
+        for n in range(12):
+            client.get_handle(f"t{n}-0").signal("open", n)
+        assert [client.get_handle(f"t{n}-0").result(timeout=10) for n in range(12)] == list(range(12))
+
+
+def test_store_files_are_private(data_dir: str) -> None:
+    durable.Client(data_dir)
+    assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
+    for name in ("data.mdb", "lock.mdb"):
+        assert stat.S_IMODE(os.stat(os.path.join(data_dir, name)).st_mode) == 0o600
+
+
+def test_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "shared"
+    path.mkdir()
+    os.chmod(path, 0o777)
+    with pytest.raises(durable.StorePermissionError, match="writable by other users.*chmod 700"):
+        durable.Client(path)
+    assert os.listdir(path) == []
+
+
+def test_a_store_written_by_a_newer_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future"
+    bump = (
+        "import sys, lmdb\n"
+        "env = lmdb.open(sys.argv[1], max_dbs=20)\n"
+        "meta = env.open_db(b'meta')\n"
+        "with env.begin(write=True) as txn:\n"
+        "    txn.put(b'format', (99).to_bytes(8, 'big'), db=meta)\n"
+    )
+    for code in ("import sys, durable; durable.Client(sys.argv[1])", bump):  # each in a fresh process
+        subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, env={"PYTHONPATH": str(ROOT)},
+                       check=True, timeout=60)
+    before = (path / "data.mdb").read_bytes()
+    with pytest.raises(durable.StoreFormatError, match="newer durable \\(format 99"):
+        Store.open(path)
+    assert (path / "data.mdb").read_bytes() == before
