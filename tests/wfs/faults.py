@@ -130,3 +130,24 @@ async def wait_then_finish(marker_dir: str, first_seconds: float) -> dict[str, o
 @durable.workflow
 async def wait_workflow(marker_dir: str, first_seconds: float) -> dict[str, object]:
     return await wait_then_finish(marker_dir, first_seconds)
+
+
+# --- kill -9 at random points (F03) --------------------------------------------------------------
+
+
+@durable.activity(retry=durable.RetryPolicy(max_attempts=20, initial_interval=0.05, max_interval=0.2))
+def effect_inc(marker_dir: str, x: int, seconds: float) -> int:
+    """An 'external effect' keyed by the idempotency key: one file per run of the step."""
+    info = durable.activity_info()
+    name = f"{info.idempotency_key.replace('/', '_')}.{info.attempt}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    with open(os.path.join(marker_dir, name), "w") as f:
+        f.write(info.idempotency_key)
+    time.sleep(seconds)
+    return x + 1
+
+
+@durable.workflow
+async def effect_chain(marker_dir: str, x: int, steps: int, seconds: float) -> int:
+    for _ in range(steps):
+        x = await effect_inc(marker_dir, x, seconds)
+    return x
