@@ -69,17 +69,17 @@ def late_then_quick() -> str:
     return f"attempt-{info.attempt}"
 
 
-@durable.activity(start_to_close=1.0, retry=durable.RetryPolicy(max_attempts=5, initial_interval=0.05))
+@durable.activity(start_to_close=2.0, retry=durable.RetryPolicy(max_attempts=5, initial_interval=0.05))
 def late_overlaps_retry() -> str:
     info = _record()
     if info.attempt == 1:
-        time.sleep(1.4)  # outlives its start_to_close and ends while attempt 2 still runs
+        time.sleep(2.4)  # outlives its start_to_close and ends while attempt 2 still runs
         return "late"
-    time.sleep(0.8)  # longer than the worker's lease: only heartbeats keep attempt 2 alive
+    time.sleep(1.6)  # runs on well past the worker's lease (0.6 s) after attempt 1 ended
     return f"attempt-{info.attempt}"
 
 
-@durable.activity(heartbeat=0.4, retry=durable.RetryPolicy(max_attempts=3, initial_interval=0.05))
+@durable.activity(heartbeat=0.6, retry=durable.RetryPolicy(max_attempts=3, initial_interval=0.05))
 async def beats_then_hangs() -> dict[str, Any]:
     info = _record()
     durable.heartbeat({"reached": info.attempt})
@@ -241,7 +241,7 @@ def test_f06_late_attempt_ending_does_not_cost_its_retry_the_lease(data_dir: str
     """Attempt 1 ends (refused) while attempt 2 runs on the same worker: attempt 2 keeps its
     lease by heartbeat and is the one recorded; nothing else runs."""
     wid = "f06-overlap"
-    result, desc = run(data_dir, wid, "late_overlaps_retry", lease=0.3, graceful_timeout=3.0)
+    result, desc = run(data_dir, wid, "late_overlaps_retry", lease=0.6, graceful_timeout=3.0)
     assert result == {"ok": "attempt-2"}
     assert attempts(wid) == [1, 2]
     assert (desc.activity_attempts, desc.activity_retries) == (2, 1)
