@@ -132,8 +132,8 @@ def stop_holder_while_another_worker_serves(data_dir: str, name: str, wid: str, 
         handle = client.start(one, name, seconds, id=wid)
         wait_until(lambda: RUNS.get(wid), timeout=10, what="the step to start")
         with worker_thread(data_dir, [one], acts, lease=0.5):
-            holder.__exit__(None, None, None)
-            holder = None
+            stopping, holder = holder, None
+            stopping.__exit__(None, None, None)
             assert handle.result(timeout=20) == 1
     finally:
         if holder is not None:
