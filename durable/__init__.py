@@ -12,6 +12,7 @@ from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
     ApplicationError,
+    CompensationFailed,
     DecodeError,
     DurableError,
     HistoryLimitError,
@@ -50,6 +51,7 @@ from ._runtime import (
     uuid4,
     wait_condition,
 )
+from ._saga import Saga, saga
 
 # The worker lives in its own package (worker/ in the source tree); it imports the layers
 # above, so it is imported last.
@@ -66,6 +68,7 @@ __all__ = sorted(
         "CancelScope",
         "Cancelled",
         "Client",
+        "CompensationFailed",
         "DecodeError",
         "DurableError",
         "Event",
@@ -79,6 +82,7 @@ __all__ = sorted(
         "PayloadError",
         "QueryFailed",
         "RetryPolicy",
+        "Saga",
         "StoreError",
         "StoreFormatError",
         "StoreFullError",
@@ -104,6 +108,7 @@ __all__ = sorted(
         "query",
         "random",
         "replay",
+        "saga",
         "signal",
         "sleep",
         "uuid4",

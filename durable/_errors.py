@@ -135,6 +135,21 @@ class ActivityError(DurableError):
         self.attempts = attempts
 
 
+class CompensationFailed(DurableError):
+    """A saga's compensation did not complete: it raised (the error is the `__cause__`), or the
+    saga's `compensation_timeout` passed before it ended (the cause is a `TooSlowError`).
+
+    A saga whose compensations fail raises an `ExceptionGroup` holding the original error and one
+    `CompensationFailed` per compensation that did not complete, so ``except*
+    durable.CompensationFailed`` finds exactly the undo work that still needs a human.
+    `compensation` names the activity or function.
+    """
+
+    def __init__(self, message: str, *, compensation: str) -> None:
+        super().__init__(message)
+        self.compensation = compensation
+
+
 class WorkflowFailed(DurableError):
     """The workflow ended with an error; the error tree is the `__cause__`."""
 
