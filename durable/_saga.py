@@ -107,6 +107,9 @@ class Saga:
             # run any more, so nothing is compensated; the next replay will do it.
             self._state = _CLOSED
             return False
+        if not self._compensations:  # nothing to undo: no deadline timer in history either
+            self._state = _CLOSED
+            return False
         self._state = _COMPENSATING
         try:
             failures = await self._compensate()

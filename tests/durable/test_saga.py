@@ -214,6 +214,13 @@ def test_compensations_cut_short_by_their_deadline_are_each_reported() -> None:
     assert all("compensation_timeout of 30 s" in f["msg"] for f in failed)
 
 
+def test_a_saga_with_nothing_to_compensate_starts_no_deadline() -> None:
+    d = Driver(steps_in_order)
+    d.start(["a", "b"], 30)
+    assert kinds(d.fail(1)) == [ev.WORKFLOW_FAILED]
+    assert d.error["type"] == "durable.ActivityError"
+
+
 def test_compensation_timeout_is_checked() -> None:
     with pytest.raises(durable.InvalidArgument, match=r"saga\(compensation_timeout\)"):
         durable.saga(compensation_timeout=-1)
