@@ -7,6 +7,7 @@ command line are JSON.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import importlib
@@ -14,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -34,9 +35,45 @@ class _State:
         return durable.Client(self.data, create=create)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, *, several_lines: bool = False) -> None:
+    if several_lines:  # a failed workflow's error tree
+        message = "\n".join(_one_line(line) for line in message.split("\n"))
+    else:
+        message = _one_line(message)
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def _one_line(text: str) -> str:
+    """`text` with every unprintable character escaped: line breaks, terminal controls, bidi
+    overrides and lone surrogates (from undecodable bytes in argv) cannot split or garble it."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ord(ch)) for ch in text)
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """Click's own errors quote what was typed: keep each on one line too."""
+    try:
+        yield
+    except click.ClickException as exc:
+        exc.message = _one_line(exc.message)
+        raise
+
+
+class _Group(click.Group):
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
 
 
 def handle_errors(fn: F) -> F:
@@ -52,7 +89,7 @@ def handle_errors(fn: F) -> F:
         except durable.DurableError as exc:
             if state is not None and state.debug:
                 raise
-            _fail(str(exc))
+            _fail(str(exc), several_lines=isinstance(exc, durable.WorkflowFailed))
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
@@ -64,11 +101,29 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _import_modules(names: tuple[str, ...]) -> list[Any]:
+    """Import the modules named on the command line (from the current directory too)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    loaded = []
+    for name in names:
+        if not name or name.startswith(".") or not name.isprintable():
+            _fail(f"cannot import module {name!r}: give the absolute dotted name of a module (e.g. examples.hello)")
+        try:
+            loaded.append(importlib.import_module(name))
+        except Exception as exc:  # noqa: BLE001 - ImportError, or any error raised by the module's code
+            _fail(f"cannot import module {name!r}: {type(exc).__name__}: {exc}")
+    return loaded
+
+
 def _json_arg(text: str, what: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise click.UsageError(f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): {text[:60]!r}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; nesting too deep
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise click.UsageError(f"{what} is not valid JSON ({reason}): {text[:60]!r}") from None
 
 
 def _to_json(value: Any) -> str:
@@ -92,7 +147,7 @@ def _data_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
-@click.group()
+@click.group(cls=_Group)
 @click.option("--data", envvar="DURABLE_DATA", default=None, metavar="DIR", callback=_data_dir,
               help="Store directory (default: $DURABLE_DATA, else ./.durable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -116,15 +171,7 @@ def main(ctx: click.Context, data: str | None, debug: bool) -> None:
 @handle_errors
 def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int) -> None:
     """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello)."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    loaded = []
-    for name in modules:
-        try:
-            loaded.append(importlib.import_module(name))
-        except ImportError as exc:
-            _fail(f"cannot import module {name!r}: {exc}")
-    registry = durable._defs.Registry.from_modules(loaded)
+    registry = durable._defs.Registry.from_modules(_import_modules(modules))
     if not registry.workflows and not registry.activities:
         _fail(f"no workflows or activities found in {', '.join(modules)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -297,14 +344,7 @@ def history(state: _State, workflow_id: str, as_json: bool) -> None:
 @handle_errors
 def replay(state: _State, workflow_id: str, modules: tuple[str, ...]) -> None:
     """Replay a workflow's history through the code in MODULES: does the code still match it?"""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    loaded = []
-    for name in modules:
-        try:
-            loaded.append(importlib.import_module(name))
-        except ImportError as exc:
-            _fail(f"cannot import module {name!r}: {exc}")
+    loaded = _import_modules(modules)
     handle = state.client().get_handle(workflow_id)
     wtype = handle.describe().workflow_type
     registry = durable._defs.Registry.from_modules(loaded)

@@ -19,7 +19,8 @@ from typing import Any
 from . import _events as ev
 from . import _ops, _wake
 from ._codec import PayloadCodec, encode, error_from_record, format_error_record
-from ._defs import check_name, workflow_def
+from ._defs import check_name as _check_name
+from ._defs import workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, POLL_FALLBACK_SECONDS
 from ._store import Store
@@ -121,6 +122,8 @@ class Client:
         """Workflows, optionally only those with `status` or of type `workflow`."""
         if not isinstance(limit, int) or limit < 1:
             raise InvalidArgument(f"limit must be a positive integer, not {limit!r}")
+        if workflow is not None:
+            check_name(workflow, "workflow name")
         recs = self._store.read(lambda t: _ops.list_workflows(t, status, workflow, limit))
         return [WorkflowDescription.from_record(r) for r in recs]
 
@@ -144,9 +147,34 @@ class Client:
 
 
 def _check_id(wid: Any) -> str:
-    if not isinstance(wid, str) or not wid or len(wid.encode()) > MAX_ID_BYTES or "\x00" in wid:
-        raise InvalidArgument(f"a workflow id must be a non-empty string of at most {MAX_ID_BYTES} bytes, not {wid!r}")
-    return wid
+    if isinstance(wid, str) and wid and "\x00" not in wid and _is_unicode(wid) and len(wid.encode()) <= MAX_ID_BYTES:
+        return wid
+    raise InvalidArgument(
+        f"a workflow id must be a non-empty string of at most {MAX_ID_BYTES} bytes of Unicode text "
+        f"without NUL characters, not {_short(wid)}"
+    )
+
+
+def check_name(name: Any, what: str) -> str:
+    """A name given to the client: checked as `_defs.check_name` does, and encodable as UTF-8
+    (undecodable bytes on a command line become lone surrogates, which cannot be stored)."""
+    if isinstance(name, str) and not _is_unicode(name):
+        raise InvalidArgument(f"{what} {_short(name)} is invalid: it is not Unicode text (it holds a lone surrogate)")
+    return _check_name(name, what)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(value: Any) -> str:
+    """`repr(value)`, cut to a length fit for an error message."""
+    text = repr(value[:60] if isinstance(value, str) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class WorkflowHandle:

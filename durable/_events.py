@@ -101,7 +101,8 @@ def check_event(ev: Any, where: str) -> dict[str, Any]:
     kind = ev.get("k")
     fields = SCHEMA.get(kind) if isinstance(kind, str) else None
     if fields is None:
-        raise DecodeError(f"{where}: unknown event kind {kind!r}")
+        shown = repr(kind[:100]) if isinstance(kind, str) else f"of type {type(kind).__name__}"
+        raise DecodeError(f"{where}: unknown event kind {shown}")
     if not isinstance(ev.get("t"), int):
         raise DecodeError(f"{where}: {kind} has no integer time")
     for name, typ in fields.items():

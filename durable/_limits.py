@@ -12,8 +12,15 @@ MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 MAX_RECORD_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
 #: Deepest nesting of CBOR arrays and maps accepted when decoding.
 MAX_CBOR_DEPTH = 64
+#: Most CBOR values (each number, string, list, map... counts one) in one record or payload: a
+#: bound on the memory one decode may take (an empty list costs ~80 bytes from a 1-byte encoding).
+MAX_CBOR_ITEMS = 1 << 18
+#: Largest exported history accepted by `durable.replay`, in bytes.
+MAX_EXPORT_BYTES = 64 * MAX_RECORD_BYTES
 #: Most events one workflow's history may hold; appending past it fails the workflow task.
 MAX_HISTORY_EVENTS = 50_000
+#: Most CBOR values in one exported history, all events together (a real event holds ~10-30).
+MAX_EXPORT_ITEMS = 64 * MAX_HISTORY_EVENTS
 #: Longest workflow id, in UTF-8 bytes (LMDB keys are at most 511 bytes).
 MAX_ID_BYTES = 200
 #: Longest workflow, activity, signal, query or queue name, in UTF-8 bytes.

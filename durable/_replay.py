@@ -9,6 +9,7 @@ from . import _events as ev
 from ._codec import Converter, PayloadCodec
 from ._defs import workflow_def
 from ._errors import DecodeError
+from ._limits import MAX_EXPORT_BYTES, MAX_EXPORT_ITEMS, MAX_HISTORY_EVENTS
 from ._runtime import Runtime
 
 
@@ -35,11 +36,52 @@ def replay(workflow: Any, history: bytes | list[dict[str, Any]], *, codec: Paylo
 
 
 def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
-    """Decode an exported history (CBOR list of events), checking every event."""
-    from ._limits import MAX_HISTORY_EVENTS, MAX_RECORD_BYTES
+    """Decode an exported history (a CBOR list of events), checking every event.
 
-    events = _codec.decode(bytes(data), limit=MAX_RECORD_BYTES * 64, what="history")
-    if not isinstance(events, list) or len(events) > MAX_HISTORY_EVENTS + 100:
-        raise DecodeError("an exported history must be a list of at most "
-                          f"{MAX_HISTORY_EVENTS} events")
-    return [ev.check_event(e, f"event {i}") for i, e in enumerate(events)]
+    Each event is walked (`_codec.scan`) before it is decoded, so the limits of a record apply to
+    each one, and those of an export (`MAX_EXPORT_BYTES`, `MAX_EXPORT_ITEMS`) to the whole.
+    """
+    data = bytes(data)
+    if len(data) > MAX_EXPORT_BYTES:
+        raise DecodeError(f"the history is {len(data)} bytes, over the limit of {MAX_EXPORT_BYTES} bytes")
+    count, pos = _list_header(data)
+    events: list[dict[str, Any]] = []
+    budget = MAX_EXPORT_ITEMS
+    while count < 0 or len(events) < count:
+        if count < 0 and data[pos:pos + 1] == b"\xff":
+            pos += 1
+            break
+        where = f"event {len(events)}"
+        if len(events) > MAX_HISTORY_EVENTS + 100:
+            raise DecodeError(f"the history holds more than {MAX_HISTORY_EVENTS} events")
+        try:
+            end, items = _codec.scan(data, pos)
+        except ValueError as exc:
+            raise DecodeError(f"{where} is not valid CBOR: {exc}") from None
+        budget -= items
+        if budget < 0:
+            raise DecodeError(f"the history holds more than {MAX_EXPORT_ITEMS} CBOR values (MAX_EXPORT_ITEMS)")
+        events.append(ev.check_event(_codec.decode(data[pos:end], what=where), where))
+        pos = end
+    if pos != len(data):
+        raise DecodeError(f"the history is not valid CBOR: {len(data) - pos} bytes follow the list of events")
+    return events
+
+
+def _list_header(data: bytes) -> tuple[int, int]:
+    """The number of events a history's list header announces (-1: until a break code), and
+    where the first event begins."""
+    if not data or data[0] >> 5 != 4:
+        raise DecodeError("an exported history must be a CBOR list of events")
+    ai = data[0] & 31
+    if ai == 31:
+        return -1, 1
+    if ai < 24:
+        return ai, 1
+    size = {24: 1, 25: 2, 26: 4, 27: 8}.get(ai)
+    if size is None or len(data) < 1 + size:
+        raise DecodeError("an exported history must be a CBOR list of events")
+    count = int.from_bytes(data[1:1 + size], "big")
+    if count > MAX_HISTORY_EVENTS + 100:
+        raise DecodeError(f"the history announces {count} events, over the limit of {MAX_HISTORY_EVENTS}")
+    return count, 1 + size

@@ -146,7 +146,10 @@ class Store:
         clock: Clock | None = None,
     ) -> Store:
         """Open (and with `create`, make) the store in directory `path`."""
-        real = os.path.realpath(os.fspath(path))
+        raw = os.fspath(path)
+        if ("\x00" if isinstance(raw, str) else b"\x00") in raw:
+            raise NotAStore(f"{raw!r} is not a valid directory name: it holds a NUL character")
+        real = os.path.realpath(raw)
         with _open_lock:
             store = _open_stores.get(real)
             if store is not None and store.pid == os.getpid():
@@ -183,8 +186,8 @@ class Store:
         lock_file = os.path.join(path, "lock.mdb")
         had_data, had_lock = os.path.exists(data_file), os.path.exists(lock_file)
         try:
-            env = lmdb.open(
-                path, map_size=INITIAL_MAP_BYTES, max_dbs=len(_DBS) + 2, subdir=True, sync=True,
+            env = lmdb.open(  # as bytes: a path may hold undecodable bytes (lone surrogates here)
+                os.fsencode(path), map_size=INITIAL_MAP_BYTES, max_dbs=len(_DBS) + 2, subdir=True, sync=True,
                 metasync=True, mode=0o600, lock=True, max_readers=512, lib_version=0,
             )
         except lmdb.InvalidError:
