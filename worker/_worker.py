@@ -85,6 +85,7 @@ class Worker:
         self._writer_wakeup = trio.Event()
         self._heartbeat_wakeup = trio.Event()
         self._changed = trio.Event()
+        self._change_count = 0
         self._stopping = False
         self._started = trio.Event()
         self._engine = trio.CapacityLimiter(1)
@@ -160,10 +161,15 @@ class Worker:
     # --- wake-ups ----------------------------------------------------------------------------
 
     def _notify_local(self) -> None:
+        self._change_count += 1
         self._changed.set()
         self._changed = trio.Event()
 
-    async def _wait_changed(self, timeout: float) -> None:
+    async def _wait_changed(self, timeout: float, since: int | None = None) -> None:
+        """Wait for a change, or `timeout` seconds. With `since` (a `_change_count` read before
+        looking at the store), return at once if a change came in the meantime."""
+        if since is not None and since != self._change_count:
+            return
         event = self._changed
         with trio.move_on_after(max(timeout, 0.0)):
             await event.wait()
@@ -208,12 +214,13 @@ class Worker:
 
     async def _poll(self, work: trio.Nursery) -> None:
         while not self._stopping:
+            seen = self._change_count
             free = self.max_activities - len(self._running_acts)
             earliest = self.store.read(lambda t: _ops.has_claimable(t, self.queue))
             now = self.store.clock.now_ns()
             if earliest is None or earliest > now:
                 wait = POLL_FALLBACK_SECONDS if earliest is None else min((earliest - now) / _NS, POLL_FALLBACK_SECONDS)
-                await self._wait_changed(wait)
+                await self._wait_changed(wait, seen)
                 continue
             try:
                 items = await self._write(
@@ -239,8 +246,8 @@ class Worker:
                     work.start_soon(self._run_query, item)
             if not items or free <= 0:
                 # nothing claimable now (taken by another worker, or queries waiting for their
-                # workflow's task): the next commit wakes us
-                await self._wait_changed(POLL_FALLBACK_SECONDS)
+                # workflow's task): the next commit wakes us, or woke us while we claimed
+                await self._wait_changed(POLL_FALLBACK_SECONDS, seen)
 
     # --- workflow tasks ----------------------------------------------------------------------
 
@@ -440,6 +447,7 @@ class Worker:
 
     async def _clock(self) -> None:
         while True:
+            seen = self._change_count
             due = self.store.read(_ops.next_due)
             now = self.store.clock.now_ns()
             if due is not None and due <= now:
@@ -450,7 +458,7 @@ class Worker:
                     log.error("firing timers failed: %s", exc)
                     due = now + int(POLL_FALLBACK_SECONDS * _NS)
             wait = POLL_FALLBACK_SECONDS if due is None else min((due - now) / _NS, POLL_FALLBACK_SECONDS)
-            await self._wait_changed(wait)
+            await self._wait_changed(wait, seen)
 
     async def _heartbeat(self) -> None:
         last = trio.current_time()
