@@ -645,6 +645,21 @@ def heartbeat(t: Txn, owner: str, lease_ns: int, items: list[tuple[Any, ...]]) -
     return out
 
 
+def activity_status(t: Txn, items: list[tuple[int, int, int]]) -> list[str]:
+    """Read-only: for each (num, seq, token) this worker runs, "ok", "cancel" or "lost".
+
+    Lets a worker learn of a cancel request as soon as it is committed, between heartbeats.
+    """
+    out = []
+    for num, seq, token in items:
+        st = t.get_rec("act", u64x2(num, seq))
+        if st is None or st["st"] != "r" or st.get("tok") != token:
+            out.append("lost")
+        else:
+            out.append("cancel" if st["cancel"] else "ok")
+    return out
+
+
 def release_activity(t: Txn, num: int, seq: int, token: int) -> bool:
     """Hand a claimed attempt back (worker shutting down): queued again, attempt not counted."""
     st = _fenced_act(t, num, seq, token)

@@ -132,6 +132,7 @@ class Worker:
                 nursery.start_soon(self._listen, listener)
                 nursery.start_soon(self._clock)
                 nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self._watch_cancellations)
                 async with trio.open_nursery() as work:
                     task_status.started()
                     self._started.set()
@@ -492,16 +493,33 @@ class Worker:
             except DurableError as exc:
                 log.error("heartbeat failed: %s", exc)
                 continue
-            for key, status in zip(keys, statuses):
-                if key is None or key not in self._running_acts:
-                    continue
-                _, ctx, scope = self._running_acts[key]
-                if status == "cancel" and not ctx.cancel_requested:
-                    ctx.cancel_requested = True
-                    scope.cancel()
-                elif status == "lost":
-                    ctx.lost = True
-                    scope.cancel()
+            self._apply_statuses(keys, statuses)
+
+    def _apply_statuses(self, keys: list[Any], statuses: list[str]) -> None:
+        """Cancel the scopes of activities whose workflow asked to cancel them or that we lost."""
+        for key, status in zip(keys, statuses):
+            if key is None or key not in self._running_acts:
+                continue
+            _, ctx, scope = self._running_acts[key]
+            if status == "cancel" and not ctx.cancel_requested:
+                ctx.cancel_requested = True
+                scope.cancel()
+            elif status == "lost" and not ctx.lost:
+                ctx.lost = True
+                scope.cancel()
+
+    async def _watch_cancellations(self) -> None:
+        """Between heartbeats, learn of cancel requests as soon as they are committed: every
+        wake-up triggers a read-only look at the running activities (at most every 20 ms)."""
+        while True:
+            seen = self._change_count
+            if self._running_acts:
+                keys = list(self._running_acts)
+                items = [(num, seq, self._running_acts[(num, seq)][0]["token"]) for num, seq in keys]
+                statuses = self.store.read(lambda t: _ops.activity_status(t, items))
+                self._apply_statuses(keys, statuses)
+                await trio.sleep(0.02)
+            await self._wait_changed(POLL_FALLBACK_SECONDS, seen)
 
     def _heartbeat_interval(self) -> float:
         interval = self.lease_ns / _NS / 3
