@@ -379,6 +379,36 @@ def _query_ready(t: Txn, qnum: int) -> bool:
     return rec is None or rec["status"] != RUNNING or rec["wft"] == WFT_NONE or "tfail" in rec
 
 
+def claim_scheduled(t: Txn, num: int, seqs: list[int], queue: str, owner: str, lease_ns: int) -> list[dict[str, Any]]:
+    """Claim activities just scheduled by run `num` (eager dispatch), if they are visible on
+    `queue`: the worker that scheduled them runs them without a round trip through the queue."""
+    out = []
+    prefix = _task_prefix(b"a", queue)
+    for seq in seqs:
+        st = t.get_rec("act", u64x2(num, seq))
+        if st is None or st["st"] != "q" or not st.get("tkey") or not st["tkey"].startswith(prefix):
+            continue
+        if unpack_u64(st["tkey"], len(prefix)) > t.now:
+            continue
+        t.delete("tasks", st["tkey"])
+        item = _claim_activity(t, num, seq, owner, lease_ns)
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def claim_workflow_task(t: Txn, num: int, queue: str, owner: str, lease_ns: int) -> dict[str, Any] | None:
+    """Claim run `num`'s queued workflow task (sticky dispatch to the worker that caches it)."""
+    rec = _wf_by_num(t, num)
+    if rec is None or rec["status"] != RUNNING or rec["wft"] != WFT_QUEUED or rec["queue"] != queue:
+        return None
+    key = rec.get("wtkey")
+    if not key or unpack_u64(key, len(_task_prefix(b"w", queue))) > t.now:
+        return None
+    t.delete("tasks", key)
+    return _claim_wft(t, num, owner, lease_ns)
+
+
 def _claim_query(t: Txn, qnum: int) -> dict[str, Any] | None:
     req = t.get_rec("query", b"r" + u64(qnum))
     if req is None:

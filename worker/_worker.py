@@ -134,6 +134,7 @@ class Worker:
                 nursery.start_soon(self._heartbeat)
                 nursery.start_soon(self._watch_cancellations)
                 async with trio.open_nursery() as work:
+                    self._work = work
                     task_status.started()
                     self._started.set()
                     await self._poll(work)
@@ -233,22 +234,27 @@ class Worker:
                 await self._wait_changed(POLL_FALLBACK_SECONDS)
                 continue
             for item in items:
-                if item["kind"] == "act":
-                    key = (item["num"], item["seq"])
-                    ctx, scope = self._activity_context(item), trio.CancelScope()
-                    self._running_acts[key] = (item, ctx, scope)
-                    if item["opts"].get("hb"):  # its heartbeat timeout may be shorter than our beat
-                        self._heartbeat_wakeup.set()
-                    work.start_soon(self._run_activity, item, ctx, scope)
-                elif item["kind"] == "wft":
-                    self._running_wfts[item["num"]] = item["token"]
-                    work.start_soon(self._run_wft, item)
-                else:
-                    work.start_soon(self._run_query, item)
+                self._dispatch(item)
             if not items or free <= 0:
                 # nothing claimable now (taken by another worker, or queries waiting for their
                 # workflow's task): the next commit wakes us, or woke us while we claimed
                 await self._wait_changed(POLL_FALLBACK_SECONDS, seen)
+
+    def _dispatch(self, item: dict[str, Any]) -> None:
+        """Start running a claimed task in the work nursery."""
+        work = self._work
+        if item["kind"] == "act":
+            key = (item["num"], item["seq"])
+            ctx, scope = self._activity_context(item), trio.CancelScope()
+            self._running_acts[key] = (item, ctx, scope)
+            if item["opts"].get("hb"):  # its heartbeat timeout may be shorter than our beat
+                self._heartbeat_wakeup.set()
+            work.start_soon(self._run_activity, item, ctx, scope)
+        elif item["kind"] == "wft":
+            self._running_wfts[item["num"]] = item["token"]
+            work.start_soon(self._run_wft, item)
+        else:
+            work.start_soon(self._run_query, item)
 
     # --- workflow tasks ----------------------------------------------------------------------
 
@@ -259,11 +265,26 @@ class Worker:
             if isinstance(outcome, str):
                 await self._write(lambda t: _ops.fail_workflow_task(t, num, token, outcome))
                 return
+            # Eager dispatch: the activities this task schedules on our queue are claimed in the
+            # same transaction, as far as we have room, instead of going round through the queue.
+            seqs = [c["seq"] for c in outcome if c["k"] == "ActivityScheduled"
+                    and (c["opts"].get("queue") or item["queue"]) == self.queue]
+            room = 0 if self._stopping else max(0, self.max_activities - len(self._running_acts))
+            seqs = seqs[:room]
+
+            def record(t: Txn) -> tuple[str, list[dict[str, Any]]]:
+                status = _ops.complete_workflow_task(t, num, token, outcome)
+                if status != "ok" or not seqs:
+                    return status, []
+                return status, _ops.claim_scheduled(t, num, seqs, self.queue, self.identity, self.lease_ns)
+
             try:
-                result = await self._write(lambda t: _ops.complete_workflow_task(t, num, token, outcome))
+                result, eager = await self._write(record)
             except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another try follows
                 log.error("recording the workflow task of %r failed: %s", item["id"], exc)
-                result = "failed"
+                result, eager = "failed", []
+            for claimed in eager:
+                self._dispatch(claimed)
             await trio.to_thread.run_sync(self._after_commit, num, result, limiter=self._engine)
             self.stats["wft"] += 1
         except Exception as exc:  # noqa: BLE001 - one task's trouble must not stop the worker
@@ -392,7 +413,19 @@ class Worker:
             await self._write(lambda t: _ops.refuse_activity(t, num, seq, token, report[1]))
             return
         if report[0] == "ok":
-            accepted = await self._write(lambda t: _ops.complete_activity(t, num, seq, token, report[1]))
+            # Sticky dispatch: if we hold the workflow's live instance, take the workflow task
+            # this result makes in the same transaction (no replay elsewhere, no queue round trip).
+            sticky = num in self._cache and not self._stopping
+
+            def record(t: Txn) -> tuple[bool, dict[str, Any] | None]:
+                ok = _ops.complete_activity(t, num, seq, token, report[1])
+                if not ok or not sticky:
+                    return ok, None
+                return ok, _ops.claim_workflow_task(t, num, self.queue, self.identity, self.lease_ns)
+
+            accepted, follow = await self._write(record)
+            if follow is not None:
+                self._dispatch(follow)
         else:
             _, err, retryable, cancelled = report
             accepted = await self._write(
