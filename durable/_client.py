@@ -22,7 +22,7 @@ from ._codec import PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
 from ._defs import workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
-from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, POLL_FALLBACK_SECONDS
+from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
 from ._store import Store
 
 DEFAULT_QUEUE = "default"
@@ -155,6 +155,15 @@ def _check_id(wid: Any) -> str:
     )
 
 
+def _check_reason(reason: Any) -> None:
+    # kept in the history as it is: anything else would make the history unreadable
+    if not isinstance(reason, str) or not _is_unicode(reason) or len(reason.encode()) > MAX_REASON_BYTES:
+        raise InvalidArgument(
+            f"a reason must be Unicode text of at most {MAX_REASON_BYTES} bytes (MAX_REASON_BYTES), "
+            f"not {_short(reason)}"
+        )
+
+
 def check_name(name: Any, what: str) -> str:
     """A name given to the client: checked as `_defs.check_name` does, and encodable as UTF-8
     (undecodable bytes on a command line become lone surrogates, which cannot be stored)."""
@@ -263,10 +272,12 @@ class WorkflowHandle:
 
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
+        _check_reason(reason)
         self._store.write(lambda t: _ops.request_cancel(t, self.id, reason))
 
     def terminate(self, reason: str = "") -> None:
         """End the workflow at once; none of its code runs again."""
+        _check_reason(reason)
         self._store.write(lambda t: _ops.terminate(t, self.id, reason))
 
     def history(self) -> list[dict[str, Any]]:

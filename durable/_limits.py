@@ -25,6 +25,8 @@ MAX_EXPORT_ITEMS = 64 * MAX_HISTORY_EVENTS
 MAX_ID_BYTES = 200
 #: Longest workflow, activity, signal, query or queue name, in UTF-8 bytes.
 MAX_NAME_BYTES = 200
+#: Longest reason given to cancel or terminate a workflow, in UTF-8 bytes (kept in its history).
+MAX_REASON_BYTES = 8192
 #: Most attempts any retry policy may ask for.
 MAX_ATTEMPTS_CAP = 1_000_000
 #: Longest backoff interval between attempts, in seconds (a day).

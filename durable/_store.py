@@ -207,30 +207,14 @@ class Store:
                 except PermissionError:
                     pass
         env.reader_check()  # readers left behind by killed processes pin old pages
-        store = cls(path, env, clock)
         try:
-            store._check_format()
-        except BaseException:  # a store we refuse must not keep its environment or socket open
-            store.notifier.close()
+            _check_format(env, path)  # before this version's databases are created in it
+        except BaseException:  # a store we refuse must not keep its environment open
             env.close()
             raise
+        store = cls(path, env, clock)
         os.makedirs(os.path.join(path, "wake"), mode=0o700, exist_ok=True)
         return store
-
-    def _check_format(self) -> None:
-        with self.env.begin(write=True) as txn:
-            raw = txn.get(b"format", db=self._dbs["meta"])
-            if raw is None:
-                txn.put(b"format", u64(FORMAT_VERSION), db=self._dbs["meta"])
-                return
-        if len(raw) != 8:
-            raise StoreFormatError(f"{self.path}: the store's format marker is corrupt")
-        version = unpack_u64(raw)
-        if version > FORMAT_VERSION:
-            raise StoreFormatError(
-                f"{self.path} was written by a newer durable (format {version}; this version reads "
-                f"format {FORMAT_VERSION}): upgrade durable to use it"
-            )
 
     # --- transactions ----------------------------------------------------------------------
 
@@ -326,6 +310,27 @@ class Store:
                 del _open_stores[self.path]
         self.notifier.close()
         self.env.close()
+
+
+def _check_format(env: lmdb.Environment, path: str) -> None:
+    """Mark a new store with this version's format; refuse one of a newer (or unknown) format.
+
+    Only the "meta" database is opened: a newer store is refused before anything is created in it.
+    """
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        raw = txn.get(b"format", db=meta)
+        if raw is None:
+            txn.put(b"format", u64(FORMAT_VERSION), db=meta)
+            return
+    if len(raw) != 8:
+        raise StoreFormatError(f"{path}: the store's format marker is corrupt")
+    version = unpack_u64(raw)
+    if version > FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{path} was written by a newer durable (format {version}; this version reads "
+            f"format {FORMAT_VERSION}): upgrade durable to use it"
+        )
 
 
 def _foreign(env: lmdb.Environment) -> bool:

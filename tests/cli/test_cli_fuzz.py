@@ -256,6 +256,8 @@ def test_json_that_python_cannot_parse_is_a_usage_error(store: Store, args: list
     (["signal", "open", "ad\udcffd", "1"], r"signal name .* is invalid"),
     (["query", "open", "co\udcffunt", "--timeout", "0.05"], r"query name .* is invalid"),
     (["list", "--workflow", "x\udcff"], r"workflow name .* is invalid"),
+    (["cancel", "open", "--reason", "\udcff"], r"a reason must be Unicode text"),
+    (["terminate", "open", "--reason", "x" * 10_000], r"a reason must be .* at most 8192 bytes"),
 ])
 def test_undecodable_bytes_in_names_are_refused_clearly(store: Store, args: list[str], pattern: str) -> None:
     one_error_line(cli(store, *args), 1, pattern)
