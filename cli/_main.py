@@ -27,12 +27,41 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _State:
-    def __init__(self, data: str | None, debug: bool) -> None:
+    def __init__(self, data: str | None, debug: bool, codec: str | None = None) -> None:
         self.data = data
         self.debug = debug
+        self.codec_spec = codec
+        self._codec: list[durable.PayloadCodec | None] = []
+
+    @property
+    def codec(self) -> durable.PayloadCodec | None:
+        """The payload codec named by --codec (loaded on first use), or None."""
+        if not self._codec:
+            self._codec.append(_load_codec(self.codec_spec) if self.codec_spec else None)
+        return self._codec[0]
 
     def client(self, create: bool = False) -> durable.Client:
-        return durable.Client(self.data, create=create)
+        return durable.Client(self.data, create=create, codec=self.codec)
+
+
+def _load_codec(spec: str) -> durable.PayloadCodec:
+    """The codec named MODULE:NAME on the command line: an object with encode and decode, or a
+    class (or factory) called without arguments to make one."""
+    module_name, _, name = spec.partition(":")
+    if not name or not module_name:
+        _fail(f"--codec must be MODULE:NAME (e.g. myapp.crypto:Codec), not {spec!r}")
+    [module] = _import_modules((module_name,))
+    obj = getattr(module, name, None)
+    if obj is None:
+        _fail(f"--codec: module {module_name!r} has no attribute {name!r}")
+    if isinstance(obj, type) or (callable(obj) and not callable(getattr(obj, "encode", None))):
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001 - the operator's code
+            _fail(f"--codec: {spec} could not be created: {type(exc).__name__}: {exc}")
+    if not (callable(getattr(obj, "encode", None)) and callable(getattr(obj, "decode", None))):
+        _fail(f"--codec: {spec} has no encode and decode methods")
+    return obj  # type: ignore[no-any-return]
 
 
 def _fail(message: str, *, several_lines: bool = False) -> None:
@@ -151,11 +180,14 @@ def _data_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--data", envvar="DURABLE_DATA", default=None, metavar="DIR", callback=_data_dir,
               help="Store directory (default: $DURABLE_DATA, else ./.durable).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--codec", envvar="DURABLE_CODEC", default=None, metavar="MODULE:NAME",
+              help="Payload codec (e.g. encryption) applied to every payload: an object with encode "
+                   "and decode, or a class to instantiate (default: $DURABLE_CODEC).")
 @click.version_option(package_name="durable")
 @click.pass_context
-def main(ctx: click.Context, data: str | None, debug: bool) -> None:
+def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -> None:
     """Durable workflows on an embedded store: run workers, start and manage workflows."""
-    ctx.obj = _State(data, debug)
+    ctx.obj = _State(data, debug, codec)
 
 
 @main.command()
@@ -180,6 +212,7 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
         workflows=[d.target for d in registry.workflows.values()],
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
+        codec=state.codec,
     )
     w.run_sync()
     click.echo("worker stopped", err=True)
@@ -349,7 +382,7 @@ def replay(state: _State, workflow_id: str, modules: tuple[str, ...]) -> None:
     wtype = handle.describe().workflow_type
     registry = durable._defs.Registry.from_modules(loaded)
     defn = registry.workflow(wtype)
-    count = durable.replay(defn.target, handle.export_history())
+    count = durable.replay(defn.target, handle.export_history(), codec=state.codec)
     click.echo(f"{workflow_id}: {count} events replayed through {wtype!r}: the code matches the history")
 
 

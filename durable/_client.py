@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _events as ev
 from . import _ops, _wake
-from ._codec import PayloadCodec, encode, error_from_record, format_error_record
+from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
 from ._defs import workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
@@ -87,7 +87,10 @@ class Client:
 
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
                  create: bool = True) -> None:
-        self._store = Store.open(data if data is not None else default_data_dir(), create=create, codec=codec)
+        self._store = Store.open(data if data is not None else default_data_dir(), create=create)
+        # this client's own: a store is shared by everything in the process that opens it, and a
+        # client must not change the codec of a worker running there (nor take up another's)
+        self._converter = Converter(codec)
 
     @property
     def data_dir(self) -> str:
@@ -110,7 +113,7 @@ class Client:
             name, check = workflow_def(workflow).name, False
         check_name(queue, "queue")
         wid = _check_id(id) if id is not None else str(uuid.uuid4())
-        payload = self._store.converter.to_payload(list(args), f"input of workflow {name!r}")
+        payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         self._store.write(lambda t: _ops.start_workflow(t, wid, name, queue, payload, reuse_existing, check))
         return WorkflowHandle(self, wid)
 
@@ -192,6 +195,7 @@ class WorkflowHandle:
     def __init__(self, client: Client, workflow_id: str) -> None:
         self._client = client
         self._store = client._store
+        self._converter = client._converter
         self.id = workflow_id
 
     def __repr__(self) -> str:
@@ -226,7 +230,7 @@ class WorkflowHandle:
     def _outcome(self, rec: dict[str, Any], last: dict[str, Any]) -> Any:
         kind = last["k"]
         if kind == ev.WORKFLOW_COMPLETED:
-            return self._store.converter.from_payload(last["out"], "workflow result")
+            return self._converter.from_payload(last["out"], "workflow result")
         if kind == ev.WORKFLOW_FAILED:
             cause = error_from_record(last["err"])
             err = WorkflowFailed(
@@ -243,13 +247,13 @@ class WorkflowHandle:
     def signal(self, name: str, *args: Any) -> None:
         """Send signal `name` with `args`: recorded in history, delivered once, in order."""
         check_name(name, "signal name")
-        payload = self._store.converter.to_payload(list(args), f"signal {name!r}")
+        payload = self._converter.to_payload(list(args), f"signal {name!r}")
         self._store.write(lambda t: _ops.signal(t, self.id, name, payload))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
         check_name(name, "query name")
-        payload = self._store.converter.to_payload(list(args), f"query {name!r}")
+        payload = self._converter.to_payload(list(args), f"query {name!r}")
         deadline = time.monotonic() + timeout
         with self._client._listening() as wait:
             qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload))
@@ -261,7 +265,7 @@ class WorkflowHandle:
                 if answer is not None:
                     if "err" in answer:
                         raise QueryFailed(f"query {name!r} on workflow {self.id!r}: {answer['err']}")
-                    return self._store.converter.from_payload(answer["ok"], f"answer to query {name!r}")
+                    return self._converter.from_payload(answer["ok"], f"answer to query {name!r}")
                 if expired:
                     queue = self.describe().queue
                     raise QueryFailed(
@@ -283,7 +287,7 @@ class WorkflowHandle:
     def history(self) -> list[dict[str, Any]]:
         """The workflow's history as readable dicts (payloads decoded, times as datetimes)."""
         rec, events = self._store.read(lambda t: self._history(t))
-        return [readable_event(i, e, self._store.converter) for i, e in enumerate(events)]
+        return [readable_event(i, e, self._converter) for i, e in enumerate(events)]
 
     def export_history(self) -> bytes:
         """The raw history as CBOR bytes, for `durable.replay` and golden-history tests."""

@@ -38,7 +38,9 @@ COMMANDS = ["worker", "start", "signal", "query", "result", "cancel", "terminate
 FLAGS = ["--queue", "--concurrency", "--lease", "--cache", "--input", "-i", "--id", "--wait", "--timeout",
          "--reason", "--status", "--workflow", "--limit", "--json", "--help", "--version", "--data", "--",
          "-", "--input=1", "--id=", "--status=running", "--limit=0", "--nope", "-x", "-h"]
-GROUP_FLAGS = ["--data", "--help", "--version", "--debug-not", "--", "-", "--data="]
+GROUP_FLAGS = ["--data", "--help", "--version", "--debug-not", "--", "-", "--data=", "--codec",
+               "--codec=tests.wfs.codecs:XorCodec", "--codec=no_such_module_zz:X", "--codec=json:dumps",
+               "--codec=tests.wfs.codecs"]
 NUMBERS = ["0", "-1", "1", "0.0001", "1e400", "-1e400", "nan", "inf", "-inf", "1e-400", str(2**64),
            str(2**200), "9" * 5000, "0x10", "1_000", " 1", "١٢", "½", "1,5", "", "100001", "3601"]
 JSON_TEXTS = ['"text"', "[1, 2]", '{"a": 1}', "null", "true", "1e999", "NaN", "-Infinity", "[" * 10_000,

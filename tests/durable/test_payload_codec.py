@@ -8,12 +8,19 @@ and decodes, so each path is seen to go through it; afterwards neither the live 
 raw bytes of ``data.mdb`` (freed pages included) hold the marker. The same run without a codec
 is the control: there the marker is found, so the scan would see a payload that slipped by.
 
+The command line takes the codec as ``--codec MODULE:NAME`` (or ``$DURABLE_CODEC``), from the
+operator, never from the store; a worker process started so encodes what it writes.
+
 Not payloads, and so in clear by design (as in Temporal): workflow ids, names of workflows,
 activities, signals and queries, cancel/terminate reasons, and error messages and stack traces.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,10 +28,12 @@ from typing import Any
 
 import cbor2
 import pytest
+from click.testing import CliRunner
 
 import durable
 from durable import _codec
-from tests.conftest import worker_thread
+from durable.cli import main
+from tests.conftest import ROOT, worker_process, worker_thread
 from tests.fault._util import store_snapshot
 
 MARKER = "PLAIN-7f3a9c"
@@ -175,3 +184,56 @@ def _holds(value: Any, text: str) -> bool:
     if isinstance(value, dict):
         return any(_holds(v, text) for v in value.values())
     return False
+
+
+# --- the command line: --codec / $DURABLE_CODEC, with a real worker process -------------------------
+
+
+def test_the_command_line_and_a_worker_process_use_the_codec_named_by_the_operator(data_dir: str) -> None:
+    spec = "tests.wfs.codecs:XorCodec"
+    run = CliRunner().invoke
+    started = run(main, ["--data", data_dir, "--codec", spec, "start", "wrapped", "-i", json.dumps(MARKER), "--id", "w"])
+    assert started.exit_code == 0, started.output
+    with worker_process(data_dir, "tests.wfs.codecs", env={"DURABLE_CODEC": spec}):
+        result = run(main, ["--data", data_dir, "--codec", spec, "result", "w", "--timeout", "20"])
+        assert (result.exit_code, result.stdout) == (0, json.dumps(f"<{MARKER}-arg>") + "\n"), result.output
+    history = run(main, ["--data", data_dir, "--codec", spec, "history", "w", "--json"])
+    assert json.loads(history.stdout.splitlines()[0])["input"] == [MARKER]
+    replayed = run(main, ["--data", data_dir, "--codec", spec, "replay", "w", "tests.wfs.codecs"])
+    assert replayed.exit_code == 0 and "the code matches the history" in replayed.stdout, replayed.output
+    assert MARKER.encode() not in (Path(data_dir) / "data.mdb").read_bytes()
+    # without the codec (a fresh process: a store's codec is set per process), payloads stay unreadable
+    plain = subprocess.run([sys.executable, "-m", "durable", "--data", data_dir, "result", "w"], cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 1 and plain.stdout == "" and MARKER not in plain.stderr
+    assert plain.stderr.startswith("error: workflow result is not valid CBOR") and plain.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tests.wfs.codecs", "--codec must be MODULE:NAME"),
+    ("tests.wfs.codecs:Nope", "has no attribute 'Nope'"),
+    ("no_such_module_zz:X", "cannot import module 'no_such_module_zz'"),
+    ("tests.wfs.codecs:wrapped", "could not be created"),
+    ("tests.wfs.codecs:MARKER_FREE", "has no attribute"),
+    ("json:dumps", "could not be created"),
+])
+def test_a_bad_codec_option_is_one_clear_error(data_dir: str, spec: str, message: str) -> None:
+    result = CliRunner().invoke(main, ["--data", data_dir, "--codec", spec, "list"])
+    assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_each_client_and_worker_keeps_its_own_codec(data_dir: str) -> None:
+    """Clients in one process share the store but not a codec: before, the last `Client(codec=...)`
+    replaced the codec of everything in the process, a running worker's included."""
+    codec = RecordingXorCodec()
+    with worker_thread(data_dir, [Probe], [echo, beating], codec=codec):
+        client = durable.Client(data_dir, codec=codec)
+        client.start(Probe, MARKER + "-input", id="one").signal("finish")
+        assert client.get_handle("one").result(timeout=20)["result"] == MARKER + "-result"
+        plain = durable.Client(data_dir)  # no codec: it does not borrow the other client's
+        with pytest.raises(durable.DecodeError):
+            plain.get_handle("one").result(timeout=1)
+        durable.Client(data_dir, codec=RecordingXorCodec())  # another codec: the worker keeps its own
+        client.start(Probe, MARKER + "-input", id="two").signal("finish")
+        assert client.get_handle("two").result(timeout=20)["result"] == MARKER + "-result"
