@@ -140,8 +140,10 @@ def effect_inc(marker_dir: str, x: int, seconds: float) -> int:
     """An 'external effect' keyed by the idempotency key: one file per run of the step."""
     info = durable.activity_info()
     name = f"{info.idempotency_key.replace('/', '_')}.{info.attempt}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    with open(os.path.join(marker_dir, name), "w") as f:
+    path = os.path.join(marker_dir, name)
+    with open(path + ".tmp", "w") as f:  # a kill -9 may strike here: never leave half a record
         f.write(info.idempotency_key)
+    os.rename(path + ".tmp", path)
     time.sleep(seconds)
     return x + 1
 
