@@ -8,6 +8,8 @@ waits with the refusal shown in `describe`, and the worker goes on serving the o
 
 A history whose bytes were replaced by garbage, a nesting bomb or a regex bomb (CBOR tag 35) is
 refused as undecodable: the workflow waits with the error shown; the worker neither hangs nor dies.
+An activity record of the wrong shape still kills the worker that claims it (a strict xfail,
+until the worker or `_ops` checks what it claims).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import time
 from pathlib import Path
 
 import cbor2
+import pytest
 
 import durable
 from durable._store import u64x2
-from tests.conftest import worker_process
+from tests.conftest import worker_process, worker_thread
 from tests.fault._util import history, kinds, wait_until
-from tests.wfs import hostile
+from tests.wfs import basic, hostile
 
 WORKER_ENV_SENTINEL = "imported-by-worker"
 
@@ -90,11 +93,29 @@ def test_undecodable_history_bytes_stop_only_their_workflow(data_dir: str, tmp_p
 
 def test_control_the_sentinel_appears_when_the_name_is_registered(data_dir: str, tmp_path: Path) -> None:
     """The probe works: registered under the name the store gives, the same function does run."""
-    from tests.conftest import worker_thread
-
     touched = tmp_path / "touched"
     registered = durable.activity(name="os.system")(hostile.touch_sentinel)
     with worker_thread(data_dir, [hostile.calls_by_name], [registered]):
         client = durable.Client(data_dir)
         assert client.start(hostile.calls_by_name, "os.system", str(touched)).result(timeout=30) == "ran"
     assert touched.read_text() == "ran"
+
+
+@pytest.mark.xfail(strict=True, reason="known bug, in worker/_worker.py and durable/_ops.py (not ours to "
+                   "edit here): the poller reads item['opts'].get(...) of a claimed activity unchecked, so "
+                   "an activity record whose options are not a map kills every worker that claims it")
+def test_a_malformed_activity_record_does_not_kill_the_worker(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [basic.three_steps], []):  # has the workflow, not its activities
+        handle = client.start(basic.three_steps, 1)
+        wait_until(lambda: handle.describe().activities_scheduled == 1, what="an activity to be scheduled")
+    store = client._store
+    with store.env.begin(write=True) as txn:
+        [(key, raw)] = list(txn.cursor(db=store._dbs["act"]))
+        state = cbor2.loads(raw)
+        state["opts"] = [1]  # as someone with write access to the files might
+        txn.put(key, cbor2.dumps(state), db=store._dbs["act"])
+    with worker_process(data_dir, "tests.wfs.basic") as proc:
+        time.sleep(3)
+        assert proc.poll() is None, "".join(proc.log_lines[-5:])  # type: ignore[attr-defined]
+        assert client.start(basic.three_steps, 1).result(timeout=20) == 5
