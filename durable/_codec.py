@@ -90,14 +90,16 @@ _LEAF = tuple(
 
 
 def scan(data: bytes, start: int = 0, *, max_items: int = MAX_CBOR_ITEMS,
-         max_depth: int = MAX_CBOR_DEPTH) -> tuple[int, int]:
+         max_depth: int = MAX_CBOR_DEPTH, check_keys: bool = True) -> tuple[int, int]:
     """Walk the CBOR value at `start` without building it; return (offset after it, values in it).
 
     Raises `ValueError` if the value is truncated or malformed, holds more than `max_items`
-    values, is nested deeper than `max_depth`, or has map keys or set elements that could be
-    made to collide in a hash table (containers, tagged values, integers of 2**61 and beyond).
-    Cost: one step per value; string contents are skipped, never read.
+    values, is nested deeper than `max_depth`, or (with `check_keys`) has map keys or set
+    elements that could be made to collide in a hash table (containers, tagged values, integers
+    of 2**61 and beyond). Cost: one step per value; string contents are skipped, never read.
     """
+    map_kind = _MAP if check_keys else _ARRAY  # a map is then walked as a list of keys and values
+    set_tag = 258 if check_keys else -1
     n = len(data)
     pos = start
     items = 0
@@ -174,7 +176,7 @@ def scan(data: bytes, start: int = 0, *, max_items: int = MAX_CBOR_ITEMS,
         if major <= 3:
             frame = [-1, major + 4, 0]  # an indefinite-length string: definite chunks until a break
         elif major == 6:
-            frame = [1, _SET_TAG if arg == 258 else _TAG, 0]
+            frame = [1, _SET_TAG if arg == set_tag else _TAG, 0]
         elif major == 4:
             if arg > n - pos:
                 raise ValueError("it ends in the middle of a value")
@@ -182,7 +184,7 @@ def scan(data: bytes, start: int = 0, *, max_items: int = MAX_CBOR_ITEMS,
         else:
             if arg > (n - pos) // 2:
                 raise ValueError("it ends in the middle of a value")
-            frame = [2 * arg if arg > 0 else arg, _MAP, 0]
+            frame = [2 * arg if arg > 0 else arg, map_kind, 0]
         stack.append(frame)
 
 

@@ -38,8 +38,9 @@ def replay(workflow: Any, history: bytes | list[dict[str, Any]], *, codec: Paylo
 def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
     """Decode an exported history (a CBOR list of events), checking every event.
 
-    Each event is walked (`_codec.scan`) before it is decoded, so the limits of a record apply to
-    each one, and those of an export (`MAX_EXPORT_BYTES`, `MAX_EXPORT_ITEMS`) to the whole.
+    Each event is walked (`_codec.scan`) to find where it ends and to count its values, then
+    decoded as a record read from the store would be: so the limits of a record apply to each
+    one, and those of an export (`MAX_EXPORT_BYTES`, `MAX_EXPORT_ITEMS`) to the whole.
     """
     data = bytes(data)
     if len(data) > MAX_EXPORT_BYTES:
@@ -55,7 +56,7 @@ def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
         if len(events) > MAX_HISTORY_EVENTS + 100:
             raise DecodeError(f"the history holds more than {MAX_HISTORY_EVENTS} events")
         try:
-            end, items = _codec.scan(data, pos)
+            end, items = _codec.scan(data, pos, check_keys=False)  # decode checks them as for any record
         except ValueError as exc:
             raise DecodeError(f"{where} is not valid CBOR: {exc}") from None
         budget -= items
