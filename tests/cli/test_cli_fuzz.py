@@ -166,10 +166,11 @@ class Figures:
     runs: int = 0
     by_code: dict[int, int] | None = None
     slowest: float = 0.0
+    slowest_args: tuple[str, ...] = ()
 
     def line(self) -> str:
         return (f"cli fuzz: {self.runs} command lines, exit codes {dict(sorted((self.by_code or {}).items()))}, "
-                f"0 tracebacks; slowest {self.slowest * 1000:.0f} ms")
+                f"0 tracebacks; slowest {self.slowest * 1000:.0f} ms: {self.slowest_args}")
 
 
 def check(result: Result, args: list[str]) -> None:
@@ -198,7 +199,10 @@ def fuzz(s: Store, n: int, request: pytest.FixtureRequest) -> Figures:
     def run(args: list[str]) -> None:
         t0 = time.perf_counter()
         result = runner.invoke(main, args, prog_name="durable", env={"DURABLE_DATA": s.data})
-        figures.slowest = max(figures.slowest, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        if seconds > figures.slowest:
+            figures.slowest = seconds
+            figures.slowest_args = tuple(a[:40] for a in args[2:])
         figures.runs += 1
         figures.by_code[result.exit_code] = figures.by_code.get(result.exit_code, 0) + 1  # type: ignore[index]
         check(result, args)

@@ -74,12 +74,18 @@ class Figures:
     refused: int = 0
     max_seconds: float = 0.0
     max_peak: int = 0
+    over_100ms: int = 0
+    times: list[float] = field(default_factory=list)
     worst: dict[str, Any] = field(default_factory=dict)
 
     def line(self, name: str) -> str:
+        times = sorted(self.times)
+        p999 = times[int(len(times) * 0.999)] if times else 0.0
         return (f"fuzz {name}: {self.inputs} inputs, {self.decodes} decodes "
                 f"({self.accepted} accepted, {self.refused} DecodeError, 0 other exceptions); "
-                f"max {self.max_seconds * 1000:.1f} ms and {self.max_peak / 2**20:.2f} MiB peak per decode")
+                f"per decode: p99.9 {p999 * 1000:.1f} ms, max {self.max_seconds * 1000:.1f} ms "
+                f"({self.over_100ms} over 100 ms), peak memory max {self.max_peak / 2**20:.2f} MiB; "
+                f"slowest input {self.worst.get('time')}")
 
 
 TARGETS = ("event", "history", "payload", "coded payload")
@@ -113,6 +119,8 @@ def check_input(data: bytes, figures: Figures, traced: tuple[str, ...] = TARGETS
             finally:
                 tracemalloc.stop()
         figures.decodes += 1
+        figures.times.append(seconds)
+        figures.over_100ms += seconds > 0.1
         figures.accepted += accepted
         figures.refused += not accepted
         if seconds > figures.max_seconds:
