@@ -579,8 +579,12 @@ def fail_workflow_task(t: Txn, num: int, token: int, error: str) -> bool:
 
 
 def _fenced_act(t: Txn, num: int, seq: int, token: int) -> dict[str, Any] | None:
+    """The attempt's state if `token` holds its lease *now*: a lease or timeout that has passed
+    fences the attempt even before the clock task has processed it (F06, F09)."""
     st = t.get_rec("act", u64x2(num, seq))
     if st is None or st["st"] != "r" or st.get("tok") != token:
+        return None
+    if t.now >= _act_deadline(st):
         return None
     return st  # type: ignore[no-any-return]
 

@@ -303,3 +303,23 @@ def test_f15_activity_refused_by_a_worker_without_its_code_spends_no_attempt(dat
     [wft] = h.claim("new", wft=1)
     assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, wft["token"], [{"k": "TaskCompleted"}])) == "ok"
     assert h.describe().task_error is None
+
+
+@pytest.mark.parametrize("options, late", [({}, LEASE / NS + 0.1), ({"start_to_close": 1.0}, 1.1),
+                                           ({"heartbeat": 0.5}, 0.6)])
+def test_f06_a_passed_deadline_fences_before_the_clock_processes_it(data_dir: str, options: dict[str, Any], late: float) -> None:
+    """An attempt whose lease or timeout has passed can record nothing, even if no clock task
+    has yet turned the passed deadline into a retry (a paused worker resuming late, F06/F09)."""
+    h = Harness(data_dir, **options)
+    [act] = h.claim("A", act=1)
+    h.clock.advance(late)  # past the deadline, but fire_due has not run
+    before = store_snapshot(h.client)
+    assert h.complete(act["token"], "late") is False
+    assert h.fail(act["token"]) is False
+    assert h.beat("A", act["token"]) == "lost"
+    assert store_snapshot(h.client) == before  # refused attempts wrote nothing
+    assert h.fire() >= 1  # the clock then retries it: a new attempt with a new token
+    h.clock.advance(2)
+    [retry] = h.claim("B", act=1)
+    assert retry["attempt"] == 2 and retry["token"] != act["token"]
+    assert h.complete(retry["token"], "on time") is True
