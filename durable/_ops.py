@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import _crashpoint
 from . import _events as ev
 from ._codec import decode, encode, error_to_record
 from ._errors import (
@@ -763,6 +764,8 @@ def fire_due(t: Txn, limit: int) -> int:
         kind = ref[:1]
         if kind == b"T":
             _fire_timer(t, unpack_u64(ref, 1), unpack_u64(ref, 9), key)
+            if _crashpoint.ENABLED:  # fault tests only: die with the timer fired but not committed
+                _crashpoint.hit("timer-before-commit")
         elif kind == b"A":
             _check_activity(t, unpack_u64(ref, 1), unpack_u64(ref, 9), key)
         elif kind == b"W":

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from . import _codec, _wake
+from . import _codec, _crashpoint, _wake
 from ._codec import Converter, PayloadCodec
 from ._errors import (
     NotAStore,
@@ -284,6 +284,8 @@ class Store:
                     raise
                 child.commit()
                 wake = wake or t.wake
+            if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
+                _crashpoint.hit("batch-before-commit")
             txn.commit()
         except BaseException:
             txn.abort()

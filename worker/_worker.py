@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from durable import _activity, _ops
+from durable import _activity, _crashpoint, _ops
 from durable._codec import PayloadCodec, error_to_record
 from durable._defs import Activity, Registry
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
@@ -413,6 +413,8 @@ class Worker:
             await self._write(lambda t: _ops.refuse_activity(t, num, seq, token, report[1]))
             return
         if report[0] == "ok":
+            if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
+                _crashpoint.hit("activity-after-effect")
             # Sticky dispatch: if we hold the workflow's live instance, take the workflow task
             # this result makes in the same transaction (no replay elsewhere, no queue round trip).
             sticky = num in self._cache and not self._stopping

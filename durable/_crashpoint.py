@@ -1,0 +1,43 @@
+"""Named crash points for fault tests: the process kills itself at a chosen point.
+
+Enabled only by the environment variable ``DURABLE_CRASHPOINT=name[:n]`` (read once, at import):
+the process sends itself SIGKILL the ``n``-th time (default: the first) it reaches the point
+called ``name``. When the variable is unset, `ENABLED` is False and every call site is a single
+false test of a module constant (``if _crashpoint.ENABLED: _crashpoint.hit("...")``).
+
+Points:
+
+- ``activity-after-effect``: in the worker, after an activity's function returned (its side
+  effect is done) and before its completion is written;
+- ``batch-before-commit``: in the store, after every operation of a group-commit batch ran in the
+  write transaction and before the transaction commits;
+- ``timer-before-commit``: in ``fire_due``, after a timer fired inside the transaction and before
+  that transaction commits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("activity-after-effect", "batch-before-commit", "timer-before-commit")
+
+_SPEC = os.environ.get("DURABLE_CRASHPOINT", "")
+_NAME, _, _N = _SPEC.partition(":")
+ENABLED = bool(_NAME)
+_TARGET = int(_N) if _N else 1
+_hits = 0
+
+if ENABLED and _NAME not in POINTS:
+    raise RuntimeError(f"DURABLE_CRASHPOINT names an unknown crash point {_NAME!r} (one of: {', '.join(POINTS)})")
+
+
+def hit(name: str) -> None:
+    """Die (SIGKILL, no clean-up at all) if `name` is the chosen point and this is its n-th hit."""
+    global _hits
+    if name != _NAME:
+        return
+    _hits += 1
+    if _hits == _TARGET:
+        os.write(2, f"durable: crash point {name} reached (hit {_hits}): killing this process\n".encode())
+        os.kill(os.getpid(), signal.SIGKILL)
