@@ -1,16 +1,16 @@
 """Lease races (issue 4, point 2; reliability anchors R3): a lease holder paused past its expiry.
 
 A real ``durable worker`` process (lease 1 s) takes an activity; the test freezes it with SIGSTOP
-as soon as the step runs, starts a second worker, and keeps the first one frozen for more than
-1.5 times the lease after the second worker has finished the step (so the lease has long expired),
-then resumes it with SIGCONT. Then:
+as soon as the step runs and starts a second worker. The lease expires and the second worker
+takes the retry (attempt 2, about 2 s long); while that retry runs (under the only valid lease)
+and at least 1.5 leases after SIGSTOP, the test resumes the first worker with SIGCONT. Then:
 
 - the task completed once, via the other worker: history has exactly one final event for the step,
   ``ActivityCompleted`` of attempt 2 run by the other process; ``describe()`` counts 1 scheduled,
   2 attempts, 1 retry;
-- the resumed worker records nothing: the history is the same before SIGCONT and long after; its
-  heartbeat is refused (the store answers "lost"), and so is a result it reports late (the worker
-  logs "refused: lease lost");
+- the resumed worker records nothing and does not renew the retry's lease: its heartbeat is
+  refused (the store answers "lost"), and so is a result it reports late (the worker logs
+  "refused: lease lost");
 - the resumed worker stops the activity it lost instead of running on: a synchronous activity that
   loops on ``durable.heartbeat()`` gets ``ActivityCancelled`` within a bounded number of
   iterations after SIGCONT (it writes a progress marker per iteration and a "stop" marker when it
@@ -59,7 +59,10 @@ def _time_of(marker_dir: Path, name: str) -> float:
 
 def race_round(data_dir: str, marker_dir: Path, case: str) -> dict[str, Any]:
     """One pause: `case` is "sync" or "async" (a heartbeating loop) or "late" (a step that
-    sleeps without heartbeating and reports its result after SIGCONT)."""
+    sleeps without heartbeating and reports its result after SIGCONT).
+
+    The paused worker is resumed while the other worker runs the retry (attempt 2, about 2 s):
+    the two attempts overlap, and only the retry's lease is valid."""
     marker_dir.mkdir(parents=True)
     client = durable.Client(data_dir)
     victim = start_worker_process(data_dir, MODULE, lease=LEASE)
@@ -67,7 +70,7 @@ def race_round(data_dir: str, marker_dir: Path, case: str) -> dict[str, Any]:
     v = victim.pid
     try:
         if case == "late":
-            handle = client.start(torture.late_workflow, str(marker_dir), 3 * LEASE, id="race")
+            handle = client.start(torture.late_workflow, str(marker_dir), 1.2 * LEASE, 2.0, id="race")
             wait_until(lambda: _markers(marker_dir, f"start-1-{v}"), timeout=20, what="the step to start")
         else:
             handle = client.start(torture.beating_workflow, str(marker_dir), 100_000, PAUSE_PER_ITERATION,
@@ -77,10 +80,10 @@ def race_round(data_dir: str, marker_dir: Path, case: str) -> dict[str, Any]:
         os.kill(v, signal.SIGSTOP)
         t_stop = time.time()
         other = start_worker_process(data_dir, MODULE, lease=LEASE)
-        result = handle.result(timeout=30)  # the other worker ran the step, after the lease expired
-        t_done = time.time()
-        time.sleep(1.5 * LEASE)  # paused well past the expiry
-        before = history(client, "race")
+        o = other.pid
+        # the lease expires; the other worker takes the retry
+        wait_until(lambda: _markers(marker_dir, f"start-2-{o}"), timeout=30, what="the other worker to take the retry")
+        time.sleep(max(0.0, t_stop + 1.5 * LEASE - time.time()))  # paused at least 1.5 leases
         iterations_before = len(_markers(marker_dir, f"it-1-{v}"))
         t_cont = time.time()
         os.kill(v, signal.SIGCONT)
@@ -96,8 +99,10 @@ def race_round(data_dir: str, marker_dir: Path, case: str) -> dict[str, Any]:
             stopped_after = _time_of(marker_dir, stop) - t_cont
             iterations_after = len(_markers(marker_dir, f"it-1-{v}")) - iterations_before
             assert not _markers(marker_dir, f"done-1-{v}"), "the paused attempt ran to its end"
+        overlapped = not _markers(marker_dir, f"done-2-{o}")  # the retry still ran when the first stopped
+        result = handle.result(timeout=30)
         time.sleep(2 * LEASE / 3 + 0.2)  # another heartbeat of the resumed worker, if it beat again
-        after = history(client, "race")
+        events = history(client, "race")
         assert victim.poll() is None, "the resumed worker died"
         desc = handle.describe()
     finally:
@@ -106,19 +111,15 @@ def race_round(data_dir: str, marker_dir: Path, case: str) -> dict[str, Any]:
                 os.kill(proc.pid, signal.SIGCONT)
                 stop_worker_process(proc, signal.SIGKILL)
     assert other is not None
-    assert t_done - t_stop > LEASE, "the step completed before the lease could expire"
     assert result == {"pid": other.pid, "attempt": 2}, result
-    assert after == before, "the resumed worker changed the history"
-    assert_each_step_recorded_once(after, case)
-    finals = [e for e in after if e["kind"] in FINAL_ACTIVITY_KINDS]
+    assert_each_step_recorded_once(events, case)
+    finals = [e for e in events if e["kind"] in FINAL_ACTIVITY_KINDS]
     assert [(e["kind"], e["attempt"]) for e in finals] == [("ActivityCompleted", 2)]
     assert (desc.status, desc.activities_scheduled, desc.activity_attempts, desc.activity_retries) == (
         "completed", 1, 2, 1)
     assert iterations_after <= MAX_ITERATIONS_AFTER_SIGCONT, (case, iterations_after)
-    # both attempts ran the same step: the paused one under its expired lease (reported)
-    assert _markers(marker_dir, f"start-1-{v}") and _markers(marker_dir, f"start-2-{other.pid}")
     return {"case": case, "paused_s": round(t_cont - t_stop, 2), "stop_after_sigcont_s": round(stopped_after, 3),
-            "iterations_after_sigcont": iterations_after}
+            "iterations_after_sigcont": iterations_after, "overlapped": overlapped}
 
 
 def _report(rounds: list[dict[str, Any]]) -> None:
@@ -131,7 +132,8 @@ def _report(rounds: list[dict[str, Any]]) -> None:
         what = "late result (refused) reported" if case == "late" else "attempt stopped"
         print(f"lease race {case}: pauses={len(rs)} stale_completions_accepted=0 double_completions=0 "
               f"{what} after SIGCONT median={statistics.median(times):.3f}s worst={max(times):.3f}s "
-              f"iterations_after_sigcont max={max(its)}", flush=True)
+              f"iterations_after_sigcont max={max(its)} "
+              f"overlapping_attempts={sum(r['overlapped'] for r in rs)}", flush=True)
 
 
 @pytest.mark.parametrize("case", ["sync", "async", "late"])

@@ -195,11 +195,11 @@ WORKFLOW_OF_SHAPE = {"seq": t_seq, "fanout": t_fanout, "timer": t_timer, "signal
 
 @durable.activity(retry=RETRY)
 def beating(marker_dir: str, iterations: int, pause: float) -> dict[str, Any]:
-    """Loops `iterations` times (3 times in later attempts): heartbeat, then a progress marker ``it-<attempt>-<pid>-<i>``
+    """Loops `iterations` times (40 times in later attempts): heartbeat, then a progress marker ``it-<attempt>-<pid>-<i>``
     (with the wall time); on ActivityCancelled it writes ``stop-<attempt>-<pid>`` and re-raises."""
     info = durable.activity_info()
     pid = os.getpid()
-    iterations = iterations if info.attempt == 1 else 3
+    iterations = iterations if info.attempt == 1 else 40
     _atomic_write(os.path.join(marker_dir, f"start-{info.attempt}-{pid}"), repr(time.time()))
     try:
         for i in range(iterations):
@@ -218,7 +218,7 @@ async def async_beating(marker_dir: str, iterations: int, pause: float) -> dict[
     """Like `beating`, async: a lost lease cancels its trio scope (trio.Cancelled at an await)."""
     info = durable.activity_info()
     pid = os.getpid()
-    iterations = iterations if info.attempt == 1 else 3
+    iterations = iterations if info.attempt == 1 else 40
     _atomic_write(os.path.join(marker_dir, f"start-{info.attempt}-{pid}"), repr(time.time()))
     try:
         for i in range(iterations):
@@ -239,18 +239,17 @@ async def beating_workflow(marker_dir: str, iterations: int, pause: float, use_a
 
 
 @durable.activity(retry=RETRY)
-def late(marker_dir: str, seconds: float) -> dict[str, Any]:
+def late(marker_dir: str, seconds: float, retry_seconds: float) -> dict[str, Any]:
     """The first attempt sleeps `seconds` without heartbeating, then returns (a late result if
-    its lease was lost meanwhile); later attempts return at once."""
+    its lease was lost meanwhile); later attempts sleep `retry_seconds`."""
     info = durable.activity_info()
     pid = os.getpid()
     _atomic_write(os.path.join(marker_dir, f"start-{info.attempt}-{pid}"), repr(time.time()))
-    if info.attempt == 1:
-        time.sleep(seconds)
+    time.sleep(seconds if info.attempt == 1 else retry_seconds)
     _atomic_write(os.path.join(marker_dir, f"done-{info.attempt}-{pid}"), repr(time.time()))
     return {"pid": pid, "attempt": info.attempt}
 
 
 @durable.workflow
-async def late_workflow(marker_dir: str, seconds: float) -> dict[str, Any]:
-    return await late(marker_dir, seconds)
+async def late_workflow(marker_dir: str, seconds: float, retry_seconds: float) -> dict[str, Any]:
+    return await late(marker_dir, seconds, retry_seconds)
