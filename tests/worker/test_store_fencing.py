@@ -323,3 +323,21 @@ def test_f06_a_passed_deadline_fences_before_the_clock_processes_it(data_dir: st
     [retry] = h.claim("B", act=1)
     assert retry["attempt"] == 2 and retry["token"] != act["token"]
     assert h.complete(retry["token"], "on time") is True
+
+
+def test_cancel_requested_activity_whose_worker_died_is_cancelled_not_retried(data_dir: str) -> None:
+    """Issue 3: an activity whose workflow asked to cancel it, and whose worker then died, is
+    resolved as cancelled when its lease expires; it is never run again."""
+    h = Harness(data_dir, retry=durable.RetryPolicy(max_attempts=5, initial_interval=0.0))
+    [act] = h.claim("A", act=1)
+    h.client.get_handle("wf").cancel("stop")
+    [wft] = h.claim("A", wft=1)  # the workflow's code answers the cancel with a cancel request
+    request = {"k": "ActivityCancelRequested", "seq": 1}
+    assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, wft["token"], [request])) == "ok"
+    assert h.beat("A", act["token"]) == "cancel"  # a live worker would be told now; this one dies
+    h.clock.advance(2.1)
+    assert h.fire() == 1
+    assert h.claim("B", act=1) == []  # not retried
+    kinds = [e["kind"] for e in h.client.get_handle("wf").history()]
+    assert kinds[-1] == "ActivityCancelled" and kinds.count("ActivityCancelled") == 1
+    assert h.complete(act["token"], "too late") is False
