@@ -3,7 +3,9 @@
 A few hundred workflows of mixed shapes (sequential steps, fan-out in a durable nursery, durable
 timers, signals, sagas that fail and compensate) run on three real ``durable worker`` processes
 (lease 1 s) while a chaos loop kills a random worker with SIGKILL at random (seeded) moments and
-starts a new one at once. Workflows are started and signalled all through the chaos.
+starts a new one at once; now and then (10% of the rounds) it also freezes a random worker with
+SIGSTOP for 1.3-2 leases, then resumes it (its late results must be refused: counted as
+stale_results_refused). Workflows are started and signalled all through the chaos.
 
 Activities log every run in an effect log keyed by their idempotency key and apply their effect
 to an "apply once" sink (O_EXCL create of a file named after the key); see tests/wfs/torture.py.
@@ -50,7 +52,7 @@ def _seed() -> int:
 
 
 def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows: int,
-                heal_timeout: float) -> dict[str, Any]:
+                heal_timeout: float, pause_rate: float = 0.1) -> dict[str, Any]:
     rng = random.Random(seed)
     print(f"\ntorture seed {seed} (rerun with TORTURE_SEED={seed})", flush=True)
     torture.make_dirs(str(root))
@@ -59,10 +61,13 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
     pending_signals: list[tuple[str, int]] = []
     kill_times: list[float] = []
     workers: list[subprocess.Popen[str]] = []
+    every_worker: list[subprocess.Popen[str]] = []
+    pauses = 0
     started = 0
     t0 = time.time()
     try:
         workers = [start_worker_process(data_dir, MODULE, lease=LEASE) for _ in range(WORKERS)]
+        every_worker.extend(workers)
 
         def start_some(upto: int) -> None:
             nonlocal started
@@ -86,10 +91,17 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
             start_some((i + 1) * per_kill)
             send_some(rng.randint(0, 3))
             time.sleep(rng.uniform(0.02, 0.5))
+            if rng.random() < pause_rate:  # R3 in the mix: freeze a worker past its lease
+                frozen = workers[rng.randrange(len(workers))]
+                os.kill(frozen.pid, signal.SIGSTOP)
+                time.sleep(rng.uniform(1.3, 2.0) * LEASE)
+                os.kill(frozen.pid, signal.SIGCONT)
+                pauses += 1
             victim = rng.randrange(len(workers))
             kill_times.append(time.time())
             assert stop_worker_process(workers[victim], signal.SIGKILL) == -signal.SIGKILL
             workers[victim] = start_worker_process(data_dir, MODULE, lease=LEASE)
+            every_worker.append(workers[victim])
         start_some(n_workflows)
         send_some(len(pending_signals))
         chaos_seconds = time.time() - t0
@@ -110,6 +122,8 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
         for w in workers:
             if w.poll() is None:
                 stop_worker_process(w, signal.SIGKILL)
+    # late results of attempts whose lease had passed, refused by the store (fencing)
+    stale_refused = sum("refused: lease lost" in line for w in every_worker for line in w.log_lines)  # type: ignore[attr-defined]
 
     # --- the checker ------------------------------------------------------------------------
     lost = [sid for sid, out in outcomes.items() if out != ("ok", torture.expected(next(s for s in specs if s["id"] == sid)))]
@@ -167,11 +181,11 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
         if j < len(completion_times):
             recoveries.append(completion_times[j] - k)
     figures = {
-        "seed": seed, "workflows": len(specs), "started": started, "kills": len(kill_times),
+        "seed": seed, "workflows": len(specs), "started": started, "kills": len(kill_times), "pauses": pauses,
         "chaos_s": round(chaos_seconds, 1), "lost": len(lost), "stuck": len(stuck) + len(running),
         "duplicate_completions": len(duplicates), "applied_twice": applied_twice,
         "never_applied": len(never_applied), "bad_histories": len(bad_histories),
-        "steps": len(attempts), "step_runs": len(runs), "repeats_refused": len(repeats),
+        "steps": len(attempts), "step_runs": len(runs), "repeats_refused": len(repeats), "stale_results_refused": stale_refused,
         "attempts_mean": round(statistics.fmean(attempts), 3) if attempts else 0,
         "attempts_max": max(attempts, default=0),
         "recovery_median_s": round(statistics.median(recoveries), 3) if recoveries else None,
