@@ -10,7 +10,7 @@ at the structure level (wrong field types, missing fields, non-map events), and 
 known bombs of the maximum size (2 MiB of empty lists, colliding integer keys, a 1 MB bignum).
 
 Each input's decode time and peak traced memory are measured; the bounds asserted are generous
-(the figures are printed for the record). CI runs ~13,000 inputs (~52,000 decodes);
+(the figures are printed for the record). CI runs ~10,400 inputs (~41,600 decodes);
 ``--slow`` runs ~260,000 inputs (~1,000,000 decodes).
 Valid events also round-trip: ``decode(encode(e)) == e``.
 """
@@ -38,7 +38,7 @@ from durable._replay import decode_history
 MAX_SECONDS = 2.0
 MAX_PEAK_BYTES = 96 * 1024 * 1024
 
-CI_EXAMPLES = 2_000      # per hypothesis test: ~13,000 inputs, ~52,000 decodes in all
+CI_EXAMPLES = 1_600      # per hypothesis test: ~10,400 inputs, ~41,600 decodes in all
 SLOW_EXAMPLES = 40_000   # ~260,000 inputs, ~1,000,000 decodes
 
 
