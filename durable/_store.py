@@ -37,6 +37,9 @@ T = TypeVar("T")
 #: On-disk format written by this version. A store with a larger number is refused.
 FORMAT_VERSION = 1
 
+#: Free space under which a write LMDB reports as an I/O error is taken for a full disk.
+_FULL_DISK_BYTES = 1 << 20
+
 _DBS = ("meta", "wf", "num", "hist", "inbox", "act", "tasks", "due", "idx", "types", "query")
 _U64 = struct.Struct(">Q")
 _U64X2 = struct.Struct(">QQ")
@@ -247,7 +250,7 @@ class Store:
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
             except lmdb.Error as exc:
-                if _is_disk_full(exc):
+                if _is_disk_full(exc) or self._short_write_on_full_disk(exc):
                     raise StoreFullError(
                         f"the disk holding {self.path} is full: nothing of this change was written; "
                         "free some space and the store carries on"
@@ -291,6 +294,17 @@ class Store:
             txn.abort()
             raise
         return results, wake
+
+    def _short_write_on_full_disk(self, exc: lmdb.Error) -> bool:
+        """LMDB reports a write cut short (the disk filled up in the middle of it) as EIO, not
+        ENOSPC: it is a full disk if the filesystem has (almost) no space left now."""
+        if "Input/output error" not in str(exc):
+            return False
+        try:
+            st = os.statvfs(self.path)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < _FULL_DISK_BYTES
 
     def _begin(self, write: bool) -> lmdb.Transaction:
         while True:
