@@ -3,8 +3,8 @@
 A few hundred workflows of mixed shapes (sequential steps, fan-out in a durable nursery, durable
 timers, signals, sagas that fail and compensate) run on three real ``durable worker`` processes
 (lease 1 s) while a chaos loop kills a random worker with SIGKILL at random (seeded) moments and
-starts a new one at once; now and then (10% of the rounds) it also freezes a random worker with
-SIGSTOP for 1.3-2 leases, then resumes it (its late results must be refused: counted as
+starts a new one at once; now and then (15% of the rounds) it also freezes a random worker with
+SIGSTOP for 1-1.5 leases, then resumes it (its late results must be refused: counted as
 stale_results_refused). Workflows are started and signalled all through the chaos.
 
 Activities log every run in an effect log keyed by their idempotency key and apply their effect
@@ -13,7 +13,8 @@ to an "apply once" sink (O_EXCL create of a file named after the key); see tests
 At the end it asserts and prints: workflows started, kills, 0 lost (every workflow ended with the
 result the pure oracle gives), 0 stuck, 0 duplicate final events for one activity in any history,
 0 effects applied twice for one step (each step's runs all carried one key, so the sink applied
-it once), and reports attempts per step (mean, max) and the recovery time after a kill (from the
+it once), 0 stale results accepted (the attempt recorded for a step is the last one that ran: a
+superseded attempt whose lease had passed records nothing), and reports attempts per step (mean, max) and the recovery time after a kill (from the
 kill to the next completion recorded by any worker; median and worst).
 
 Short mode (CI):   pytest -q -s tests/fault/test_torture.py
@@ -52,7 +53,7 @@ def _seed() -> int:
 
 
 def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows: int,
-                heal_timeout: float, pause_rate: float = 0.1) -> dict[str, Any]:
+                heal_timeout: float, pause_rate: float = 0.15) -> dict[str, Any]:
     rng = random.Random(seed)
     print(f"\ntorture seed {seed} (rerun with TORTURE_SEED={seed})", flush=True)
     torture.make_dirs(str(root))
@@ -85,6 +86,23 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
                 _, value = pending_signals.pop(j)
                 client.get_handle(wid).signal("add", value)
 
+        long_ids = {spec["id"] for spec in specs if spec["args"][-1] >= 1.0}
+
+        def holder_of_a_long_step() -> subprocess.Popen[str] | None:
+            """A live worker that started a long step in the last 0.5 s (so it holds it now)."""
+            now = time.time()
+            pids = set()
+            for name in os.listdir(root / "effects"):
+                if name.endswith(".tmp") or name.rsplit("_", 2)[0] not in long_ids:
+                    continue
+                try:
+                    if now - (root / "effects" / name).stat().st_mtime < 0.5:
+                        pids.add(int(name.split(".")[2]))
+                except FileNotFoundError:
+                    pass
+            holders = sorted((w for w in workers if w.pid in pids), key=lambda w: w.pid)
+            return rng.choice(holders) if holders else None
+
         # every workflow is started by 80% of the kills, so the chaos goes on while they run
         per_kill = max(1, -(-n_workflows // max(1, int(kills * 0.8))))
         for i in range(kills):
@@ -92,9 +110,9 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
             send_some(rng.randint(0, 3))
             time.sleep(rng.uniform(0.02, 0.5))
             if rng.random() < pause_rate:  # R3 in the mix: freeze a worker past its lease
-                frozen = workers[rng.randrange(len(workers))]
+                frozen = holder_of_a_long_step() or workers[rng.randrange(len(workers))]
                 os.kill(frozen.pid, signal.SIGSTOP)
-                time.sleep(rng.uniform(1.3, 2.0) * LEASE)
+                time.sleep(rng.uniform(1.0, 1.5) * LEASE)
                 os.kill(frozen.pid, signal.SIGCONT)
                 pauses += 1
             victim = rng.randrange(len(workers))
@@ -173,6 +191,24 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
                 recorded_steps.add((spec["id"], str(e["seq"])))
     never_applied = recorded_steps - applied_steps
 
+    # fencing: once attempt n of a step has started, no earlier attempt may be recorded (its lease
+    # had passed, or attempt n would not run). So the recorded attempt is the last one that ran.
+    last_run: dict[tuple[str, str], int] = defaultdict(int)
+    for name in runs:
+        wid, _run, seq = (root / "effects" / name).read_text().split("\n")[0].split("/")
+        last_run[(wid, seq)] = max(last_run[(wid, seq)], int(name.split(".")[1]))
+    # And the result recorded is the one that attempt returned (steps return their run's name).
+    stale_accepted = []
+    for spec in specs:
+        for e in history(client, spec["id"]):
+            if e["kind"] not in ("ActivityCompleted", "ActivityFailed"):
+                continue
+            last = last_run[(spec["id"], str(e["seq"]))]
+            result = e.get("result")
+            run_attempt = int(result[1].split(".")[1]) if isinstance(result, list) and len(result) == 2 else e["attempt"]
+            if not (e["attempt"] == run_attempt == last):
+                stale_accepted.append((spec["id"], e["seq"], e["attempt"], run_attempt, last))
+
     # recovery after a kill: from the kill to the next completion any worker recorded
     completion_times.sort()
     recoveries = []
@@ -185,7 +221,7 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
         "chaos_s": round(chaos_seconds, 1), "lost": len(lost), "stuck": len(stuck) + len(running),
         "duplicate_completions": len(duplicates), "applied_twice": applied_twice,
         "never_applied": len(never_applied), "bad_histories": len(bad_histories),
-        "steps": len(attempts), "step_runs": len(runs), "repeats_refused": len(repeats), "stale_results_refused": stale_refused,
+        "steps": len(attempts), "step_runs": len(runs), "repeats_refused": len(repeats), "stale_results_refused": stale_refused, "stale_results_accepted": len(stale_accepted),
         "attempts_mean": round(statistics.fmean(attempts), 3) if attempts else 0,
         "attempts_max": max(attempts, default=0),
         "recovery_median_s": round(statistics.median(recoveries), 3) if recoveries else None,
@@ -197,6 +233,7 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
     assert not lost, f"lost (seed {seed}): {[(s, outcomes.get(s)) for s in lost[:10]]}"
     assert not duplicates, f"duplicate completions (seed {seed}): {duplicates[:10]}"
     assert not bad_histories, f"seed {seed}: {bad_histories[:10]}"
+    assert not stale_accepted, f"seed {seed}: results of superseded attempts recorded: {stale_accepted[:10]}"
     assert applied_twice == 0, f"seed {seed}: effects applied twice"
     assert not never_applied, f"seed {seed}: recorded steps whose effect was never applied: {sorted(never_applied)[:10]}"
     assert len(keys_of_runs) == len(applied), "a run's key missing from the sink"
