@@ -48,7 +48,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based); never overflows."""
-        exponent = max(0, attempt - 1)
+        # clamped so that it converts to a float: past 2**1000 every backoff > 1 has reached the cap
+        exponent = min(max(0, attempt - 1), 2**1000)
         if self.initial_interval == 0:
             return 0.0
         # log-space comparison avoids float overflow of backoff ** exponent (F10)
