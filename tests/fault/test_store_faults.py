@@ -131,3 +131,26 @@ def test_full_disk_gives_a_clear_error_and_the_worker_serves_on_once_space_retur
         assert seen == expected
         print(f"full disk: {len(started)} workflows started before the disk was full, {len(errors)} refused "
               f"with StoreFullError; worker log lines about it: {len(full_lines)}; e.g. {full_lines[0]!r}")
+
+
+def test_map_fills_up_while_a_worker_runs_grows_and_loses_nothing(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LMDB map (1 MiB here) fills up again and again while a worker commits claims, results
+    and workflow tasks in group-commit batches: each full batch is grown and retried whole, and
+    every workflow completes with its right result and a well-formed history."""
+    from durable import _store
+    from tests.conftest import worker_thread
+
+    monkeypatch.setattr(_store, "INITIAL_MAP_BYTES", 1 << 20)
+    client = durable.Client(data_dir)
+    assert client._store.env.info()["map_size"] == 1 << 20
+    blob = "y" * BLOB
+    with worker_thread(data_dir, [wfs.blob_steps], [wfs.measure], lease=2.0):
+        for i in range(24):
+            client.start(wfs.blob_steps, blob, i, id=f"m-{i}")
+        for i in range(24):
+            assert client.get_handle(f"m-{i}").result(timeout=60) == [i, BLOB, BLOB // 2]
+    assert client._store.env.info()["map_size"] >= 8 << 20  # grown at least three times
+    for d in client.list(limit=100):
+        events = client.get_handle(d.workflow_id).history()
+        assert_each_step_recorded_once(events, d.workflow_id)
+        assert status_from_history(events) == d.status == "completed"
