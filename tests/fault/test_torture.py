@@ -14,8 +14,11 @@ At the end it asserts and prints: workflows started, kills, 0 lost (every workfl
 result the pure oracle gives), 0 stuck, 0 duplicate final events for one activity in any history,
 0 effects applied twice for one step (each step's runs all carried one key, so the sink applied
 it once), 0 stale results accepted (the attempt recorded for a step is the last one that ran: a
-superseded attempt whose lease had passed records nothing), and reports attempts per step (mean, max) and the recovery time after a kill (from the
-kill to the next completion recorded by any worker; median and worst).
+superseded attempt whose lease had passed records nothing, and the result recorded is the one
+that attempt returned). It reports attempts per step (mean, max), the recovery time after a kill
+(from the kill to the next completion recorded by any worker; median and worst), and the time
+until the steps the killed worker held were recorded by another worker (held_work_recovery;
+under continuous chaos the retries are often killed too, so this includes repeated losses).
 
 Short mode (CI):   pytest -q -s tests/fault/test_torture.py
 Long mode:         pytest -q -s --slow tests/fault/test_torture.py -k long
@@ -61,6 +64,7 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
     specs = [torture.make_spec(rng, i, (0.02, 0.25)) for i in range(n_workflows)]
     pending_signals: list[tuple[str, int]] = []
     kill_times: list[float] = []
+    kill_pids: list[int] = []
     workers: list[subprocess.Popen[str]] = []
     every_worker: list[subprocess.Popen[str]] = []
     pauses = 0
@@ -117,6 +121,7 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
                 pauses += 1
             victim = rng.randrange(len(workers))
             kill_times.append(time.time())
+            kill_pids.append(workers[victim].pid)
             assert stop_worker_process(workers[victim], signal.SIGKILL) == -signal.SIGKILL
             workers[victim] = start_worker_process(data_dir, MODULE, lease=LEASE)
             every_worker.append(workers[victim])
@@ -199,10 +204,12 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
         last_run[(wid, seq)] = max(last_run[(wid, seq)], int(name.split(".")[1]))
     # And the result recorded is the one that attempt returned (steps return their run's name).
     stale_accepted = []
+    recorded_at: dict[tuple[str, str], float] = {}
     for spec in specs:
         for e in history(client, spec["id"]):
             if e["kind"] not in ("ActivityCompleted", "ActivityFailed"):
                 continue
+            recorded_at[(spec["id"], str(e["seq"]))] = e["time"].timestamp()
             last = last_run[(spec["id"], str(e["seq"]))]
             result = e.get("result")
             run_attempt = int(result[1].split(".")[1]) if isinstance(result, list) and len(result) == 2 else e["attempt"]
@@ -216,6 +223,17 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
         j = bisect.bisect_right(completion_times, k)
         if j < len(completion_times):
             recoveries.append(completion_times[j] - k)
+    # recovery of the killed worker's own work: from the kill until every step it had started and
+    # not finished is recorded (done by another worker after the lease expired)
+    runs_by_pid: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for name in runs:
+        wid, _run, seq = (root / "effects" / name).read_text().split("\n")[0].split("/")
+        runs_by_pid[int(name.split(".")[2])].add((wid, seq))
+    held_recoveries = []
+    for k, pid in zip(kill_times, kill_pids):
+        held = [recorded_at[step] - k for step in runs_by_pid.get(pid, ()) if recorded_at.get(step, 0) > k]
+        if held:
+            held_recoveries.append(max(held))
     figures = {
         "seed": seed, "workflows": len(specs), "started": started, "kills": len(kill_times), "pauses": pauses,
         "chaos_s": round(chaos_seconds, 1), "lost": len(lost), "stuck": len(stuck) + len(running),
@@ -226,6 +244,9 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
         "attempts_max": max(attempts, default=0),
         "recovery_median_s": round(statistics.median(recoveries), 3) if recoveries else None,
         "recovery_worst_s": round(max(recoveries), 3) if recoveries else None,
+        "kills_holding_steps": len(held_recoveries),
+        "held_work_recovery_median_s": round(statistics.median(held_recoveries), 3) if held_recoveries else None,
+        "held_work_recovery_worst_s": round(max(held_recoveries), 3) if held_recoveries else None,
     }
     print("torture: " + " ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
     assert started == len(specs)
