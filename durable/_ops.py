@@ -345,13 +345,48 @@ def _claim_wft(t: Txn, num: int, owner: str, lease_ns: int) -> dict[str, Any] | 
             "hlen": rec["hlen"], "token": token}
 
 
+def _bad_activity_state(st: Any) -> str | None:
+    """Why a stored activity state is malformed (written by something other than this code), or
+    None. Checked before a worker is handed the task, so bad bytes fail one step, not workers."""
+    if not isinstance(st, dict):
+        return "the activity record is not a map"
+    for field, typ in (("name", str), ("in", bytes), ("opts", dict), ("queue", str), ("attempt", int),
+                       ("st", str), ("sched", int)):
+        if not isinstance(st.get(field), typ):
+            return f"the activity record's {field!r} is not {typ.__name__}"
+    opts = st["opts"]
+    for field in ("s2c", "sched2c", "hb"):
+        value = opts.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= 10 * 365 * 86_400):
+            return f"the activity option {field!r} is not a valid duration"
+    if not isinstance(opts.get("retry"), dict) or opts.get("cancel", "wait") not in ("wait", "try", "abandon"):
+        return "the activity's retry policy or cancellation mode is malformed"
+    try:
+        RetryPolicy.from_record(opts["retry"])
+    except Exception as exc:  # noqa: BLE001 - any malformed policy
+        return f"the activity's retry policy is malformed: {exc}"
+    return None
+
+
 def _claim_activity(t: Txn, num: int, seq: int, owner: str, lease_ns: int) -> dict[str, Any] | None:
     key = u64x2(num, seq)
     st = t.get_rec("act", key)
-    if st is None or st["st"] != "q":
+    if st is None:
         return None
     rec = _wf_by_num(t, num)
     if rec is None:
+        return None
+    bad = _bad_activity_state(st)
+    if bad is not None:  # fail the step, clearly; never hand a worker a record it cannot read
+        t.delete("act", key)
+        if isinstance(st, dict) and isinstance(st.get("due"), bytes):
+            t.delete("due", st["due"])
+        err = {"type": "durable.DecodeError", "msg": f"activity seq {seq}: {bad}", "nr": True}
+        _deliver(t, rec, {"k": ev.ACTIVITY_FAILED, "seq": seq, "err": err, "attempt": 0, "why": "failed"})
+        _save_wf(t, rec)
+        return None
+    if st["st"] != "q":
         return None
     token = _counter(t, b"token")
     st.update(st="r", tok=token, owner=owner, exp=t.now + lease_ns, start=t.now, hbt=None)
