@@ -2,7 +2,7 @@
 
 A real ``durable worker`` process (lease 1 s) takes an activity; the test freezes it with SIGSTOP
 as soon as the step runs and starts a second worker. The lease expires and the second worker
-takes the retry (attempt 2, about 2 s long); while that retry runs (under the only valid lease)
+takes the retry (attempt 2, 2 to 5 s long); while that retry runs (under the only valid lease)
 and at least 1.5 leases after SIGSTOP, the test resumes the first worker with SIGCONT. Then:
 
 - the task completed once, via the other worker: history has exactly one final event for the step,
@@ -43,7 +43,10 @@ MODULE = "tests.wfs.torture"
 LEASE = 1.0
 PAUSE_PER_ITERATION = 0.05
 # after SIGCONT the worker's heartbeat is overdue and runs at once: a few iterations at most. The
-# bound is generous (about 2 s of iterations) but far below the 100,000 the step would run.
+# bound is generous (about 2 s of iterations) but well below the 100 iterations (5 s) of the retry
+# that runs meanwhile: a resumed worker that ran on until the retry ended (when its heartbeat
+# finds no running attempt at all) would exceed it. Checked: with the token checks removed from
+# _ops._fenced_act and _ops.activity_status, the paused attempts run on for the whole retry.
 MAX_ITERATIONS_AFTER_SIGCONT = 40
 
 

@@ -200,11 +200,11 @@ WORKFLOW_OF_SHAPE = {"seq": t_seq, "fanout": t_fanout, "timer": t_timer, "signal
 
 @durable.activity(retry=RETRY)
 def beating(marker_dir: str, iterations: int, pause: float) -> dict[str, Any]:
-    """Loops `iterations` times (40 times in later attempts): heartbeat, then a progress marker ``it-<attempt>-<pid>-<i>``
-    (with the wall time); on ActivityCancelled it writes ``stop-<attempt>-<pid>`` and re-raises."""
+    """Loops `iterations` times (100 times in later attempts): heartbeat, then a progress marker
+    ``it-<attempt>-<pid>-<i>`` (with the wall time); on ActivityCancelled it writes ``stop-<attempt>-<pid>`` and re-raises."""
     info = durable.activity_info()
     pid = os.getpid()
-    iterations = iterations if info.attempt == 1 else 40
+    iterations = iterations if info.attempt == 1 else 100
     _atomic_write(os.path.join(marker_dir, f"start-{info.attempt}-{pid}"), repr(time.time()))
     try:
         for i in range(iterations):
@@ -223,7 +223,7 @@ async def async_beating(marker_dir: str, iterations: int, pause: float) -> dict[
     """Like `beating`, async: a lost lease cancels its trio scope (trio.Cancelled at an await)."""
     info = durable.activity_info()
     pid = os.getpid()
-    iterations = iterations if info.attempt == 1 else 40
+    iterations = iterations if info.attempt == 1 else 100
     _atomic_write(os.path.join(marker_dir, f"start-{info.attempt}-{pid}"), repr(time.time()))
     try:
         for i in range(iterations):
