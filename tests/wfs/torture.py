@@ -201,7 +201,8 @@ WORKFLOW_OF_SHAPE = {"seq": t_seq, "fanout": t_fanout, "timer": t_timer, "signal
 @durable.activity(retry=RETRY)
 def beating(marker_dir: str, iterations: int, pause: float) -> dict[str, Any]:
     """Loops `iterations` times (100 times in later attempts): heartbeat, then a progress marker
-    ``it-<attempt>-<pid>-<i>`` (with the wall time); on ActivityCancelled it writes ``stop-<attempt>-<pid>`` and re-raises."""
+    ``it-<attempt>-<pid>-<i>`` (with the wall time); on ActivityCancelled it writes
+    ``stop-<attempt>-<pid>`` and re-raises."""
     info = durable.activity_info()
     pid = os.getpid()
     iterations = iterations if info.attempt == 1 else 100
