@@ -50,12 +50,17 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based); never overflows."""
         # clamped so that it converts to a float: past 2**1000 every backoff > 1 has reached the cap
         exponent = min(max(0, attempt - 1), 2**1000)
-        if self.initial_interval == 0:
+        if self.initial_interval == 0 or self.max_interval == 0:
             return 0.0
-        # log-space comparison avoids float overflow of backoff ** exponent (F10)
-        if exponent * math.log(self.backoff) > math.log(self.max_interval / self.initial_interval + 1e-300):
+        # log-space comparison avoids float overflow of backoff ** exponent (F10); the logs are
+        # subtracted, not the intervals divided: max / a subnormal initial overflows to inf
+        if exponent * math.log(self.backoff) >= math.log(self.max_interval) - math.log(self.initial_interval):
             return self.max_interval
-        return min(self.initial_interval * self.backoff**exponent, self.max_interval)
+        try:
+            value = self.initial_interval * self.backoff**exponent
+        except OverflowError:  # a tiny initial interval: the power alone passes the float range
+            value = math.exp(math.log(self.initial_interval) + exponent * math.log(self.backoff))
+        return min(value, self.max_interval)
 
     def to_record(self) -> dict[str, Any]:
         """Plain-data form stored with a scheduled activity."""

@@ -16,7 +16,7 @@ import math
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 import durable
 from durable._limits import MAX_ATTEMPTS_CAP, MAX_BACKOFF_SECONDS
@@ -32,7 +32,11 @@ policies = st.builds(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=3000, deadline=None)
+# two overflows this test found: an attempt number past float range with backoff 1, and
+# max_interval / a subnormal initial_interval overflowing to inf (so the cap was never taken)
+@example(policy=durable.RetryPolicy(max_attempts=1, initial_interval=1.0, backoff=1.0, max_interval=0.0), attempt=2**2000)
+@example(policy=durable.RetryPolicy(initial_interval=1.1125369292536007e-308, backoff=42.0, max_interval=2.0), attempt=191)
 @given(policy=policies, attempt=st.one_of(st.integers(-5, 200), st.integers(0, 2**4096)))
 def test_retry_delay_is_finite_non_negative_and_capped(policy: durable.RetryPolicy, attempt: int) -> None:
     delay = policy.delay(attempt)
