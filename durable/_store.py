@@ -255,6 +255,13 @@ class Store:
                         f"the disk holding {self.path} is full: nothing of this change was written; "
                         "free some space and the store carries on"
                     ) from None
+                limit = self._file_size_limit_reached(exc)
+                if limit is not None:
+                    raise StoreFullError(
+                        f"the store at {self.path} reached this process's file size limit (RLIMIT_FSIZE, "
+                        f"{limit} bytes): nothing of this change was written; raise the limit and the "
+                        "store carries on"
+                    ) from None
                 raise StoreError(f"store {self.path}: {exc}") from None
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -305,6 +312,23 @@ class Store:
         except OSError:
             return False
         return st.f_bavail * st.f_frsize < _FULL_DISK_BYTES
+
+    def _file_size_limit_reached(self, exc: lmdb.Error) -> int | None:
+        """The process's file size limit if a write failed because data.mdb reached it (LMDB
+        reports EFBIG, or EIO for a write cut short at the limit), else None."""
+        text = str(exc)
+        if "Input/output error" not in text and "File too large" not in text:
+            return None
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            size = os.path.getsize(os.path.join(self.path, "data.mdb"))
+        except (ImportError, OSError, ValueError):
+            return None
+        if soft == resource.RLIM_INFINITY or soft < 0 or size + _FULL_DISK_BYTES < soft:
+            return None
+        return int(soft)
 
     def _begin(self, write: bool) -> lmdb.Transaction:
         while True:

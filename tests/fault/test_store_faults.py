@@ -12,6 +12,9 @@ payloads are started while a worker process serves them. Writes then fail with E
   (contiguous indexes, each step scheduled once with one final event), and the status index
   behind `list` agrees with the statuses folded from the histories.
 
+The same without root, under a file size limit (RLIMIT_FSIZE) that is lifted on the running
+worker; and the map filling up again and again while a worker runs.
+
 Map growth (the LMDB map filling up, grown and the batch retried whole) is tested in
 tests/worker/test_store_commit.py; a store written by a newer format is refused in
 tests/worker/test_store_commit.py and tests/durable/test_store_security.py.
@@ -154,3 +157,55 @@ def test_map_fills_up_while_a_worker_runs_grows_and_loses_nothing(data_dir: str,
         events = client.get_handle(d.workflow_id).history()
         assert_each_step_recorded_once(events, d.workflow_id)
         assert status_from_history(events) == d.status == "completed"
+
+
+def test_file_size_limit_gives_a_clear_error_and_the_worker_serves_on_once_lifted(data_dir: str) -> None:
+    """The same without root: the worker process runs under a file size limit (RLIMIT_FSIZE, with
+    SIGXFSZ ignored so that writes fail instead of killing it) that its store passes. Its writes
+    fail with a clear logged error, it keeps running, and once the limit is lifted (prlimit on the
+    running process) it finishes every workflow; the reopened store has no partial history."""
+    import resource
+    import signal
+    import threading
+
+    client = durable.Client(data_dir)
+    client._store.write(lambda t: None)
+    limit = os.path.getsize(os.path.join(data_dir, "data.mdb")) + (1 << 20)
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    cmd = [sys.executable, "-m", "durable", "--data", data_dir, "worker", MODULE, "--lease", "1.0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, preexec_fn=limited)
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        blob = "z" * BLOB
+        for i in range(20):  # the client (no limit) grows the file past the worker's limit
+            client.start(wfs.blob_steps, blob, i, id=f"f-{i}")
+        wait_until(lambda: any("RLIMIT_FSIZE" in line for line in lines), timeout=30,
+                   what="the worker to log its file size limit")
+        assert proc.poll() is None, "".join(lines[-5:])
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        for i in range(20):
+            assert client.get_handle(f"f-{i}").result(timeout=60) == [i, BLOB, BLOB // 2]
+        assert proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        reader.join(10)
+        proc.stderr.close()
+    assert code == 0, "".join(lines[-10:])
+    limit_lines = [line.strip() for line in lines if "RLIMIT_FSIZE" in line]
+    assert limit_lines and not any("Traceback" in line for line in lines)
+    client._store.close()
+    out = subprocess.run([sys.executable, "-c", CHECK, data_dir], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {f"f-{i}": ["completed", [i, BLOB, BLOB // 2]] for i in range(20)}
+    print(f"file size limit: {len(limit_lines)} logged errors, e.g. {limit_lines[0]!r}")
