@@ -178,7 +178,7 @@ def run_torture(data_dir: str, root: Path, *, seed: int, kills: int, n_workflows
 
     # effect log and sink: every run of a step carried one key; the sink applied each key once
     runs = [n for n in os.listdir(root / "effects") if not n.endswith(".tmp")]
-    applied = [n for n in os.listdir(root / "sink")]
+    applied = [n for n in os.listdir(root / "sink") if not n.endswith(".tmp")]
     repeats = [n for n in os.listdir(root / "repeats") if not n.endswith(".tmp")]
     keys_of_runs = {n.split(".")[0] for n in runs}
     applied_twice = len(applied) - len(set(applied))  # a directory cannot hold a name twice...

@@ -44,16 +44,20 @@ def _effect(root: str, tag: str) -> str:
     key = _safe(info.idempotency_key)
     run = f"{key}.{info.attempt}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     _atomic_write(os.path.join(root, "effects", run), f"{info.idempotency_key}\n{tag}")
+    # Apply once, atomically with its content: link a complete temporary file to the key's name
+    # (link fails if the name exists), so a SIGKILL never leaves an empty applied effect.
+    tmp = os.path.join(root, "sink", f"{key}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as f:
+        f.write(f"{info.idempotency_key}\n{tag}")
     try:
-        fd = os.open(os.path.join(root, "sink", key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.link(tmp, os.path.join(root, "sink", key))
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             raise
         _atomic_write(os.path.join(root, "repeats", f"{key}.{info.attempt}.{os.getpid()}.{uuid.uuid4().hex[:8]}"),
                       info.idempotency_key)
-        return run
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{info.idempotency_key}\n{tag}")
+    finally:
+        os.unlink(tmp)
     return run
 
 
