@@ -38,7 +38,7 @@ from durable._replay import decode_history
 MAX_SECONDS = 2.0
 MAX_PEAK_BYTES = 96 * 1024 * 1024
 
-CI_EXAMPLES = 1_600      # per hypothesis test: ~10,400 inputs, ~41,600 decodes in all
+CI_EXAMPLES = 3_200      # per hypothesis test: ~20,800 inputs, ~83,000 decodes in all
 SLOW_EXAMPLES = 40_000   # ~260,000 inputs, ~1,000,000 decodes
 
 
