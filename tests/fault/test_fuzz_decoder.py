@@ -42,20 +42,7 @@ CI_EXAMPLES = 3_200      # per hypothesis test: ~20,800 inputs, ~83,000 decodes 
 SLOW_EXAMPLES = 40_000   # ~260,000 inputs, ~1,000,000 decodes
 
 
-class XorCodec:
-    """A reversible payload codec with a header, as an encrypting codec would look."""
-
-    HEADER = b"XOR1"
-    TABLE = bytes(b ^ 0x5A for b in range(256))
-
-    def encode(self, data: bytes) -> bytes:
-        return self.HEADER + data.translate(self.TABLE)
-
-    def decode(self, data: bytes) -> bytes:
-        if not data.startswith(self.HEADER):
-            raise ValueError("not an XOR1 payload")
-        return data[len(self.HEADER):].translate(self.TABLE)
-
+from tests.wfs.codecs import XorCodec  # noqa: E402 - one test codec for all tests
 
 PLAIN = _codec.Converter()
 CODED = _codec.Converter(XorCodec())
