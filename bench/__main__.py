@@ -1,11 +1,15 @@
-"""Benchmarks of `durable`: the peers' four workloads, one worker process, synced commits.
+"""Benchmarks of `durable`: the peers' four workloads, replay, group commit, cold start, memory.
 
     python -m bench [--n 200] [--n-timer 50] [--concurrency 50] [--workloads a,b] [--sequential 50]
+                    [--only M,M | --skip M,M] [sizes of each measurement: see --help]
 
-Prints one JSON line per workload in the peers' format (system, workload, n, concurrency,
-wall_s, wf_per_s, p50_ms, p95_ms, p99_ms), then one line per workload for one workflow at a
-time (`concurrency: 1`). The worker runs in its own process on a fresh store; the client runs
-here, with one thread per workflow in flight.
+The peers' four workloads run on one worker process on a fresh store (synced commits); the client
+runs here, with one thread per workflow in flight. Prints one JSON line per workload in the
+peers' format (system, workload, n, concurrency, wall_s, wf_per_s, p50_ms, p95_ms, p99_ms), then
+one line per workload for one workflow at a time (`concurrency: 1`). Then one line per further
+measurement, each with ``"system": "durable"`` and its ``"workload"``: ``replay``
+(bench/replay.py), ``group_commit`` (one line per batch size and one for concurrent threads,
+bench/group_commit.py), ``cold_start`` (bench/cold.py) and ``memory`` (bench/memory.py).
 """
 
 from __future__ import annotations
@@ -13,28 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
+from typing import Any
 
 import durable
+from durable._limits import MAX_HISTORY_EVENTS
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import cold, group_commit, memory, replay
+from ._util import ROOT, pct, start_worker, stop_worker
+
+__all__ = ["MEASUREMENTS", "ROOT", "WORKLOADS", "main", "one", "pct", "run_workload"]
+
 WORKLOADS = ("three_steps", "fanout10", "signal_roundtrip", "timer")
-
-
-def pct(sorted_vals: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default), as in the peers' scripts."""
-    if not sorted_vals:
-        return float("nan")
-    k = (len(sorted_vals) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_vals) - 1)
-    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
+#: What --only and --skip choose from, in the order they run.
+MEASUREMENTS = ("workloads", "sequential", "replay", "group_commit", "cold_start", "memory")
 
 
 def one(client: durable.Client, workload: str, i: int, tag: str) -> float:
@@ -61,16 +60,20 @@ def run_workload(client: durable.Client, workload: str, n: int, concurrency: int
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(n))
+    errors: list[BaseException] = []
 
     def loop() -> None:
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            latency = one(client, workload, i, tag)
-            with lock:
-                latencies.append(latency)
+        try:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                latency = one(client, workload, i, tag)
+                with lock:
+                    latencies.append(latency)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, not lost in a thread
+            errors.append(exc)
 
     threads = [threading.Thread(target=loop) for _ in range(min(concurrency, n))]
     t0 = time.perf_counter()
@@ -79,6 +82,8 @@ def run_workload(client: durable.Client, workload: str, n: int, concurrency: int
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
     s = sorted(latencies)
     return {
         "system": "durable", "workload": workload, "n": n, "concurrency": concurrency,
@@ -88,52 +93,119 @@ def run_workload(client: durable.Client, workload: str, n: int, concurrency: int
     }
 
 
-def start_worker(data: str, concurrency: int) -> subprocess.Popen[bytes]:
-    """The worker in its own process; returns once it serves the queue."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "durable", "--data", data, "worker", "bench.workloads",
-         "--concurrency", str(max(concurrency * 2, 100))],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if b"serving queue" in line:
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
-            return proc
-    raise RuntimeError("the worker did not start")
+def _names(text: str, allowed: tuple[str, ...], what: str, parser: argparse.ArgumentParser) -> list[str]:
+    names = [w for w in text.split(",") if w]
+    for w in names:
+        if w not in allowed:
+            parser.error(f"unknown {what} {w!r} (one of {', '.join(allowed)})")
+    return names
+
+
+def _sizes(text: str, parser: argparse.ArgumentParser) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        parser.error(f"--gc-batches must be positive integers separated by commas, not {text!r}")
+    return sizes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; sizes are checked, names of workloads and measurements too."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
+                                     epilog="Defaults in brackets. Every measurement prints JSON lines on stdout.")
+    sel = parser.add_argument_group("what to run")
+    sel.add_argument("--only", default="", metavar="M,M",
+                     help=f"run only these measurements, of: {', '.join(MEASUREMENTS)} [all]")
+    sel.add_argument("--skip", default="", metavar="M,M", help="run all the measurements but these [none]")
+    sel.add_argument("--workloads", default=",".join(WORKLOADS),
+                     help="the peers' workloads that 'workloads' and 'sequential' run [all four]")
+    peers = parser.add_argument_group("the peers' workloads")
+    peers.add_argument("--n", type=int, default=200, help="workflows per workload but timer [200]")
+    peers.add_argument("--n-timer", type=int, default=50, help="workflows of the timer workload [50]")
+    peers.add_argument("--concurrency", type=int, default=50, help="workflows in flight [50]")
+    peers.add_argument("--sequential", type=int, default=50,
+                       help="workflows run one at a time per workload (timer: at most 10; 0: skip) [50]")
+    peers.add_argument("--warmup", type=int, default=5, help="unmeasured workflows run first per workload [5]")
+    rep = parser.add_argument_group("replay")
+    rep.add_argument("--replay-events", type=int, default=10_000, help="events in the replayed history, about [10000]")
+    rep.add_argument("--replay-width", type=int, default=100, help="activities run at once to record it [100]")
+    rep.add_argument("--replay-repeats", type=int, default=5, help="timed replays: best and median reported [5]")
+    gc = parser.add_argument_group("group commit")
+    gc.add_argument("--gc-batches", default="1,10,100,1000", help="changes per commit, one line each [1,10,100,1000]")
+    gc.add_argument("--gc-threads", type=int, default=16, help="threads committing one change at a time (0: skip) [16]")
+    gc.add_argument("--gc-seconds", type=float, default=2.0, help="seconds spent on each batch size [2]")
+    gc.add_argument("--gc-workflows", type=int, default=1000, help="workflows the signals go to [1000]")
+    cs = parser.add_argument_group("cold start")
+    cs.add_argument("--cold-repeats", type=int, default=3, help="cold starts, each on a fresh store [3]")
+    mem = parser.add_argument_group("memory")
+    mem.add_argument("--memory-workflows", type=int, default=10_000, help="live workflows waiting on a signal [10000]")
+    mem.add_argument("--memory-complete", action="store_true",
+                     help="signal them all and wait for them to complete before stopping the worker")
+    parser.add_argument("--data", default=None,
+                        help="store directory of the workloads and the replay [a fresh temporary one]")
+    args = parser.parse_args(argv)
+    args.workloads = _names(args.workloads, WORKLOADS, "workload", parser)
+    only = _names(args.only, MEASUREMENTS, "measurement", parser)
+    skip = _names(args.skip, MEASUREMENTS, "measurement", parser)
+    args.measurements = [m for m in (only or MEASUREMENTS) if m not in skip]
+    if not args.sequential:
+        args.measurements = [m for m in args.measurements if m != "sequential"]
+    args.gc_batches = _sizes(args.gc_batches, parser)
+    for name in ("n", "n_timer", "concurrency", "replay_events", "replay_width", "replay_repeats",
+                 "gc_workflows", "cold_repeats", "memory_workflows"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.gc_seconds <= 0:
+        parser.error("--gc-seconds must be positive")
+    if args.replay_events > MAX_HISTORY_EVENTS:
+        parser.error(f"--replay-events: a history holds at most {MAX_HISTORY_EVENTS} events (MAX_HISTORY_EVENTS)")
+    return args
+
+
+def emit(record: dict[str, Any]) -> None:
+    """One result: one JSON line on stdout, at once."""
+    print(json.dumps(record), flush=True)
+
+
+def run_with_worker(args: argparse.Namespace, data: str) -> None:
+    """The measurements that share one worker on one store: the workloads and the replay."""
+    worker = start_worker(data, concurrency=max(args.concurrency * 2, 100))
+    try:
+        client = durable.Client(data)
+        if args.warmup and {"workloads", "sequential"} & set(args.measurements):
+            for w in args.workloads:  # warm-up, not measured
+                if w != "timer":
+                    run_workload(client, w, args.warmup, args.warmup, "warm")
+        if "workloads" in args.measurements:
+            for w in args.workloads:
+                n = args.n_timer if w == "timer" else args.n
+                emit(run_workload(client, w, n, args.concurrency, "c"))
+        if "sequential" in args.measurements:
+            for w in args.workloads:
+                n = min(args.sequential, 10) if w == "timer" else args.sequential
+                emit(run_workload(client, w, n, 1, "s"))
+        if "replay" in args.measurements:
+            emit(replay.measure(client, events=args.replay_events, width=args.replay_width,
+                                repeats=args.replay_repeats))
+    finally:
+        stop_worker(worker)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--n-timer", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--sequential", type=int, default=50, help="workflows run one at a time per workload (0: skip)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--data", default=None, help="store directory (default: a fresh temporary one)")
-    args = parser.parse_args(argv)
-    workloads = [w for w in args.workloads.split(",") if w]
-    for w in workloads:
-        if w not in WORKLOADS:
-            parser.error(f"unknown workload {w!r} (one of {', '.join(WORKLOADS)})")
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="durable-bench-") as tmp:
-        data = args.data or os.path.join(tmp, "store")
-        worker = start_worker(data, args.concurrency)
-        try:
-            client = durable.Client(data)
-            for w in workloads:  # warm-up, not measured
-                if w != "timer":
-                    run_workload(client, w, 5, 5, "warm")
-            for w in workloads:
-                n = args.n_timer if w == "timer" else args.n
-                print(json.dumps(run_workload(client, w, n, args.concurrency, "c")), flush=True)
-            if args.sequential:
-                for w in workloads:
-                    n = min(args.sequential, 10) if w == "timer" else args.sequential
-                    print(json.dumps(run_workload(client, w, n, 1, "s")), flush=True)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+        if {"workloads", "sequential", "replay"} & set(args.measurements):
+            run_with_worker(args, args.data or os.path.join(tmp, "store"))
+    if "group_commit" in args.measurements:
+        for record in group_commit.measure(batches=args.gc_batches, threads=args.gc_threads,
+                                           seconds=args.gc_seconds, workflows=args.gc_workflows):
+            emit(record)
+    if "cold_start" in args.measurements:
+        emit(cold.measure(repeats=args.cold_repeats))
+    if "memory" in args.measurements:
+        emit(memory.measure(workflows=args.memory_workflows, complete=args.memory_complete))
     return 0
 
 

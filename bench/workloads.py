@@ -49,3 +49,28 @@ class signal_wf:
 async def timer_wf(x: int) -> int:
     await durable.sleep(1.0)
     return x
+
+
+# --- used only by the measurements beyond the peers' four workloads -------------------------
+
+
+@durable.workflow
+async def replay_wf(steps: int, width: int) -> int:
+    """`steps` activities, `width` at a time: a long history for the replay measurement.
+
+    Each activity leaves two events (scheduled, completed); an activation that schedules nothing
+    (a completion that does not end its batch) leaves one `TaskCompleted`.
+    """
+    done = 0
+    results: list[int] = []
+
+    async def one(x: int) -> None:
+        results.append(await add_one(x) - x)
+
+    while done < steps:
+        size = min(width, steps - done)
+        async with durable.open_nursery() as nursery:
+            for i in range(size):
+                nursery.start_soon(one, done + i)
+        done += size
+    return sum(results)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import select
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -149,6 +151,78 @@ class Client:
             listener.close()
 
 
+class _CloseWatcher:
+    """Wakes the threads of this process that wait for workflows to end, without each of them
+    looking at the store on every commit: one thread reads the store's close log once per
+    wake-up and wakes only the waiters of the workflows that ended. One per store and process.
+    """
+
+    @classmethod
+    def of(cls, store: Store) -> _CloseWatcher:
+        """The store's watcher, started on first use."""
+        with store.shared_lock:
+            watcher = store.shared.get("close-watcher")
+            if watcher is None:
+                watcher = store.shared["close-watcher"] = cls(store)
+            return watcher  # type: ignore[no-any-return]
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[threading.Event]] = {}
+        self._stopping = False
+        # bound before the log is first read, so that no close after that read goes unnoticed
+        self._listener = _wake.Listener(os.path.join(store.path, "wake"), store.notifier)
+        self._cursor = store.read(lambda t: _ops.closes_since(t, 1 << 62))[0]
+        self._thread = threading.Thread(target=self._run, name="durable-close-watcher", daemon=True)
+        self._thread.start()
+        store.on_close(self._stop)
+
+    @contextlib.contextmanager
+    def watch(self, workflow_id: str) -> Iterator[threading.Event]:
+        """An event set whenever `workflow_id` may have ended (look at the store, then wait)."""
+        event = threading.Event()
+        with self._lock:
+            self._waiting.setdefault(workflow_id, []).append(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                events = self._waiting[workflow_id]
+                events.remove(event)
+                if not events:
+                    del self._waiting[workflow_id]
+
+    def _run(self) -> None:
+        sock = self._listener.sock
+        try:
+            while not self._stopping:
+                if select.select([sock], [], [], POLL_FALLBACK_SECONDS)[0]:
+                    self._listener.drain()
+                if self._stopping:
+                    return
+                try:
+                    newest, ids, gap = self._store.read(lambda t: _ops.closes_since(t, self._cursor))
+                except Exception:  # noqa: BLE001 - waiters fall back on their own polling
+                    continue
+                self._cursor = newest
+                with self._lock:
+                    if gap:
+                        targets = [e for events in self._waiting.values() for e in events]
+                    else:
+                        targets = [e for wid in ids for e in self._waiting.get(wid, ())]
+                for event in targets:
+                    event.set()
+        finally:
+            self._listener.close()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._store.notifier.wake_one(self._listener.path)
+        self._thread.join(5)
+
+
 def _check_id(wid: Any) -> str:
     if isinstance(wid, str) and wid and "\x00" not in wid and _is_unicode(wid) and len(wid.encode()) <= MAX_ID_BYTES:
         return wid
@@ -211,14 +285,16 @@ class WorkflowHandle:
         Raises `WaitTimeout` if it has not ended after `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._client._listening() as wait:
+        with _CloseWatcher.of(self._store).watch(self.id) as ended:
             while True:
+                ended.clear()
                 rec, last = self._store.read(self._closing_event)
                 if last is not None:
                     return self._outcome(rec, last)
-                if deadline is not None and time.monotonic() >= deadline:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
                     raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
-                wait(deadline)
+                ended.wait(POLL_FALLBACK_SECONDS if deadline is None else min(deadline - now, POLL_FALLBACK_SECONDS))
 
     def _closing_event(self, t: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
         rec = _ops.load_wf(t, self.id)

@@ -42,6 +42,8 @@ DEFAULT_QUERY_TIMEOUT = 10.0
 MAX_WORKFLOW_TASK_RETRY_SECONDS = 10.0
 #: Longest time a waiting process sleeps before it looks at the store again if no wake-up came.
 POLL_FALLBACK_SECONDS = 1.0
+#: How many of the latest workflow closes the store keeps, for clients waiting on results.
+CLOSE_LOG_KEEP = 4096
 #: Most tasks one worker claims in one transaction.
 MAX_CLAIM_BATCH = 64
 #: Initial LMDB map size; it doubles whenever it fills up.

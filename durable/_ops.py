@@ -17,12 +17,15 @@ Layout (keys sort as bytes; integers are big-endian u64):
 - ``idx``    "s" + status + NUL + workflow id -> empty (list by status)
 - ``types``  queue -> names registered by the workers of that queue
 - ``query``  "r"/"a" + query number -> query request / answer
-- ``meta``   format version and counters
+- ``meta``   format version, counters, and the close log: "C" + close number -> workflow id for
+  the most recent closes (`CLOSE_LOG_KEEP`), so that a waiting client learns which workflows
+  ended from one small read per wake-up (kept here: the counters' page is written anyway)
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Container
 from typing import Any
 
 from . import _crashpoint
@@ -36,7 +39,7 @@ from ._errors import (
     WorkflowClosed,
     WorkflowNotFound,
 )
-from ._limits import MAX_HISTORY_EVENTS, MAX_WORKFLOW_TASK_RETRY_SECONDS
+from ._limits import CLOSE_LOG_KEEP, MAX_HISTORY_EVENTS, MAX_WORKFLOW_TASK_RETRY_SECONDS
 from ._retry import RetryPolicy
 from ._store import Txn, u64, u64x2, unpack_u64
 
@@ -278,6 +281,10 @@ def terminate(t: Txn, wid: str, reason: str) -> None:
 def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
     rec["status"] = status
     rec["closed"] = t.now
+    n = _counter(t, b"closeseq")
+    t.put("meta", b"C" + u64(n), rec["id"].encode())
+    if n > CLOSE_LOG_KEEP:
+        t.delete("meta", b"C" + u64(n - CLOSE_LOG_KEEP))
     if rec["wft"] == WFT_QUEUED and rec.get("wtkey"):
         t.delete("tasks", rec["wtkey"])
     if rec.get("wdue"):
@@ -388,16 +395,23 @@ def _claim_activity(t: Txn, num: int, seq: int, owner: str, lease_ns: int) -> di
         return None
     if st["st"] != "q":
         return None
+    item = _start_attempt(t, rec, num, seq, st, owner, lease_ns)
+    _save_wf(t, rec)
+    return item
+
+
+def _start_attempt(t: Txn, rec: dict[str, Any], num: int, seq: int, st: dict[str, Any], owner: str,
+                   lease_ns: int) -> dict[str, Any]:
+    """Give a queued activity's next attempt to `owner` under a lease (the caller saves `rec`)."""
     token = _counter(t, b"token")
     st.update(st="r", tok=token, owner=owner, exp=t.now + lease_ns, start=t.now, hbt=None)
     st["attempt"] += 1
     st.pop("tkey", None)
     _reset_act_due(t, st, num, seq)
-    t.put_rec("act", key, st)
+    t.put_rec("act", u64x2(num, seq), st)
     rec["n_att"] += 1
     if st["attempt"] > 1:
         rec["n_retry"] += 1
-    _save_wf(t, rec)
     return {
         "kind": "act", "num": num, "seq": seq, "token": token, "name": st["name"], "in": st["in"],
         "attempt": st["attempt"], "opts": st["opts"], "hb": st.get("hb"), "wid": rec["id"],
@@ -413,24 +427,6 @@ def _query_ready(t: Txn, qnum: int) -> bool:
         return True  # claimed and dropped below
     rec = _wf_by_num(t, req["num"])
     return rec is None or rec["status"] != RUNNING or rec["wft"] == WFT_NONE or "tfail" in rec
-
-
-def claim_scheduled(t: Txn, num: int, seqs: list[int], queue: str, owner: str, lease_ns: int) -> list[dict[str, Any]]:
-    """Claim activities just scheduled by run `num` (eager dispatch), if they are visible on
-    `queue`: the worker that scheduled them runs them without a round trip through the queue."""
-    out = []
-    prefix = _task_prefix(b"a", queue)
-    for seq in seqs:
-        st = t.get_rec("act", u64x2(num, seq))
-        if st is None or st["st"] != "q" or not st.get("tkey") or not st["tkey"].startswith(prefix):
-            continue
-        if unpack_u64(st["tkey"], len(prefix)) > t.now:
-            continue
-        t.delete("tasks", st["tkey"])
-        item = _claim_activity(t, num, seq, owner, lease_ns)
-        if item is not None:
-            out.append(item)
-    return out
 
 
 def claim_workflow_task(t: Txn, num: int, queue: str, owner: str, lease_ns: int) -> dict[str, Any] | None:
@@ -486,7 +482,14 @@ def _fenced_wft(t: Txn, num: int, token: int) -> dict[str, Any] | None:
     return rec
 
 
-def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str, Any]]) -> str:
+#: Activities to claim as they are scheduled (eager dispatch): (their seqs, the claiming worker's
+#: queue, its identity, its lease in ns, and the list the claimed tasks are added to). The worker
+#: that scheduled them runs them without a round trip through the queue.
+Eager = tuple[Container[int], str, str, int, list[dict[str, Any]]]
+
+
+def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str, Any]],
+                           eager: Eager | None = None) -> str:
     """Record an activation's commands; return "ok", "lost" (lease gone) or "retry".
 
     "retry" means signals arrived while the code decided to close the workflow: they are put in
@@ -498,6 +501,46 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
     if rec is None:
         return "lost"
     t.wake = True  # queries wait for the workflow's task to end
+    return _record_commands(t, rec, commands, eager)
+
+
+def complete_activities_and_continue(
+    t: Txn, num: int, results: list[tuple[int, int, dict[str, Any]]], hlen: int, commands: list[dict[str, Any]],
+    eager: Eager | None = None,
+) -> tuple[list[bool], str]:
+    """Record attempts' results together with the workflow task they make, already run by the
+    worker that holds the workflow's live instance: one transaction instead of two per result.
+
+    `results` are (seq, token, ActivityCompleted event as given to the instance, with its time);
+    `hlen` is the history length the instance had seen. Returns whether each result was accepted
+    (its attempt still held the lease) and "ok" if the events and the commands were recorded as
+    the workflow task's. If a result was refused or anything else happened to the workflow
+    meanwhile (an event appended, a task queued or running), the accepted results alone are
+    recorded, as by `complete_activity`, and "plain" is returned: the worker drops its instance.
+    """
+    states = [_fenced_act(t, num, seq, token) for seq, token, _ in results]
+    accepted = [st is not None for st in states]
+    if not any(accepted):
+        return accepted, "refused"
+    rec = _wf_by_num(t, num)
+    assert rec is not None and rec["status"] == RUNNING
+    for (seq, _, _), st in zip(results, states):
+        if st is not None:
+            _drop_activity(t, u64x2(num, seq), st)
+    if not all(accepted) or rec["wft"] != WFT_NONE or rec["hlen"] != hlen or rec["ilen"]:
+        for (_, _, event), st in zip(results, states):
+            if st is not None:
+                _deliver(t, rec, {k: v for k, v in event.items() if k != "t"})
+        _save_wf(t, rec)
+        return accepted, "plain"
+    for _, _, event in results:
+        _append(t, rec, event)
+    t.wake = True
+    return accepted, _record_commands(t, rec, commands, eager)
+
+
+def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]], eager: Eager | None) -> str:
+    """Append a workflow task's commands and apply them (see `complete_workflow_task`)."""
     closing = commands[-1]["k"] if commands and commands[-1]["k"] in ev.CLOSING_KINDS else None
     if closing is not None and rec["ilen"]:
         pending = _drain_inbox(t, rec)
@@ -522,7 +565,7 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
         event = dict(command)
         event["t"] = t.now
         _append(t, rec, event)
-        _apply_command(t, rec, event, followups)
+        _apply_command(t, rec, event, followups, eager)
     _release_wft(t, rec)
     rec.pop("tfail", None)
     if closing is not None:
@@ -547,7 +590,8 @@ def _release_wft(t: Txn, rec: dict[str, Any]) -> None:
     rec["wft"] = WFT_NONE
 
 
-def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups: list[dict[str, Any]]) -> None:
+def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups: list[dict[str, Any]],
+                   eager: Eager | None = None) -> None:
     kind = event["k"]
     num = rec["num"]
     if kind == ev.ACTIVITY_SCHEDULED:
@@ -558,10 +602,13 @@ def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups
             "name": event["name"], "in": event["in"], "opts": opts, "queue": queue, "attempt": 0,
             "st": "q", "sched": t.now, "cancel": False, "due": None, "hb": None,
         }
+        rec["n_act"] += 1
+        if eager is not None and seq in eager[0] and queue == eager[1]:
+            eager[4].append(_start_attempt(t, rec, num, seq, st, eager[2], eager[3]))
+            return
         st["tkey"] = _enqueue(t, b"a", queue, t.now, u64x2(num, seq))
         _reset_act_due(t, st, num, seq)
         t.put_rec("act", u64x2(num, seq), st)
-        rec["n_act"] += 1
     elif kind == ev.ACTIVITY_CANCEL_REQUESTED:
         key = u64x2(num, event["seq"])
         st = t.get_rec("act", key)
@@ -786,8 +833,10 @@ def next_due(t: Txn) -> int | None:
     return None if item is None else unpack_u64(item[0])
 
 
-def fire_due(t: Txn, limit: int) -> int:
-    """Process up to `limit` due items (timers fire, expired leases end); return how many."""
+def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
+    """Process up to `limit` due items (timers fire, expired leases end); return how many.
+
+    The run numbers of the workflows whose timers fired are added to `fired`, if given."""
     items = []
     for key, _ in t.scan("due", b""):
         if unpack_u64(key) > t.now or len(items) >= limit:
@@ -799,6 +848,8 @@ def fire_due(t: Txn, limit: int) -> int:
         kind = ref[:1]
         if kind == b"T":
             _fire_timer(t, unpack_u64(ref, 1), unpack_u64(ref, 9), key)
+            if fired is not None:
+                fired.append(unpack_u64(ref, 1))
             if _crashpoint.ENABLED:  # fault tests only: die with the timer fired but not committed
                 _crashpoint.hit("timer-before-commit")
         elif kind == b"A":
@@ -924,3 +975,19 @@ def has_claimable(t: Txn, queue: str) -> int | None:
             when = unpack_u64(item[0], len(prefix))
             earliest = when if earliest is None else min(earliest, when)
     return earliest
+
+
+def closes_since(t: Txn, after: int) -> tuple[int, list[str], bool]:
+    """Workflows closed after close number `after`: (newest number, their ids, whether some
+    were already dropped from the log, so that the caller must look at everything it waits for)."""
+    raw = t.get("meta", b"closeseq")
+    newest = unpack_u64(raw) if raw else 0
+    if newest <= after:
+        return newest, [], False
+    ids: list[str] = []
+    first = None
+    for key, value in t.scan("meta", b"C", b"C" + u64(after + 1)):
+        if first is None:
+            first = unpack_u64(key, 1)
+        ids.append(value.decode("utf-8", "replace"))
+    return newest, ids, first != after + 1

@@ -123,6 +123,23 @@ class Txn:
         return int(self._txn.stat(self._dbs[db])["entries"])
 
 
+class _Slot:
+    """One op queued for group commit, and where its result goes."""
+
+    __slots__ = ("fn", "event", "result", "lead")
+
+    def __init__(self, fn: Callable[[Txn], Any]) -> None:
+        self.fn = fn
+        self.event = threading.Event()
+        self.result: Any = None
+        self.lead = False  # set when the previous leader hands the next batch to this thread
+
+    def outcome(self) -> Any:
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+
 # One Environment per data directory per process (LMDB forbids a second open in one process).
 _open_stores: dict[str, Store] = {}
 _open_lock = threading.Lock()
@@ -138,8 +155,23 @@ class Store:
         self.converter = Converter()
         self._dbs = {name: env.open_db(name.encode()) for name in _DBS}
         self._write_lock = threading.Lock()
+        # group commit across threads: writers queue their op; one of them (the leader) commits
+        # everything queued in one transaction while the others wait for their result
+        self._gc_lock = threading.Lock()
+        self._gc_pending: list[_Slot] = []
+        self._gc_leading = False
+        #: write transactions committed by this process (to see group commit at work)
+        self.commits = 0
         self.notifier = _wake.Notifier(os.path.join(path, "wake"))
         self.pid = os.getpid()
+        #: helpers of higher layers kept once per store and process (the client's close watcher)
+        self.shared: dict[str, Any] = {}
+        self.shared_lock = threading.Lock()
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Have `fn` called when the store is closed, before its environment is."""
+        self._on_close.append(fn)
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -227,11 +259,48 @@ class Store:
             return fn(Txn(self, txn, self.clock.now_ns()))
 
     def write(self, fn: Callable[[Txn], T]) -> T:
-        """Run one operation in its own write transaction and commit it (synced)."""
-        result = self.write_batch([fn])[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        """Run one operation in a write transaction and commit it (synced); return its result.
+
+        Operations asked for by several threads at once are committed together (group commit):
+        the first thread to arrive commits what the others queued meanwhile, in order, each op
+        in its own nested transaction, so one op's error is raised to its caller only.
+        """
+        slot = _Slot(fn)
+        with self._gc_lock:
+            self._gc_pending.append(slot)
+            lead = not self._gc_leading
+            if lead:
+                self._gc_leading = True
+        if not lead:
+            slot.event.wait()
+            if not slot.lead:
+                return slot.outcome()
+        self._lead_group_commit()
+        return slot.outcome()
+
+    def _lead_group_commit(self) -> None:
+        """Commit the queued ops in batches until none is left; then step down."""
+        while True:
+            with self._gc_lock:
+                batch, self._gc_pending = self._gc_pending, []
+                if not batch:
+                    self._gc_leading = False
+                    return
+            try:
+                results: list[Any] = self.write_batch([s.fn for s in batch])
+            except BaseException as exc:  # the whole batch failed: each caller gets the error
+                results = [exc] * len(batch)
+            for s, result in zip(batch, results):
+                s.result = result
+                s.event.set()
+            with self._gc_lock:
+                if self._gc_pending:  # hand over to a waiting thread: it commits the rest
+                    nxt = self._gc_pending[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                    return
+                self._gc_leading = False
+                return
 
     def write_batch(self, ops: list[Callable[[Txn], Any]]) -> list[Any]:
         """Run `ops` in one write transaction, each in a nested one; commit once.
@@ -297,6 +366,7 @@ class Store:
             if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
                 _crashpoint.hit("batch-before-commit")
             txn.commit()
+            self.commits += 1
         except BaseException:
             txn.abort()
             raise
@@ -348,6 +418,8 @@ class Store:
         with _open_lock:
             if _open_stores.get(self.path) is self:
                 del _open_stores[self.path]
+        for fn in self._on_close:
+            fn()
         self.notifier.close()
         self.env.close()
 
@@ -378,8 +450,9 @@ def _foreign(env: lmdb.Environment) -> bool:
 
     (An empty one is a store whose creation was interrupted; a newer store has "meta" and is
     refused by its format marker instead.)"""
-    with env.begin() as txn:
-        return env.stat()["entries"] > 0 and txn.get(b"meta") is None
+    main = env.open_db()
+    with env.begin() as txn:  # both looks in one snapshot: a store being created elsewhere is not foreign
+        return txn.stat(main)["entries"] > 0 and txn.get(b"meta") is None
 
 
 def _forget_lock(lock_file: str, existed: bool) -> None:

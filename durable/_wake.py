@@ -55,6 +55,11 @@ class Notifier:
                 pass
 
 
+    def wake_one(self, target: str) -> None:
+        """Wake one listener (by its socket's path)."""
+        self._sock.sendto(b"!", target)
+
+
 class Listener:
     """A socket that receives wake-ups. Close it when done (it removes its file)."""
 

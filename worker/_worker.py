@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from durable import _activity, _crashpoint, _ops
+from durable import _events as ev
 from durable._codec import PayloadCodec, error_to_record
 from durable._defs import Activity, Registry
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
@@ -81,6 +82,8 @@ class Worker:
         self._cache: OrderedDict[int, Runtime] = OrderedDict()
         self._running_acts: dict[tuple[int, int], tuple[dict[str, Any], _activity.ActivityContext, trio.CancelScope]] = {}
         self._running_wfts: dict[int, int] = {}
+        self._work: trio.Nursery | None = None
+        self._continuing: dict[int, list[_Result]] = {}  # results waiting to continue their run
         self._pending_writes: list[tuple[Callable[[Txn], Any], list[Any], trio.Event]] = []
         self._writer_wakeup = trio.Event()
         self._heartbeat_wakeup = trio.Event()
@@ -89,9 +92,11 @@ class Worker:
         self._stopping = False
         self._started = trio.Event()
         self._engine = trio.CapacityLimiter(1)
+        self._engine_jobs: list[tuple[Callable[..., Any], tuple[Any, ...], list[Any], trio.Event]] = []
+        self._engine_wakeup = trio.Event()
         self._threads = trio.CapacityLimiter(max_concurrent_activities)
         self._trio_token: trio.lowlevel.TrioToken | None = None
-        self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0}
+        self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0}
 
     # --- running -----------------------------------------------------------------------------
 
@@ -124,6 +129,7 @@ class Worker:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
+                nursery.start_soon(self._engine_loop)
                 await self._write(lambda t: _ops.publish_registry(t, self.queue, self.registry.describe()))
                 log.info(
                     "worker %s serving queue %r of %s: workflows %s, activities %s", self.identity, self.queue,
@@ -195,6 +201,34 @@ class Worker:
             raise box[0]
         return box[0]
 
+    # --- the engine thread: workflow code, in batches -----------------------------------------
+
+    async def _in_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` in the engine thread with the other jobs queued meanwhile; return its
+        result (or raise its error). One thread hop serves a whole batch of activations."""
+        box: list[Any] = []
+        done = trio.Event()
+        self._engine_jobs.append((fn, args, box, done))
+        self._engine_wakeup.set()
+        await done.wait()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    async def _engine_loop(self) -> None:
+        while True:
+            await self._engine_wakeup.wait()
+            self._engine_wakeup = trio.Event()
+            jobs, self._engine_jobs = self._engine_jobs, []
+            if not jobs:
+                continue
+            results = await trio.to_thread.run_sync(_run_jobs, [(fn, args) for fn, args, _, _ in jobs],
+                                                    limiter=self._engine)
+            for (_, _, box, done), result in zip(jobs, results):
+                box.append(result)
+                done.set()
+
     async def _writer(self) -> None:
         while True:
             await self._writer_wakeup.wait()
@@ -243,6 +277,7 @@ class Worker:
     def _dispatch(self, item: dict[str, Any]) -> None:
         """Start running a claimed task in the work nursery."""
         work = self._work
+        assert work is not None
         if item["kind"] == "act":
             key = (item["num"], item["seq"])
             ctx, scope = self._activity_context(item), trio.CancelScope()
@@ -261,31 +296,32 @@ class Worker:
     async def _run_wft(self, item: dict[str, Any]) -> None:
         num, token = item["num"], item["token"]
         try:
-            outcome = await trio.to_thread.run_sync(self._activate, item, limiter=self._engine)
+            outcome = await self._in_engine(self._activate, item)
             if isinstance(outcome, str):
                 await self._write(lambda t: _ops.fail_workflow_task(t, num, token, outcome))
                 return
             # Eager dispatch: the activities this task schedules on our queue are claimed in the
             # same transaction, as far as we have room, instead of going round through the queue.
-            seqs = [c["seq"] for c in outcome if c["k"] == "ActivityScheduled"
-                    and (c["opts"].get("queue") or item["queue"]) == self.queue]
-            room = 0 if self._stopping else max(0, self.max_activities - len(self._running_acts))
-            seqs = seqs[:room]
+            seqs = self._eager_seqs(outcome, item["queue"])
 
             def record(t: Txn) -> tuple[str, list[dict[str, Any]]]:
-                status = _ops.complete_workflow_task(t, num, token, outcome)
-                if status != "ok" or not seqs:
-                    return status, []
-                return status, _ops.claim_scheduled(t, num, seqs, self.queue, self.identity, self.lease_ns)
+                claimed: list[dict[str, Any]] = []
+                status = _ops.complete_workflow_task(t, num, token, outcome, self._eager(seqs, claimed))
+                return status, claimed
 
             try:
                 result, eager = await self._write(record)
             except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another try follows
                 log.error("recording the workflow task of %r failed: %s", item["id"], exc)
                 result, eager = "failed", []
+            rt = self._cache.get(num)
+            if result == "ok" and rt is not None and not rt.done:
+                rt.mark_recorded()  # two counters: done here, so the activities below can continue it
+            else:
+                await self._in_engine(self._after_commit, num, result)
+            self._running_wfts.pop(num, None)
             for claimed in eager:
                 self._dispatch(claimed)
-            await trio.to_thread.run_sync(self._after_commit, num, result, limiter=self._engine)
             self.stats["wft"] += 1
         except Exception as exc:  # noqa: BLE001 - one task's trouble must not stop the worker
             log.error("workflow task of %r: %s", item["id"], exc)
@@ -344,7 +380,7 @@ class Worker:
     # --- queries -----------------------------------------------------------------------------
 
     async def _run_query(self, item: dict[str, Any]) -> None:
-        answer = await trio.to_thread.run_sync(self._answer_query, item, limiter=self._engine)
+        answer = await self._in_engine(self._answer_query, item)
         try:
             await self._write(lambda t: _ops.answer_query(t, item["qnum"], answer))
         except Exception as exc:  # noqa: BLE001 - the asker times out with a clear error
@@ -415,6 +451,10 @@ class Worker:
         if report[0] == "ok":
             if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
                 _crashpoint.hit("activity-after-effect")
+            continued = await self._complete_and_continue(item, num, seq, token, report[1])
+            if continued is not None:
+                self.stats["act"] += 1
+                return
             # Sticky dispatch: if we hold the workflow's live instance, take the workflow task
             # this result makes in the same transaction (no replay elsewhere, no queue round trip).
             sticky = num in self._cache and not self._stopping
@@ -437,6 +477,96 @@ class Worker:
             self.stats["refused"] += 1
             log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
         self.stats["act"] += 1
+
+    async def _complete_and_continue(self, item: dict[str, Any], num: int, seq: int, token: int,
+                                     payload: bytes) -> bool | None:
+        """If we hold the workflow's live instance and nothing else runs it, feed it this result
+        and record the result and the workflow task it makes in one transaction; return whether
+        the result was accepted. Results of one workflow that come in while such a transaction
+        is in flight go together into the next one (a fan-out costs two or three transactions,
+        not one each). None if this path does not apply: nothing was written."""
+        joining = num in self._continuing
+        if self._stopping or not joining and (
+                num in self._running_wfts or (rt := self._cache.get(num)) is None or rt._pending_recorded or rt.done):
+            return None
+        result = _Result(item, seq, token, payload)
+        self._continuing.setdefault(num, []).append(result)
+        if not joining:
+            assert self._work is not None
+            self._work.start_soon(self._continue_run, num, item["queue"])
+        await result.done.wait()
+        return result.accepted
+
+    async def _continue_run(self, num: int, queue: str) -> None:
+        """Record the results queued for run `num` with the workflow tasks they make, round by round."""
+        try:
+            while self._continuing[num] and not self._stopping:
+                batch, self._continuing[num] = self._continuing[num], []
+                now = self.store.clock.now_ns()
+                events = [{"k": ev.ACTIVITY_COMPLETED, "seq": r.seq, "out": r.payload, "attempt": r.item["attempt"],
+                           "t": now} for r in batch]
+                spec = await self._in_engine(self._speculate, num, events)
+                if spec is None:  # the usual path records them
+                    _finish_results(batch, None)
+                    continue
+                rt, hlen, commands = spec
+                seqs = self._eager_seqs(commands, queue)
+                results = [(r.seq, r.token, e) for r, e in zip(batch, events)]
+
+                def record(t: Txn) -> tuple[list[bool], str, list[dict[str, Any]]]:
+                    claimed: list[dict[str, Any]] = []
+                    accepted, status = _ops.complete_activities_and_continue(
+                        t, num, results, hlen, commands, self._eager(seqs, claimed))
+                    return accepted, status, claimed
+
+                try:
+                    accepted, status, eager = await self._write(record)
+                except BaseException:
+                    await self._in_engine(rt.close)
+                    raise
+                if status == "ok" and not rt.done and num not in self._cache and len(self._cache) < self.max_cached:
+                    rt.mark_recorded()  # back in the cache before the activities below can finish
+                    self._cache[num] = rt
+                else:  # finished, or the history differs from what it ran on: replay next time
+                    await self._in_engine(rt.close)
+                for claimed in eager:
+                    self._dispatch(claimed)
+                if status == "ok":
+                    self.stats["wft"] += 1
+                    self.stats["continued"] += 1
+                for r, ok in zip(batch, accepted):
+                    if not ok:
+                        self.stats["refused"] += 1
+                        log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", r.item["name"],
+                                 r.seq, r.item["attempt"])
+                _finish_results(batch, accepted)
+        finally:
+            _finish_results(self._continuing.pop(num, []), None)
+
+    def _speculate(self, num: int, events: list[dict[str, Any]]) -> tuple[Runtime, int, list[dict[str, Any]]] | None:
+        """Engine thread: take the cached instance out of the cache (no other activation may use
+        it meanwhile) and run the activation these results make; None if it cannot."""
+        rt = self._cache.get(num)
+        if rt is None or rt._pending_recorded or rt.done or num in self._running_wfts:
+            return None
+        del self._cache[num]
+        hlen = rt.processed
+        try:
+            commands = rt.advance(events)
+        except Exception:  # noqa: BLE001 - the usual path runs it again and records the failure
+            rt.close()
+            return None
+        return rt, hlen, commands
+
+    def _eager(self, seqs: list[int], claimed: list[dict[str, Any]]) -> _ops.Eager | None:
+        return (frozenset(seqs), self.queue, self.identity, self.lease_ns, claimed) if seqs else None
+
+    def _eager_seqs(self, commands: list[dict[str, Any]], queue: str) -> list[int]:
+        """Activities scheduled by `commands` that we can claim at once in the same transaction."""
+        seqs = [c["seq"] for c in commands if c["k"] == ev.ACTIVITY_SCHEDULED
+                and (c["opts"].get("queue") or queue) == self.queue]
+        room = 0 if self._stopping else max(0, self.max_activities - len(self._running_acts))
+        return seqs[:room]
 
     async def _attempt(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> tuple[Any, ...] | None:
         """Run one attempt; return ("ok", payload), ("err", record, retryable, cancelled),
@@ -488,13 +618,28 @@ class Worker:
             now = self.store.clock.now_ns()
             if due is not None and due <= now:
                 try:
-                    await self._write(lambda t: _ops.fire_due(t, 256))
+                    for item in await self._write(self._fire_and_claim):
+                        self._dispatch(item)
                     continue
                 except Exception as exc:  # noqa: BLE001 - e.g. a full disk: try again later
                     log.error("firing timers failed: %s", exc)
                     due = now + int(POLL_FALLBACK_SECONDS * _NS)
             wait = POLL_FALLBACK_SECONDS if due is None else min((due - now) / _NS, POLL_FALLBACK_SECONDS)
             await self._wait_changed(wait, seen)
+
+    def _fire_and_claim(self, t: Txn) -> list[dict[str, Any]]:
+        """Fire what is due; claim the workflow tasks of our queue that the timers made, in the
+        same transaction (no round trip through the queue)."""
+        fired: list[int] = []
+        _ops.fire_due(t, 256, fired)
+        if self._stopping or self._work is None:
+            return []
+        items = []
+        for num in dict.fromkeys(fired):
+            item = _ops.claim_workflow_task(t, num, self.queue, self.identity, self.lease_ns)
+            if item is not None:
+                items.append(item)
+        return items
 
     async def _heartbeat(self) -> None:
         last = trio.current_time()
@@ -563,3 +708,31 @@ class Worker:
             if hb:
                 interval = min(interval, hb / 3)
         return max(interval, 0.01) if math.isfinite(interval) else 1.0
+
+
+class _Result:
+    """An activity's result waiting to be recorded with the workflow task it makes."""
+
+    __slots__ = ("item", "seq", "token", "payload", "done", "accepted")
+
+    def __init__(self, item: dict[str, Any], seq: int, token: int, payload: bytes) -> None:
+        self.item, self.seq, self.token, self.payload = item, seq, token, payload
+        self.done = trio.Event()
+        self.accepted: bool | None = None
+
+
+def _finish_results(results: list[_Result], accepted: list[bool] | None) -> None:
+    for i, result in enumerate(results):
+        result.accepted = None if accepted is None else accepted[i]
+        result.done.set()
+
+
+def _run_jobs(jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+    """Engine thread: run each job in order; keep its result or its error."""
+    out: list[tuple[bool, Any]] = []
+    for fn, args in jobs:
+        try:
+            out.append((True, fn(*args)))
+        except Exception as exc:  # noqa: BLE001 - handed back to the job's own task
+            out.append((False, exc))
+    return out

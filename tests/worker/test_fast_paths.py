@@ -1,0 +1,193 @@
+"""The short cuts that make a step cost one transaction, and what they must never change.
+
+- Writes asked for by many threads at once share commits (group commit in `Store.write`), and
+  each caller still gets its own result or its own error.
+- A worker holding a workflow's live instance records an activity's result together with the
+  workflow task it makes (`complete_activities_and_continue`); results that come in together are
+  fed to the instance together. If anything else happened to the workflow meanwhile, or the
+  attempt lost its lease, the short cut writes what the usual path would have written, or nothing.
+- Activities scheduled by a task are claimed in the same transaction (eager dispatch), so they
+  never appear in the queue; timers that fire make a task claimed in the firing transaction.
+- Clients waiting for results are woken by one watcher thread per store that reads the close log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import durable
+from durable import _ops
+from tests.conftest import worker_thread
+from tests.wfs import basic
+from tests.worker.test_store_fencing import LEASE, Harness
+
+
+@durable.activity
+async def plus(x: int) -> int:
+    return x + 1
+
+
+@durable.workflow
+async def fan(x: int) -> list[int]:
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await plus(x + i)
+
+    async with durable.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(one, i)
+    return [results[i] for i in range(10)]
+
+
+@durable.workflow
+async def nap_then_step(x: int) -> int:
+    await durable.sleep(0.05)
+    return await plus(x)
+
+
+def test_threads_writing_at_once_share_commits_and_each_gets_its_own_result(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    client.start(basic.three_steps, 0, id="taken")
+    store = client._store
+    commits_before = store.commits
+    errors: dict[int, list[BaseException]] = {}
+    barrier = threading.Barrier(16)
+
+    def starter(n: int) -> None:
+        barrier.wait()
+        mine: list[BaseException] = []
+        for i in range(25):
+            client.start(basic.three_steps, i, id=f"t{n}-{i}")
+            if i == 10 and n % 4 == 0:
+                try:
+                    client.start(basic.three_steps, 0, id="taken")
+                except durable.WorkflowAlreadyExists as exc:
+                    mine.append(exc)
+        errors[n] = mine
+
+    threads = [threading.Thread(target=starter, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {n: len(e) for n, e in errors.items()} == {n: (1 if n % 4 == 0 else 0) for n in range(16)}
+    ids = {d.workflow_id for d in client.list(limit=10_000)}
+    assert ids == {"taken"} | {f"t{n}-{i}" for n in range(16) for i in range(25)}
+    for n in (0, 7, 15):  # each start wrote its own input
+        assert client.get_handle(f"t{n}-3").history()[0]["input"] == [3]
+    writes = 16 * 25 + 4
+    assert store.commits - commits_before < writes  # some writes shared a commit
+
+
+def test_results_that_come_in_together_are_recorded_with_the_task_they_make(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [fan, basic.three_steps], [plus, basic.add_one, basic.double]) as worker:
+        handles = [client.start(fan, 10 * i, id=f"fan-{i}") for i in range(5)]
+        assert [h.result(timeout=20) for h in handles] == [[10 * i + j + 1 for j in range(10)] for i in range(5)]
+        assert client.start(basic.three_steps, 1, id="steps").result(timeout=20) == 5
+        assert worker.stats["continued"] >= 5 + 2
+    for h in handles + [client.get_handle("steps")]:
+        history = h.history()
+        kinds = [e["kind"] for e in history]
+        assert kinds.count("ActivityCompleted") == h.describe().activities_scheduled
+        # a result recorded with its task is followed by the task's commands at once
+        assert "TaskCompleted" not in kinds or kinds.count("TaskCompleted") < kinds.count("ActivityCompleted")
+        assert durable.replay(fan if h.id.startswith("fan") else basic.three_steps, h.export_history()) == len(history)
+
+
+def test_eagerly_claimed_activities_never_enter_the_queue(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [fan], [plus]):
+        assert client.start(fan, 0, id="fan").result(timeout=20) == list(range(1, 11))
+    queued = client._store.read(lambda t: [k for k, _ in t.scan("tasks", b"a")])
+    assert queued == []
+    assert client.get_handle("fan").describe().activity_attempts == 10
+
+
+def test_a_fired_timer_makes_a_task_the_firing_worker_runs(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [nap_then_step], [plus]) as worker:
+        assert [client.start(nap_then_step, i, id=f"n-{i}").result(timeout=20) for i in range(3)] == [1, 2, 3]
+        assert worker.stats["wft"] >= 6
+
+
+def _scheduled_harness(data_dir: str) -> tuple[Harness, dict[str, Any], dict[str, Any]]:
+    h = Harness(data_dir)
+    [item] = h.claim("A", act=1)
+    payload = h.store.converter.to_payload("done", "result")
+    event = {"k": "ActivityCompleted", "seq": 1, "out": payload, "attempt": 1, "t": h.clock.now_ns()}
+    return h, item, event
+
+
+def test_a_result_continued_on_a_stale_history_is_recorded_as_usual(data_dir: str) -> None:
+    h, item, event = _scheduled_harness(data_dir)
+    hlen = h.describe().history_length
+    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(0, "result")}
+    # the instance saw one event fewer than the history holds: the short cut must not apply
+    accepted, status = h.write(
+        lambda t: _ops.complete_activities_and_continue(t, h.num, [(1, item["token"], event)], hlen - 1, [done]))
+    assert (accepted, status) == ([True], "plain")
+    kinds = [e["kind"] for e in h.history()]
+    assert kinds[-1] == "ActivityCompleted" and "WorkflowCompleted" not in kinds
+    assert h.describe().status == "running"
+    [wft] = h.claim("B", wft=1)  # the usual workflow task follows
+    assert wft["hlen"] == hlen + 1
+
+
+def test_a_result_continued_after_its_lease_ended_writes_nothing(data_dir: str) -> None:
+    h, item, event = _scheduled_harness(data_dir)
+    hlen = h.describe().history_length
+    h.clock.advance(LEASE / 1e9 + 1)  # the lease has passed, even before the clock task saw it
+    before = h.history()
+    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(0, "result")}
+    accepted, status = h.write(
+        lambda t: _ops.complete_activities_and_continue(t, h.num, [(1, item["token"], event)], hlen, [done]))
+    assert (accepted, status) == ([False], "refused")
+    assert h.history() == before
+
+
+def test_a_result_continued_on_the_current_history_closes_the_workflow_in_one_write(data_dir: str) -> None:
+    h, item, event = _scheduled_harness(data_dir)
+    hlen = h.describe().history_length
+    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(7, "result")}
+    accepted, status = h.write(
+        lambda t: _ops.complete_activities_and_continue(t, h.num, [(1, item["token"], event)], hlen, [done]))
+    assert (accepted, status) == ([True], "ok")
+    assert [e["kind"] for e in h.history()][-2:] == ["ActivityCompleted", "WorkflowCompleted"]
+    assert h.client.get_handle("wf").result(timeout=5) == 7
+
+
+def test_waiting_clients_are_woken_even_when_their_closes_left_the_close_log(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from durable import _client
+
+    monkeypatch.setattr(_ops, "CLOSE_LOG_KEEP", 4)
+    monkeypatch.setattr(_client, "POLL_FALLBACK_SECONDS", 120.0)  # only the watcher can wake them in time
+    client = durable.Client(data_dir)
+    waited = [client.start(basic.Collector, id=f"w-{i}") for i in range(3)]
+    others = [client.start(basic.Collector, id=f"o-{i}") for i in range(10)]
+    got: dict[str, Any] = {}
+
+    def wait(h: durable.WorkflowHandle) -> None:
+        with pytest.raises(durable.WorkflowFailed, match="terminated") as info:
+            h.result(timeout=100)
+        got[h.id] = info.value.status
+
+    threads = [threading.Thread(target=wait, args=(h,), daemon=True) for h in waited]
+    for thread in threads:
+        thread.start()
+    while len(_client._CloseWatcher.of(client._store)._waiting) < 3:
+        threading.Event().wait(0.01)
+    # one commit closes the waited ones first, then enough others to push them out of the log
+    client._store.write_batch([lambda t, h=h: _ops.terminate(t, h.id, "bye") for h in waited + others])
+    deadline = time.monotonic() + 30  # far less than their own timeouts
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert got == {h.id: "terminated" for h in waited}
+    newest, ids, gap = client._store.read(lambda t: _ops.closes_since(t, 0))
+    assert newest == 13 and gap and ids == [f"o-{i}" for i in range(6, 10)]
