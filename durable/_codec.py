@@ -15,6 +15,7 @@ applied to every payload written and read.
 from __future__ import annotations
 
 import io
+import re
 import traceback
 from typing import Any, Protocol
 
@@ -69,6 +70,58 @@ def decode(data: bytes, *, limit: int = MAX_RECORD_BYTES, what: str = "record") 
     if stream.tell() != len(data):
         raise DecodeError(f"{what} is not valid CBOR: {len(data) - stream.tell()} bytes follow the value")
     return value
+
+
+def decode_run(data: bytes, start: int, most: int) -> list[tuple[Any, int]]:
+    """Decode up to `most` values one after another from `start`, each that ends within the
+    `_SCAN_ABOVE` bytes from `start`: [(value, offset after it)...]. Stops at the first value
+    that does not (or is not valid CBOR): `scan` that one, then `decode` it.
+
+    The decoder is given only those bytes, so whatever they hold cannot take much memory or time,
+    with the options `decode` uses: each value is what `decode` would make of exactly its bytes."""
+    stream = io.BytesIO(data[start:start + _SCAN_ABOVE])
+    decoder = cbor2.CBORDecoder(
+        stream, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False, semantic_decoders=_SEMANTIC,
+    )
+    out: list[tuple[Any, int]] = []
+    while len(out) < most:
+        try:
+            value = decoder.decode()
+        except Exception:  # noqa: BLE001 - the careful path finds out and says what is wrong
+            break
+        out.append((value, start + stream.tell()))
+    return out
+
+
+def count_values(value: Any) -> int:
+    """How many CBOR values a decoded value holds (each number, string, list, map... counts one)."""
+    nested = _NESTED
+    count = 1
+    stack = [value] if type(value) in nested else []
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            count += 2 * len(item)
+            for key, val in item.items():
+                if type(val) in nested:
+                    stack.append(val)
+                if type(key) in nested:
+                    stack.append(key)
+        elif kind is cbor2.CBORTag:
+            count += 1
+            if type(item.value) in nested:
+                stack.append(item.value)
+        else:
+            count += len(item)
+            for val in item:
+                if type(val) in nested:
+                    stack.append(val)
+    return count
+
+
+# Types that hold other values, as cbor2 decodes them (a list used as a map key is a tuple).
+_NESTED = frozenset({dict, list, tuple, set, frozenset, cbor2.CBORTag})
 
 
 # --- a walk over CBOR bytes that builds nothing --------------------------------------------
@@ -200,6 +253,14 @@ class PayloadCodec(Protocol):
     def decode(self, data: bytes) -> bytes: ...
 
 
+#: An encoding this short, with no tag byte (0xc0-0xdb) and no float (0xf9-0xfb) anywhere in it,
+#: cannot be refused by `decode`: it is too small to nest or count past the limits, has no tags
+#: and no NaN keys (the only way `cbor2.dumps` writes a map with duplicate keys). Checking it by
+#: decoding it would cost more than writing it.
+_PLAIN_BELOW = 64
+_MAYBE_REFUSED = re.compile(rb"[\xc0-\xdb\xf9-\xfb]")
+
+
 class Converter:
     """Turns user values into payload bytes and back, through an optional `PayloadCodec`."""
 
@@ -224,10 +285,11 @@ class Converter:
                 f"{what} is {len(data)} bytes encoded, over the payload limit of "
                 f"{MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES)"
             )
-        try:
-            decode(data, limit=MAX_PAYLOAD_BYTES, what="it")
-        except DecodeError as exc:
-            raise PayloadError(f"{what} cannot be stored: {exc} ({_PLAIN_DATA})") from None
+        if len(data) > _PLAIN_BELOW or _MAYBE_REFUSED.search(data) is not None:
+            try:
+                decode(data, limit=MAX_PAYLOAD_BYTES, what="it")
+            except DecodeError as exc:
+                raise PayloadError(f"{what} cannot be stored: {exc} ({_PLAIN_DATA})") from None
         if self.codec is not None:
             try:
                 data = self.codec.encode(data)

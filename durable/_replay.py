@@ -38,9 +38,11 @@ def replay(workflow: Any, history: bytes | list[dict[str, Any]], *, codec: Paylo
 def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
     """Decode an exported history (a CBOR list of events), checking every event.
 
-    Each event is walked (`_codec.scan`) to find where it ends and to count its values, then
-    decoded as a record read from the store would be: so the limits of a record apply to each
-    one, and those of an export (`MAX_EXPORT_BYTES`, `MAX_EXPORT_ITEMS`) to the whole.
+    An event that ends within 4 KiB is decoded from those bytes alone and its values counted;
+    a longer one is walked first (`_codec.scan`) to find where it ends and to count its values,
+    then decoded. Either way it is decoded as a record read from the store would be: so the
+    limits of a record apply to each one, and those of an export (`MAX_EXPORT_BYTES`,
+    `MAX_EXPORT_ITEMS`) to the whole.
     """
     data = bytes(data)
     if len(data) > MAX_EXPORT_BYTES:
@@ -48,6 +50,7 @@ def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
     count, pos = _list_header(data)
     events: list[dict[str, Any]] = []
     budget = MAX_EXPORT_ITEMS
+    ready: list[tuple[Any, int]] = []  # events decoded ahead, small ones a few KiB at a time
     while count < 0 or len(events) < count:
         if count < 0 and data[pos:pos + 1] == b"\xff":
             pos += 1
@@ -55,14 +58,25 @@ def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
         where = f"event {len(events)}"
         if len(events) > MAX_HISTORY_EVENTS + 100:
             raise DecodeError(f"the history holds more than {MAX_HISTORY_EVENTS} events")
-        try:
-            end, items = _codec.scan(data, pos, check_keys=False)  # decode checks them as for any record
-        except ValueError as exc:
-            raise DecodeError(f"{where} is not valid CBOR: {exc}") from None
+        if not ready:
+            left = MAX_HISTORY_EVENTS + 101 - len(events) if count < 0 else count - len(events)
+            ready = _codec.decode_run(data, pos, left)
+            ready.reverse()
+        if ready:
+            event, end = ready.pop()
+            items = _codec.count_values(event)
+        else:
+            try:
+                end, items = _codec.scan(data, pos, check_keys=False)  # decode checks them as for any record
+            except ValueError as exc:
+                raise DecodeError(f"{where} is not valid CBOR: {exc}") from None
+            event = None
         budget -= items
         if budget < 0:
             raise DecodeError(f"the history holds more than {MAX_EXPORT_ITEMS} CBOR values (MAX_EXPORT_ITEMS)")
-        events.append(ev.check_event(_codec.decode(data[pos:end], what=where), where))
+        if event is None:
+            event = _codec.decode(data[pos:end], what=where)
+        events.append(ev.check_event(event, where))
         pos = end
     if pos != len(data):
         raise DecodeError(f"the history is not valid CBOR: {len(data) - pos} bytes follow the list of events")
