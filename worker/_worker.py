@@ -23,6 +23,7 @@ import math
 import os
 import signal as _signal
 import socket
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -84,16 +85,12 @@ class Worker:
         self._running_wfts: dict[int, int] = {}
         self._work: trio.Nursery | None = None
         self._continuing: dict[int, list[_Result]] = {}  # results waiting to continue their run
-        self._pending_writes: list[tuple[Callable[[Txn], Any], list[Any], trio.Event]] = []
-        self._writer_wakeup = trio.Event()
         self._heartbeat_wakeup = trio.Event()
         self._changed = trio.Event()
         self._change_count = 0
         self._stopping = False
         self._started = trio.Event()
         self._engine = trio.CapacityLimiter(1)
-        self._engine_jobs: list[tuple[Callable[..., Any], tuple[Any, ...], list[Any], trio.Event]] = []
-        self._engine_wakeup = trio.Event()
         self._threads = trio.CapacityLimiter(max_concurrent_activities)
         self._trio_token: trio.lowlevel.TrioToken | None = None
         self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0}
@@ -124,12 +121,15 @@ class Worker:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the queue until `shutdown` is called (or the caller cancels)."""
-        self._trio_token = trio.lowlevel.current_trio_token()
+        self._trio_token = token = trio.lowlevel.current_trio_token()
+        # Two threads that run what trio tasks queue for them, in batches, each starting its next
+        # batch as soon as the last one is done (without waiting for the trio thread to pick up
+        # the results): the writer commits (group commit), the engine runs workflow code.
+        self._writer = _BatchThread("durable-writer", self._write_batch, token)
+        self._engine_thread = _BatchThread("durable-engine", _run_jobs, token)
         listener = Listener(os.path.join(self.store.path, "wake"), self.store.notifier)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
-                nursery.start_soon(self._engine_loop)
                 await self._write(lambda t: _ops.publish_registry(t, self.queue, self.registry.describe()))
                 log.info(
                     "worker %s serving queue %r of %s: workflows %s, activities %s", self.identity, self.queue,
@@ -149,6 +149,8 @@ class Worker:
         finally:
             listener.close()
             with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._writer.stop)
+                await trio.to_thread.run_sync(self._engine_thread.stop)
                 await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
 
     async def _drain(self, work: trio.Nursery) -> None:
@@ -192,59 +194,28 @@ class Worker:
 
     async def _write(self, op: Callable[[Txn], Any]) -> Any:
         """Have `op` committed in the next batch; return its result (or raise its error)."""
-        box: list[Any] = []
-        done = trio.Event()
-        self._pending_writes.append((op, box, done))
-        self._writer_wakeup.set()
-        await done.wait()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        return box[0]
+        result = await self._writer.submit(op)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _write_batch(self, ops: list[Callable[[Txn], Any]]) -> list[Any]:
+        """Writer thread: one transaction for all the ops queued meanwhile (group commit)."""
+        try:
+            return self.store.write_batch(ops)
+        except Exception as exc:  # the whole batch failed (disk full...): tell each waiter
+            log.error("store write failed: %s", exc)
+            return [exc] * len(ops)
 
     # --- the engine thread: workflow code, in batches -----------------------------------------
 
     async def _in_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` in the engine thread with the other jobs queued meanwhile; return its
         result (or raise its error). One thread hop serves a whole batch of activations."""
-        box: list[Any] = []
-        done = trio.Event()
-        self._engine_jobs.append((fn, args, box, done))
-        self._engine_wakeup.set()
-        await done.wait()
-        ok, value = box[0]
+        ok, value = await self._engine_thread.submit((fn, args))
         if not ok:
             raise value
         return value
-
-    async def _engine_loop(self) -> None:
-        while True:
-            await self._engine_wakeup.wait()
-            self._engine_wakeup = trio.Event()
-            jobs, self._engine_jobs = self._engine_jobs, []
-            if not jobs:
-                continue
-            results = await trio.to_thread.run_sync(_run_jobs, [(fn, args) for fn, args, _, _ in jobs],
-                                                    limiter=self._engine)
-            for (_, _, box, done), result in zip(jobs, results):
-                box.append(result)
-                done.set()
-
-    async def _writer(self) -> None:
-        while True:
-            await self._writer_wakeup.wait()
-            self._writer_wakeup = trio.Event()
-            batch, self._pending_writes = self._pending_writes, []
-            if not batch:
-                continue
-            ops = [op for op, _, _ in batch]
-            try:
-                results = await trio.to_thread.run_sync(self.store.write_batch, ops)
-            except Exception as exc:  # the whole batch failed (disk full...): tell each waiter
-                log.error("store write failed: %s", exc)
-                results = [exc] * len(batch)
-            for (_, box, done), result in zip(batch, results):
-                box.append(result)
-                done.set()
 
     # --- claiming ----------------------------------------------------------------------------
 
@@ -495,6 +466,8 @@ class Worker:
             assert self._work is not None
             self._work.start_soon(self._continue_run, num, item["queue"])
         await result.done.wait()
+        if result.error is not None:
+            raise result.error
         return result.accepted
 
     async def _continue_run(self, num: int, queue: str) -> None:
@@ -521,8 +494,12 @@ class Worker:
 
                 try:
                     accepted, status, eager = await self._write(record)
-                except BaseException:
+                except Exception as exc:  # noqa: BLE001 - not recorded (full disk...): the usual handling
                     await self._in_engine(rt.close)
+                    _finish_results(batch, None, exc)
+                    continue
+                except BaseException:  # cancelled: the waiting attempts take the usual path
+                    _finish_results(batch, None)
                     raise
                 if status == "ok" and not rt.done and num not in self._cache and len(self._cache) < self.max_cached:
                     rt.mark_recorded()  # back in the cache before the activities below can finish
@@ -710,24 +687,78 @@ class Worker:
         return max(interval, 0.01) if math.isfinite(interval) else 1.0
 
 
+class _BatchThread:
+    """A thread that runs the jobs trio tasks queue for it in batches: each batch is every job
+    queued while the previous one ran. Results go back to the waiting tasks through the trio
+    token, so the thread starts its next batch at once."""
+
+    def __init__(self, name: str, run_batch: Callable[[list[Any]], list[Any]], token: trio.lowlevel.TrioToken) -> None:
+        self._run_batch = run_batch
+        self._token = token
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Any, list[Any], trio.Event]] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    async def submit(self, job: Any) -> Any:
+        """Queue `job`; return what the batch function made of it."""
+        box: list[Any] = []
+        done = trio.Event()
+        with self._cond:
+            self._queue.append((job, box, done))
+            self._cond.notify()
+        await done.wait()
+        return box[0]
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            results = self._run_batch([job for job, _, _ in batch])
+            try:
+                self._token.run_sync_soon(_deliver, batch, results)
+            except trio.RunFinishedError:
+                return
+
+    def stop(self) -> None:
+        """Run what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+
+def _deliver(batch: list[tuple[Any, list[Any], trio.Event]], results: list[Any]) -> None:
+    for (_, box, done), result in zip(batch, results):
+        box.append(result)
+        done.set()
+
+
 class _Result:
     """An activity's result waiting to be recorded with the workflow task it makes."""
 
-    __slots__ = ("item", "seq", "token", "payload", "done", "accepted")
+    __slots__ = ("item", "seq", "token", "payload", "done", "accepted", "error")
 
     def __init__(self, item: dict[str, Any], seq: int, token: int, payload: bytes) -> None:
         self.item, self.seq, self.token, self.payload = item, seq, token, payload
         self.done = trio.Event()
         self.accepted: bool | None = None
+        self.error: Exception | None = None  # the write failed: nothing was recorded
 
 
-def _finish_results(results: list[_Result], accepted: list[bool] | None) -> None:
+def _finish_results(results: list[_Result], accepted: list[bool] | None, error: Exception | None = None) -> None:
     for i, result in enumerate(results):
         result.accepted = None if accepted is None else accepted[i]
+        result.error = error
         result.done.set()
 
 
-def _run_jobs(jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+def _run_jobs(jobs: list[Any]) -> list[Any]:
     """Engine thread: run each job in order; keep its result or its error."""
     out: list[tuple[bool, Any]] = []
     for fn, args in jobs:
