@@ -49,6 +49,21 @@ def decode(data: bytes, *, limit: int = MAX_RECORD_BYTES, what: str = "record") 
 
     Exactly one CBOR value, with nothing after it, within `limit` bytes and the limits of `scan`.
     """
+    if len(data) <= _PLAIN_BELOW and _MAYBE_REFUSED.search(data) is None:
+        # Short and plain (see `_PLAIN_BELOW`): if the bytes are exactly how cbor2 writes the
+        # value they hold, they hold nothing the careful decoder below would refuse or read
+        # differently (no duplicate keys, nothing after the value); else that decoder decides.
+        try:
+            value = cbor2.loads(data)
+            if cbor2.dumps(value) == data:
+                return value
+        except Exception:  # noqa: BLE001 - the careful decoder says what is wrong
+            pass
+    return decode_carefully(data, limit=limit, what=what)
+
+
+def decode_carefully(data: bytes, *, limit: int = MAX_RECORD_BYTES, what: str = "record") -> Any:
+    """`decode` without its short cut for short plain bytes (which must agree with this)."""
     if len(data) > limit:
         raise DecodeError(f"{what} is {len(data)} bytes, over the limit of {limit} bytes")
     if len(data) > _SCAN_ABOVE:
@@ -94,34 +109,57 @@ def decode_run(data: bytes, start: int, most: int) -> list[tuple[Any, int]]:
 
 
 def count_values(value: Any) -> int:
-    """How many CBOR values a decoded value holds (each number, string, list, map... counts one)."""
-    nested = _NESTED
-    count = 1
-    stack = [value] if type(value) in nested else []
+    """How many CBOR values a decoded value holds, as `scan` counts them in its encoding (each
+    number, string, list, map, tag... counts one; a value a tag made, such as a bignum or a
+    datetime, counts two: the tag and what it holds)."""
+    nested, one, big = _NESTED, _ONE, 1 << 64
+    count = 0
+    stack = [value]
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind is dict:
+        count += 1
+        if kind is dict or kind is _FROZENDICT:
             count += 2 * len(item)
-            for key, val in item.items():
-                if type(val) in nested:
-                    stack.append(val)
-                if type(key) in nested:
-                    stack.append(key)
+            for pair in item.items():
+                for val in pair:
+                    kind = type(val)
+                    if kind in nested:
+                        stack.append(val)
+                        count -= 1  # counted when it is taken from the stack
+                    elif kind is int:
+                        if val >= big or val < -big:
+                            count += 1  # a bignum: tag 2 or 3 and its bytes
+                    elif kind not in one:
+                        count += 1  # a datetime, a UUID...: a tag and the value it wraps
         elif kind is cbor2.CBORTag:
-            count += 1
-            if type(item.value) in nested:
-                stack.append(item.value)
-        else:
-            count += len(item)
+            stack.append(item.value)
+        elif kind in nested:
+            count += len(item) + (kind is set or kind is frozenset)  # a set: tag 258 around a list
             for val in item:
-                if type(val) in nested:
+                kind = type(val)
+                if kind in nested:
                     stack.append(val)
+                    count -= 1
+                elif kind is int:
+                    if val >= big or val < -big:
+                        count += 1
+                elif kind not in one:
+                    count += 1
+        elif kind is int:
+            if item >= big or item < -big:
+                count += 1
+        elif kind not in one:
+            count += 1
     return count
 
 
-# Types that hold other values, as cbor2 decodes them (a list used as a map key is a tuple).
-_NESTED = frozenset({dict, list, tuple, set, frozenset, cbor2.CBORTag})
+# Types that are one CBOR value each, with no tag.
+_ONE = frozenset({str, bytes, float, bool, type(None), cbor2.CBORSimpleValue, type(cbor2.undefined)})
+# Types that hold other values, as cbor2 decodes them (a list used as a map key, or inside a tag,
+# is a tuple; a map inside a tag is a cbor2.frozendict).
+_FROZENDICT = type(cbor2.loads(b"\xd9\x0b\xb8\xa0").value)  # tag 3000 around an empty map
+_NESTED = frozenset({dict, _FROZENDICT, list, tuple, set, frozenset, cbor2.CBORTag})
 
 
 # --- a walk over CBOR bytes that builds nothing --------------------------------------------
@@ -253,10 +291,11 @@ class PayloadCodec(Protocol):
     def decode(self, data: bytes) -> bytes: ...
 
 
-#: An encoding this short, with no tag byte (0xc0-0xdb) and no float (0xf9-0xfb) anywhere in it,
-#: cannot be refused by `decode`: it is too small to nest or count past the limits, has no tags
-#: and no NaN keys (the only way `cbor2.dumps` writes a map with duplicate keys). Checking it by
-#: decoding it would cost more than writing it.
+#: An encoding by `cbor2.dumps` this short, with no tag byte (0xc0-0xdb) and no float byte
+#: (0xf9-0xfb) anywhere in it, cannot be refused by `decode`: it is too small to nest or count
+#: past the limits, holds no tags, and a map written from a dict without float keys has no
+#: duplicate keys. Checking it by decoding it would cost more than writing it (floats are left to
+#: the check to stay on the safe side: NaN keys are never equal).
 _PLAIN_BELOW = 64
 _MAYBE_REFUSED = re.compile(rb"[\xc0-\xdb\xf9-\xfb]")
 

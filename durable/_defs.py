@@ -75,7 +75,14 @@ class ActivityOptions:
             )
 
     def to_record(self) -> dict[str, Any]:
-        """Plain-data form stored in the ActivityScheduled event."""
+        """Plain-data form stored in the ActivityScheduled event (a new dict each time)."""
+        rec = self.__dict__.get("_record")
+        if rec is None:  # options are frozen: made once, copied (its parts are never changed)
+            rec = self._make_record()
+            object.__setattr__(self, "_record", rec)
+        return dict(rec)
+
+    def _make_record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"retry": self.retry.to_record(), "cancel": self.cancellation}
         for key, value in (
             ("s2c", self.start_to_close),

@@ -111,6 +111,18 @@ def check_event(ev: Any, where: str) -> dict[str, Any]:
     return ev
 
 
+def is_event(ev: dict[str, Any]) -> bool:
+    """Whether `check_event` would accept the map `ev` (fast: no message is made)."""
+    kind = ev.get("k")
+    fields = SCHEMA.get(kind) if type(kind) is str else None
+    if fields is None or type(ev.get("t")) is not int:
+        return False
+    for name, typ in fields.items():
+        if not isinstance(ev.get(name), typ):
+            return False
+    return True
+
+
 def describe_command(ev: dict[str, Any]) -> str:
     """A short human description of a command event, for non-determinism messages."""
     kind = ev["k"]

@@ -50,12 +50,12 @@ def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
     count, pos = _list_header(data)
     events: list[dict[str, Any]] = []
     budget = MAX_EXPORT_ITEMS
+    must_count = len(data) > MAX_EXPORT_ITEMS  # else it cannot hold more values than that: each takes a byte
     ready: list[tuple[Any, int]] = []  # events decoded ahead, small ones a few KiB at a time
     while count < 0 or len(events) < count:
         if count < 0 and data[pos:pos + 1] == b"\xff":
             pos += 1
             break
-        where = f"event {len(events)}"
         if len(events) > MAX_HISTORY_EVENTS + 100:
             raise DecodeError(f"the history holds more than {MAX_HISTORY_EVENTS} events")
         if not ready:
@@ -64,19 +64,24 @@ def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
             ready.reverse()
         if ready:
             event, end = ready.pop()
-            items = _codec.count_values(event)
+            items = _codec.count_values(event) if must_count else 0
         else:
+            where = f"event {len(events)}"
             try:
                 end, items = _codec.scan(data, pos, check_keys=False)  # decode checks them as for any record
             except ValueError as exc:
                 raise DecodeError(f"{where} is not valid CBOR: {exc}") from None
-            event = None
+            budget -= items
+            if budget < 0:
+                raise DecodeError(f"the history holds more than {MAX_EXPORT_ITEMS} CBOR values (MAX_EXPORT_ITEMS)")
+            items = 0
+            event = _codec.decode(data[pos:end], what=where)
         budget -= items
         if budget < 0:
             raise DecodeError(f"the history holds more than {MAX_EXPORT_ITEMS} CBOR values (MAX_EXPORT_ITEMS)")
-        if event is None:
-            event = _codec.decode(data[pos:end], what=where)
-        events.append(ev.check_event(event, where))
+        if type(event) is not dict or not ev.is_event(event):  # say what is wrong, and where
+            ev.check_event(event, f"event {len(events)}")
+        events.append(event)
         pos = end
     if pos != len(data):
         raise DecodeError(f"the history is not valid CBOR: {len(data) - pos} bytes follow the list of events")

@@ -1,0 +1,118 @@
+"""The codec's short cuts must agree exactly with its careful paths.
+
+- `decode` takes short plain bytes through `cbor2.loads` when they round-trip; for any bytes it
+  must return what `decode_carefully` returns, or refuse what it refuses.
+- `Converter.to_payload` skips its decode check for short plain encodings: any value it accepts
+  must decode, and any it refuses must be one the check refuses.
+- `decode_run` and `count_values` (used to decode exported histories a few KiB at a time) must
+  give the values and counts that `decode` and `scan` give.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from durable import _codec
+from durable._errors import DecodeError, PayloadError
+
+plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8) | st.binary(max_size=8)
+    | st.floats(allow_nan=True),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3) | st.integers(-5, 5), inner, max_size=4),
+    max_leaves=8,
+)
+
+
+tagged = st.recursive(
+    st.none() | st.integers(-(2**80), 2**80) | st.text(max_size=4) | st.floats(allow_nan=False)
+    | st.datetimes(timezones=st.just(datetime.timezone.utc)) | st.uuids()
+    | st.frozensets(st.integers(0, 9), max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    | st.builds(cbor2.CBORTag, st.integers(2000, 3000), inner),
+    max_leaves=8,
+)
+
+
+def outcome(fn: Any, data: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", fn(data)
+    except DecodeError:
+        return "refused", None
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of equal types (so that 1, 1.0 and True are told apart), NaN equal to NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(max_size=70))
+def test_decode_of_any_short_bytes_agrees_with_the_careful_decoder(data: bytes) -> None:
+    quick, careful = outcome(_codec.decode, data), outcome(_codec.decode_carefully, data)
+    assert quick[0] == careful[0] and same(quick[1], careful[1]), (data, quick, careful)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(plain, st.binary(max_size=3))
+def test_decode_of_written_values_agrees_with_the_careful_decoder(value: Any, tail: bytes) -> None:
+    data = cbor2.dumps(value) + tail  # with a tail: bytes after the value are refused both ways
+    quick, careful = outcome(_codec.decode, data), outcome(_codec.decode_carefully, data)
+    assert quick[0] == careful[0] and same(quick[1], careful[1]), (data, quick, careful)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(plain)
+def test_what_to_payload_accepts_decodes_and_what_it_refuses_the_check_refuses(value: Any) -> None:
+    converter = _codec.Converter()
+    try:
+        data = converter.to_payload(value, "value")
+    except PayloadError:
+        encoded = cbor2.dumps(value)
+        assert outcome(_codec.decode_carefully, encoded)[0] == "refused"
+        return
+    assert outcome(_codec.decode_carefully, data)[0] == "ok"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(tagged, min_size=1, max_size=30))
+def test_decode_run_and_count_values_agree_with_decode_and_scan(values: list[Any]) -> None:
+    blobs = [cbor2.dumps(v) for v in values]
+    data = b"".join(blobs)
+    got = _codec.decode_run(data, 0, len(values))
+    pos = 0
+    for (value, end), blob in zip(got, blobs):
+        assert end == pos + len(blob)
+        assert value == _codec.decode_carefully(blob)
+        assert _codec.count_values(value) == _codec.scan(blob, check_keys=False)[1]
+        pos = end
+    assert len(got) == len(values) or pos + len(blobs[len(got)]) - 0 > _codec._SCAN_ABOVE
+
+
+def _history(events: list[dict[str, Any]]) -> bytes:
+    return cbor2.dumps(events)
+
+
+def test_an_export_with_too_many_values_is_refused_however_small_its_events(monkeypatch: Any) -> None:
+    from durable import _replay
+
+    monkeypatch.setattr(_replay, "MAX_EXPORT_ITEMS", 10_000)
+    start = {"k": "WorkflowStarted", "t": 1, "type": "w", "in": cbor2.dumps([]), "seed": 1, "id": "x", "queue": "q"}
+    crowded = [start] + [{"k": "TaskCompleted", "t": 2, "pad": [0] * 100} for _ in range(200)]  # ~20,000 values
+    with pytest.raises(DecodeError, match="MAX_EXPORT_ITEMS"):
+        _replay.decode_history(_history(crowded))
+    roomy = [start] + [{"k": "TaskCompleted", "t": 2, "pad": b"\x00" * 100} for _ in range(200)]  # as long, few values
+    assert len(_history(roomy)) > 10_000 and len(_replay.decode_history(_history(roomy))) == 201
