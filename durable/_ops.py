@@ -305,6 +305,7 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
             t.delete("due", state["due"])
         t.delete("act", key)  # a running attempt learns at its next heartbeat that it is gone
     t.wake = True
+    t.wake_acts = True
 
 
 # --- task claims ---------------------------------------------------------------------------
@@ -618,9 +619,10 @@ def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups
             _drop_activity(t, key, st)
             followups.append({"k": ev.ACTIVITY_CANCELLED, "seq": event["seq"], "t": t.now})
         else:
-            st["cancel"] = True  # its worker learns at the next heartbeat
+            st["cancel"] = True  # its worker learns at once (wake_acts), or at its next heartbeat
             t.put_rec("act", key, st)
             t.wake = True
+            t.wake_acts = True
     elif kind == ev.TIMER_STARTED:
         rec["timers"][event["seq"]] = _set_due(t, t.now + event["dur"], b"T" + u64x2(num, event["seq"]))
     elif kind == ev.TIMER_CANCELLED:
@@ -902,6 +904,7 @@ def _check_activity(t: Txn, num: int, seq: int, due_key: bytes) -> None:
             return
         # the late worker's result will be refused: the token changes with the next claim
         _retry_or_fail(t, rec, key, st, err, why, True)
+        t.wake_acts = True
     else:
         _reset_act_due(t, st, num, seq)
         t.put_rec("act", key, st)

@@ -71,7 +71,7 @@ class Clock:
 class Txn:
     """A write (or read) transaction as the domain operations see it."""
 
-    __slots__ = ("_txn", "_dbs", "now", "wake", "store")
+    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "store")
 
     def __init__(self, store: Store, txn: lmdb.Transaction, now: int) -> None:
         self.store = store
@@ -80,6 +80,8 @@ class Txn:
         self.now = now
         #: set by an operation when waiting processes should look at the store again
         self.wake = False
+        #: set when an attempt some worker runs was asked to cancel or lost its lease or workflow
+        self.wake_acts = False
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """The value under `key`, or None."""
@@ -312,7 +314,7 @@ class Store:
         while True:
             try:
                 with self._write_lock:
-                    results, wake = self._run_batch(ops)
+                    results, wake, wake_acts = self._run_batch(ops)
                 break
             except lmdb.MapFullError:
                 self._grow_map()
@@ -337,12 +339,12 @@ class Store:
                     raise StoreFullError(f"the disk holding {self.path} is full: nothing was written") from None
                 raise
         if wake:
-            self.notifier.notify()
+            self.notifier.notify(_wake.RUNNING_ACTIVITIES if wake_acts else _wake.ANY)
         return results
 
-    def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool]:
+    def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool, bool]:
         results: list[Any] = []
-        wake = False
+        wake = wake_acts = False
         txn = self.env.begin(write=True)
         try:
             now = self.clock.now_ns()
@@ -363,6 +365,7 @@ class Store:
                     raise
                 child.commit()
                 wake = wake or t.wake
+                wake_acts = wake_acts or t.wake_acts
             if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
                 _crashpoint.hit("batch-before-commit")
             txn.commit()
@@ -370,7 +373,7 @@ class Store:
         except BaseException:
             txn.abort()
             raise
-        return results, wake
+        return results, wake, wake_acts
 
     def _short_write_on_full_disk(self, exc: lmdb.Error) -> bool:
         """LMDB reports a write cut short (the disk filled up in the middle of it) as EIO, not

@@ -11,6 +11,10 @@ import os
 import socket
 import uuid
 
+#: What a wake-up says (its one byte): look again; or also at the attempts you are running (one
+#: was asked to cancel, or lost its lease or its workflow).
+ANY, RUNNING_ACTIVITIES = b"!", b"a"
+
 
 class Notifier:
     """Sends wake-ups to every listener of a data directory."""
@@ -37,12 +41,12 @@ class Notifier:
             self._mtime = mtime
             self._targets = [os.path.join(self.directory, n) for n in os.listdir(self.directory)]
 
-    def notify(self) -> None:
+    def notify(self, what: bytes = ANY) -> None:
         """Wake every listener (including this process's own, which wait on other tasks' work)."""
         self._refresh()
         for target in self._targets:
             try:
-                self._sock.sendto(b"!", target)
+                self._sock.sendto(what, target)
             except (BlockingIOError, InterruptedError):
                 pass  # its buffer is full: it already has a wake-up pending
             except (ConnectionRefusedError, FileNotFoundError):
@@ -73,13 +77,15 @@ class Listener:
         if notifier is not None:
             notifier.own.add(self.path)
 
-    def drain(self) -> None:
-        """Consume pending wake-ups."""
+    def drain(self) -> bytes:
+        """Consume pending wake-ups; return what they said (their bytes)."""
+        said = b""
         try:
             while True:
-                self.sock.recv(64)
+                said += self.sock.recv(64)
         except (BlockingIOError, InterruptedError):
             pass
+        return said
 
     def wait(self, timeout: float) -> None:
         """Block (a plain thread) until a wake-up arrives or `timeout` seconds pass."""

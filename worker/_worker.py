@@ -33,6 +33,7 @@ import trio
 
 from durable import _activity, _crashpoint, _ops
 from durable import _events as ev
+from durable import _wake
 from durable._codec import PayloadCodec, error_to_record
 from durable._defs import Activity, Registry
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
@@ -87,6 +88,7 @@ class Worker:
         self._continuing: dict[int, list[_Result]] = {}  # results waiting to continue their run
         self._heartbeat_wakeup = trio.Event()
         self._changed = trio.Event()
+        self._acts_changed = trio.Event()
         self._change_count = 0
         self._stopping = False
         self._started = trio.Event()
@@ -187,7 +189,8 @@ class Worker:
     async def _listen(self, listener: Listener) -> None:
         while True:
             await trio.lowlevel.wait_readable(listener.sock)
-            listener.drain()
+            if _wake.RUNNING_ACTIVITIES in listener.drain():
+                self._acts_changed.set()
             self._notify_local()
 
     # --- group commit ------------------------------------------------------------------------
@@ -666,17 +669,19 @@ class Worker:
                 scope.cancel()
 
     async def _watch_cancellations(self) -> None:
-        """Between heartbeats, learn of cancel requests as soon as they are committed: every
-        wake-up triggers a read-only look at the running activities (at most every 20 ms)."""
+        """Between heartbeats, learn of cancel requests as soon as they are committed: a wake-up
+        that says running attempts changed (`_wake.RUNNING_ACTIVITIES`), or the fallback poll,
+        triggers a read-only look at the activities running here (at most every 20 ms)."""
         while True:
-            seen = self._change_count
+            with trio.move_on_after(POLL_FALLBACK_SECONDS):
+                await self._acts_changed.wait()
+            self._acts_changed = trio.Event()
             if self._running_acts:
                 keys = list(self._running_acts)
                 items = [(num, seq, self._running_acts[(num, seq)][0]["token"]) for num, seq in keys]
                 statuses = self.store.read(lambda t: _ops.activity_status(t, items))
                 self._apply_statuses(keys, statuses)
                 await trio.sleep(0.02)
-            await self._wait_changed(POLL_FALLBACK_SECONDS, seen)
 
     def _heartbeat_interval(self) -> float:
         interval = self.lease_ns / _NS / 3
