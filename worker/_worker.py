@@ -89,6 +89,7 @@ class Worker:
         self._heartbeat_wakeup = trio.Event()
         self._changed = trio.Event()
         self._acts_changed = trio.Event()
+        self._room_wanted = False  # the poller waits for an activity slot to come free
         self._change_count = 0
         self._stopping = False
         self._started = trio.Event()
@@ -245,7 +246,9 @@ class Worker:
                 self._dispatch(item)
             if not items or free <= 0:
                 # nothing claimable now (taken by another worker, or queries waiting for their
-                # workflow's task): the next commit wakes us, or woke us while we claimed
+                # workflow's task), or no room: the next commit wakes us, or woke us while we
+                # claimed, or an activity slot coming free does (its commit may come first)
+                self._room_wanted = free <= 0
                 await self._wait_changed(POLL_FALLBACK_SECONDS, seen)
 
     def _dispatch(self, item: dict[str, Any]) -> None:
@@ -408,6 +411,9 @@ class Worker:
             # a retry of this step may run here now (this attempt timed out): leave its entry
             if self._running_acts.get((num, seq), (None,))[0] is item:
                 del self._running_acts[(num, seq)]
+                if self._room_wanted:  # the poller waits for a free slot: this is one
+                    self._room_wanted = False
+                    self._notify_local()
             if self._stopping:
                 self._notify_local()
 
