@@ -173,7 +173,7 @@ class _CloseWatcher:
         self._stopping = False
         # bound before the log is first read, so that no close after that read goes unnoticed
         self._listener = _wake.Listener(os.path.join(store.path, "wake"), store.notifier)
-        self._cursor = store.read(lambda t: _ops.closes_since(t, 1 << 62))[0]
+        self._cursor = store.read(_ops.last_close)
         self._thread = threading.Thread(target=self._run, name="durable-close-watcher", daemon=True)
         self._thread.start()
         store.on_close(self._stop)

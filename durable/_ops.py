@@ -980,11 +980,16 @@ def has_claimable(t: Txn, queue: str) -> int | None:
     return earliest
 
 
+def last_close(t: Txn) -> int:
+    """The number of the latest workflow close (0 if none yet)."""
+    raw = t.get("meta", b"closeseq")
+    return unpack_u64(raw) if raw else 0
+
+
 def closes_since(t: Txn, after: int) -> tuple[int, list[str], bool]:
     """Workflows closed after close number `after`: (newest number, their ids, whether some
     were already dropped from the log, so that the caller must look at everything it waits for)."""
-    raw = t.get("meta", b"closeseq")
-    newest = unpack_u64(raw) if raw else 0
+    newest = last_close(t)
     if newest <= after:
         return newest, [], False
     ids: list[str] = []

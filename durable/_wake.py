@@ -58,10 +58,9 @@ class Notifier:
             except OSError:
                 pass
 
-
     def wake_one(self, target: str) -> None:
         """Wake one listener (by its socket's path)."""
-        self._sock.sendto(b"!", target)
+        self._sock.sendto(ANY, target)
 
 
 class Listener:

@@ -96,7 +96,7 @@ class Worker:
         self._engine = trio.CapacityLimiter(1)
         self._threads = trio.CapacityLimiter(max_concurrent_activities)
         self._trio_token: trio.lowlevel.TrioToken | None = None
-        self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0}
+        self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0, "timer_claims": 0}
 
     # --- running -----------------------------------------------------------------------------
 
@@ -294,8 +294,8 @@ class Worker:
             rt = self._cache.get(num)
             if result == "ok" and rt is not None and not rt.done:
                 rt.mark_recorded()  # two counters: done here, so the activities below can continue it
-            else:
-                await self._in_engine(self._after_commit, num, result)
+            else:  # finished, lease lost, or signals arrived as it closed: replay next time
+                await self._in_engine(self._evict, num)
             self._running_wfts.pop(num, None)
             for claimed in eager:
                 self._dispatch(claimed)
@@ -327,17 +327,6 @@ class Worker:
         self._cache[num] = rt
         self._trim_cache()
         return commands
-
-    def _after_commit(self, num: int, result: Any) -> None:
-        rt = self._cache.get(num)
-        if rt is None:
-            return
-        if result == "ok":
-            rt.mark_recorded()
-            if rt.done:
-                self._evict(num)
-        else:  # lease lost, or signals arrived as it closed: replay from history next time
-            self._evict(num)
 
     def _evict(self, num: int) -> None:
         rt = self._cache.pop(num, None)
@@ -466,8 +455,7 @@ class Worker:
         is in flight go together into the next one (a fan-out costs two or three transactions,
         not one each). None if this path does not apply: nothing was written."""
         joining = num in self._continuing
-        if self._stopping or not joining and (
-                num in self._running_wfts or (rt := self._cache.get(num)) is None or rt._pending_recorded or rt.done):
+        if self._stopping or not joining and self._continuable(num) is None:
             return None
         result = _Result(item, seq, token, payload)
         self._continuing.setdefault(num, []).append(result)
@@ -532,8 +520,8 @@ class Worker:
     def _speculate(self, num: int, events: list[dict[str, Any]]) -> tuple[Runtime, int, list[dict[str, Any]]] | None:
         """Engine thread: take the cached instance out of the cache (no other activation may use
         it meanwhile) and run the activation these results make; None if it cannot."""
-        rt = self._cache.get(num)
-        if rt is None or rt._pending_recorded or rt.done or num in self._running_wfts:
+        rt = self._continuable(num)
+        if rt is None:
             return None
         del self._cache[num]
         hlen = rt.processed
@@ -543,6 +531,14 @@ class Worker:
             rt.close()
             return None
         return rt, hlen, commands
+
+    def _continuable(self, num: int) -> Runtime | None:
+        """Run `num`'s cached instance if a result can be fed to it now: it is up to date with
+        its history and no workflow task of it runs."""
+        rt = self._cache.get(num)
+        if rt is None or rt._pending_recorded or rt.done or num in self._running_wfts:
+            return None
+        return rt
 
     def _eager(self, seqs: list[int], claimed: list[dict[str, Any]]) -> _ops.Eager | None:
         return (frozenset(seqs), self.queue, self.identity, self.lease_ns, claimed) if seqs else None
@@ -605,6 +601,7 @@ class Worker:
             if due is not None and due <= now:
                 try:
                     for item in await self._write(self._fire_and_claim):
+                        self.stats["timer_claims"] += 1
                         self._dispatch(item)
                     continue
                 except Exception as exc:  # noqa: BLE001 - e.g. a full disk: try again later
