@@ -129,7 +129,7 @@ class Worker:
         # batch as soon as the last one is done (without waiting for the trio thread to pick up
         # the results): the writer commits (group commit), the engine runs workflow code.
         self._writer = _BatchThread("durable-writer", self._write_batch, token)
-        self._engine_thread = _BatchThread("durable-engine", _run_jobs, token)
+        self._engine_thread = _BatchThread("durable-engine", _run_jobs, token, forward_to=self._writer)
         listener = Listener(os.path.join(self.store.path, "wake"), self.store.notifier)
         try:
             async with trio.open_nursery() as nursery:
@@ -152,8 +152,8 @@ class Worker:
         finally:
             listener.close()
             with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._engine_thread.stop)  # before the writer it forwards to
                 await trio.to_thread.run_sync(self._writer.stop)
-                await trio.to_thread.run_sync(self._engine_thread.stop)
                 await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
 
     async def _drain(self, work: trio.Nursery) -> None:
@@ -221,6 +221,19 @@ class Worker:
             raise value
         return value
 
+    async def _engine_then_write(self, fn: Callable[..., _Forward | None], *args: Any) -> tuple[Any, Any]:
+        """Run `fn(*args)` in the engine thread; if it returns a `_Forward`, the engine thread hands
+        its op straight to the writer (one wake-up of this thread per step, not two). Returns the
+        forward's value and the op's result (or the exception it raised, or the batch's), or
+        (None, None) if `fn` returned None."""
+        box = await self._engine_thread.submit_box((fn, args))
+        ok, value = box[0]
+        if not ok:
+            raise value
+        if value is None:
+            return None, None
+        return value.value, box[1]
+
     # --- claiming ----------------------------------------------------------------------------
 
     async def _poll(self, work: trio.Nursery) -> None:
@@ -271,26 +284,18 @@ class Worker:
     # --- workflow tasks ----------------------------------------------------------------------
 
     async def _run_wft(self, item: dict[str, Any]) -> None:
-        num, token = item["num"], item["token"]
+        num = item["num"]
         try:
-            outcome = await self._in_engine(self._activate, item)
-            if isinstance(outcome, str):
-                await self._write(lambda t: _ops.fail_workflow_task(t, num, token, outcome))
+            commands, written = await self._engine_then_write(self._activate_and_record, item)
+            if commands is None:  # the workflow code failed: `written` says whether that was recorded
+                if isinstance(written, Exception):
+                    raise written
                 return
-            # Eager dispatch: the activities this task schedules on our queue are claimed in the
-            # same transaction, as far as we have room, instead of going round through the queue.
-            seqs = self._eager_seqs(outcome, item["queue"])
-
-            def record(t: Txn) -> tuple[str, list[dict[str, Any]]]:
-                claimed: list[dict[str, Any]] = []
-                status = _ops.complete_workflow_task(t, num, token, outcome, self._eager(seqs, claimed))
-                return status, claimed
-
-            try:
-                result, eager = await self._write(record)
-            except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another try follows
-                log.error("recording the workflow task of %r failed: %s", item["id"], exc)
+            if isinstance(written, Exception):  # not recorded: the lease expires, another try follows
+                log.error("recording the workflow task of %r failed: %s", item["id"], written)
                 result, eager = "failed", []
+            else:
+                result, eager = written
             rt = self._cache.get(num)
             if result == "ok" and rt is not None and not rt.done:
                 rt.mark_recorded()  # two counters: done here, so the activities below can continue it
@@ -306,6 +311,24 @@ class Worker:
             self._running_wfts.pop(num, None)
             if not self._running_wfts and self._stopping:
                 self._notify_local()
+
+    def _activate_and_record(self, item: dict[str, Any]) -> _Forward:
+        """Engine thread: run the activation, then have the writer record what it made, with the
+        activities it schedules on our queue claimed in the same transaction as far as we have
+        room (eager dispatch: no round trip through the queue)."""
+        num, token = item["num"], item["token"]
+        outcome = self._activate(item)
+        if isinstance(outcome, str):
+            return _Forward(lambda t: _ops.fail_workflow_task(t, num, token, outcome), None)
+        commands = outcome
+        seqs = self._eager_seqs(commands, item["queue"])
+
+        def record(t: Txn) -> tuple[str, list[dict[str, Any]]]:
+            claimed: list[dict[str, Any]] = []
+            status = _ops.complete_workflow_task(t, num, token, commands, self._eager(seqs, claimed))
+            return status, claimed
+
+        return _Forward(record, commands)
 
     def _activate(self, item: dict[str, Any]) -> list[dict[str, Any]] | str:
         """Engine thread: bring the instance up to date and run the live activation."""
@@ -475,29 +498,19 @@ class Worker:
                 now = self.store.clock.now_ns()
                 events = [{"k": ev.ACTIVITY_COMPLETED, "seq": r.seq, "out": r.payload, "attempt": r.item["attempt"],
                            "t": now} for r in batch]
-                spec = await self._in_engine(self._speculate, num, events)
-                if spec is None:  # the usual path records them
-                    _finish_results(batch, None)
-                    continue
-                rt, hlen, commands = spec
-                seqs = self._eager_seqs(commands, queue)
-                results = [(r.seq, r.token, e) for r, e in zip(batch, events)]
-
-                def record(t: Txn) -> tuple[list[bool], str, list[dict[str, Any]]]:
-                    claimed: list[dict[str, Any]] = []
-                    accepted, status = _ops.complete_activities_and_continue(
-                        t, num, results, hlen, commands, self._eager(seqs, claimed))
-                    return accepted, status, claimed
-
                 try:
-                    accepted, status, eager = await self._write(record)
-                except Exception as exc:  # noqa: BLE001 - not recorded (full disk...): the usual handling
-                    await self._in_engine(rt.close)
-                    _finish_results(batch, None, exc)
-                    continue
+                    rt, written = await self._engine_then_write(self._speculate_and_record, num, events, batch, queue)
                 except BaseException:  # cancelled: the waiting attempts take the usual path
                     _finish_results(batch, None)
                     raise
+                if rt is None:  # the usual path records them
+                    _finish_results(batch, None)
+                    continue
+                if isinstance(written, Exception):  # not recorded (full disk...): the usual handling
+                    await self._in_engine(rt.close)
+                    _finish_results(batch, None, written)
+                    continue
+                accepted, status, eager = written
                 if status == "ok" and not rt.done and num not in self._cache and len(self._cache) < self.max_cached:
                     rt.mark_recorded()  # back in the cache before the activities below can finish
                     self._cache[num] = rt
@@ -516,6 +529,25 @@ class Worker:
                 _finish_results(batch, accepted)
         finally:
             _finish_results(self._continuing.pop(num, []), None)
+
+    def _speculate_and_record(self, num: int, events: list[dict[str, Any]], batch: list[_Result],
+                              queue: str) -> _Forward | None:
+        """Engine thread: run the activation these results make, then have the writer record the
+        results with it in one transaction; None if the cached instance cannot take them."""
+        spec = self._speculate(num, events)
+        if spec is None:
+            return None
+        rt, hlen, commands = spec
+        seqs = self._eager_seqs(commands, queue)
+        results = [(r.seq, r.token, e) for r, e in zip(batch, events)]
+
+        def record(t: Txn) -> tuple[list[bool], str, list[dict[str, Any]]]:
+            claimed: list[dict[str, Any]] = []
+            accepted, status = _ops.complete_activities_and_continue(
+                t, num, results, hlen, commands, self._eager(seqs, claimed))
+            return accepted, status, claimed
+
+        return _Forward(record, rt)
 
     def _speculate(self, num: int, events: list[dict[str, Any]]) -> tuple[Runtime, int, list[dict[str, Any]]] | None:
         """Engine thread: take the cached instance out of the cache (no other activation may use
@@ -698,11 +730,14 @@ class Worker:
 class _BatchThread:
     """A thread that runs the jobs trio tasks queue for it in batches: each batch is every job
     queued while the previous one ran. Results go back to the waiting tasks through the trio
-    token, so the thread starts its next batch at once."""
+    token, so the thread starts its next batch at once. With `forward_to`, a job whose result is
+    `(True, _Forward)` goes on to that thread: its task wakes once the op there is done."""
 
-    def __init__(self, name: str, run_batch: Callable[[list[Any]], list[Any]], token: trio.lowlevel.TrioToken) -> None:
+    def __init__(self, name: str, run_batch: Callable[[list[Any]], list[Any]], token: trio.lowlevel.TrioToken,
+                 forward_to: _BatchThread | None = None) -> None:
         self._run_batch = run_batch
         self._token = token
+        self._forward_to = forward_to
         self._cond = threading.Condition()
         self._queue: list[tuple[Any, list[Any], trio.Event]] = []
         self._stopping = False
@@ -711,13 +746,21 @@ class _BatchThread:
 
     async def submit(self, job: Any) -> Any:
         """Queue `job`; return what the batch function made of it."""
+        return (await self.submit_box(job))[0]
+
+    async def submit_box(self, job: Any) -> list[Any]:
+        """Queue `job`; return what the batch functions made of it, of this thread first and then
+        of the thread it was forwarded to, if it was."""
         box: list[Any] = []
         done = trio.Event()
+        self._put(job, box, done)
+        await done.wait()
+        return box
+
+    def _put(self, job: Any, box: list[Any], done: trio.Event) -> None:
         with self._cond:
             self._queue.append((job, box, done))
             self._cond.notify()
-        await done.wait()
-        return box[0]
 
     def _loop(self) -> None:
         while True:
@@ -728,13 +771,29 @@ class _BatchThread:
                     return
                 batch, self._queue = self._queue, []
             results = self._run_batch([job for job, _, _ in batch])
+            if self._forward_to is not None:
+                batch, results = self._forward(batch, results)
             try:
                 self._token.run_sync_soon(_deliver, batch, results)
             except trio.RunFinishedError:
                 return
 
+    def _forward(self, batch: list[tuple[Any, list[Any], trio.Event]],
+                 results: list[Any]) -> tuple[list[tuple[Any, list[Any], trio.Event]], list[Any]]:
+        assert self._forward_to is not None
+        kept: list[tuple[Any, list[Any], trio.Event]] = []
+        kept_results: list[Any] = []
+        for entry, result in zip(batch, results):
+            if result[0] and isinstance(result[1], _Forward):
+                entry[1].append(result)
+                self._forward_to._put(result[1].op, entry[1], entry[2])
+            else:
+                kept.append(entry)
+                kept_results.append(result)
+        return kept, kept_results
+
     def stop(self) -> None:
-        """Run what is queued, then end the thread."""
+        """Run what is queued, then end the thread (stop a thread before the one it forwards to)."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -745,6 +804,15 @@ def _deliver(batch: list[tuple[Any, list[Any], trio.Event]], results: list[Any])
     for (_, box, done), result in zip(batch, results):
         box.append(result)
         done.set()
+
+
+class _Forward:
+    """An engine job's result that has the writer run `op` next; `value` goes back with its result."""
+
+    __slots__ = ("op", "value")
+
+    def __init__(self, op: Callable[[Txn], Any], value: Any) -> None:
+        self.op, self.value = op, value
 
 
 class _Result:
