@@ -304,8 +304,9 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
         if state.get("due"):
             t.delete("due", state["due"])
         t.delete("act", key)  # a running attempt learns at its next heartbeat that it is gone
+        if not isinstance(state, dict) or state.get("st") != "q":  # an attempt may run: tell its worker now
+            t.wake_acts = True
     t.wake = True
-    t.wake_acts = True
 
 
 # --- task claims ---------------------------------------------------------------------------

@@ -195,3 +195,23 @@ def test_waiting_clients_are_woken_even_when_their_closes_left_the_close_log(
     assert got == {h.id: "terminated" for h in waited}
     newest, ids, gap = client._store.read(lambda t: _ops.closes_since(t, 0))
     assert newest == 13 and gap and ids == [f"o-{i}" for i in range(6, 10)]
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_a_close_tells_workers_to_look_at_their_attempts_only_if_one_may_run(tmp_path: Any, running: bool) -> None:
+    """Every workflow that ends would otherwise make each worker look at all the activities it
+    runs; a close says so (`RUNNING_ACTIVITIES`) only when it drops an attempt that may be running."""
+    from durable import _wake
+
+    h = Harness(str(tmp_path))
+    if running:
+        [act] = h.claim("A", act=1)
+        assert act["kind"] == "act"
+    listener = _wake.Listener(str(tmp_path / "wake"))
+    try:
+        h.client.get_handle("wf").terminate("test")
+        said = listener.drain()
+    finally:
+        listener.close()
+    assert said  # every commit that changes what workers wait for wakes them
+    assert (_wake.RUNNING_ACTIVITIES in said) is running
