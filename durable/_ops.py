@@ -313,9 +313,11 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
 
 
 def claim(
-    t: Txn, queue: str, owner: str, lease_ns: int, max_wft: int, max_act: int, max_query: int
+    t: Txn, queue: str, owner: str, lease_ns: int, max_wft: int, max_act: int, max_query: int,
+    skip_wft: frozenset[int] | set[int] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """Claim up to the given numbers of visible tasks of `queue` under a lease for `owner`."""
+    """Claim up to the given numbers of visible tasks of `queue` under a lease for `owner`
+    (not the workflow tasks of the runs in `skip_wft`: the caller runs them before claiming)."""
     out: list[dict[str, Any]] = []
     for kind, limit in ((b"w", max_wft), (b"a", max_act), (b"q", max_query)):
         if limit <= 0:
@@ -326,6 +328,8 @@ def claim(
             if unpack_u64(key, len(prefix)) > t.now or len(taken) >= limit:
                 break
             if kind == b"q" and not _query_ready(t, unpack_u64(ref)):
+                continue
+            if kind == b"w" and skip_wft and unpack_u64(ref) in skip_wft:
                 continue
             taken.append((key, ref))
         for key, ref in taken:
@@ -339,6 +343,51 @@ def claim(
             if item is not None:
                 out.append(item)
     return out
+
+
+def peek_workflow_tasks(t: Txn, queue: str, limit: int, max_events: int,
+                        skip: frozenset[int] | set[int] = frozenset()) -> tuple[list[dict[str, Any]], bool]:
+    """Read-only: the visible workflow tasks of `queue` (not of the runs in `skip`) that a worker
+    may run before it claims them, when there are at most `limit` and each history holds at most
+    `max_events` events; and whether other visible tasks are left to claim the usual way.
+    Each item is what `_claim_wft` gives, with `token` None and the task's key as `tkey`."""
+    prefix = _task_prefix(b"w", queue)
+    items: list[dict[str, Any]] = []
+    rest = False
+    for key, ref in t.scan("tasks", prefix):
+        if unpack_u64(key, len(prefix)) > t.now:
+            break
+        num = unpack_u64(ref)
+        if num in skip:
+            continue
+        if len(items) >= limit:  # busy: claim them all in batches instead
+            return [], True
+        rec = _wf_by_num(t, num)
+        if (rec is None or rec["status"] != RUNNING or rec["wft"] != WFT_QUEUED or rec.get("wtkey") != key
+                or rec["hlen"] > max_events):
+            rest = True  # the usual claim deals with it, and with what comes after it
+            break
+        items.append({"kind": "wft", "num": num, "id": rec["id"], "type": rec["type"], "queue": rec["queue"],
+                      "hlen": rec["hlen"], "token": None, "tkey": key})
+    for kind in (b"a", b"q"):
+        first = t.first("tasks", _task_prefix(kind, queue))
+        if first is not None and unpack_u64(first[0], len(_task_prefix(kind, queue))) <= t.now:
+            rest = True
+    return items, rest
+
+
+def claim_peeked_wft(t: Txn, item: dict[str, Any], owner: str, lease_ns: int) -> int | None:
+    """Claim the workflow task `item` from `peek_workflow_tasks` if it is still the same queued
+    task over the same history; return its token, or None (another worker took it, or events
+    came in since: the caller's activation is stale and must be dropped)."""
+    num = item["num"]
+    rec = _wf_by_num(t, num)
+    if (rec is None or rec["status"] != RUNNING or rec["wft"] != WFT_QUEUED or rec.get("wtkey") != item["tkey"]
+            or rec["hlen"] != item["hlen"] or t.get("tasks", item["tkey"]) is None):
+        return None
+    t.delete("tasks", item["tkey"])
+    claimed = _claim_wft(t, num, owner, lease_ns)
+    return None if claimed is None else claimed["token"]
 
 
 def _claim_wft(t: Txn, num: int, owner: str, lease_ns: int) -> dict[str, Any] | None:

@@ -89,7 +89,7 @@ def test_crash_after_activity_effect_before_its_completion(data_dir: str, tmp_pa
     assert client.get_handle("wf").describe().activity_attempts == 5
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 6, 9])
+@pytest.mark.parametrize("n", [2, 3, 4, 6, 8])  # 2: the first workflow task, claimed as it is recorded
 def test_crash_inside_a_group_commit_batch(data_dir: str, tmp_path: Path, n: int) -> None:
     marker_dir = str(tmp_path / "markers")
     os.makedirs(marker_dir)

@@ -215,3 +215,66 @@ def test_a_close_tells_workers_to_look_at_their_attempts_only_if_one_may_run(tmp
         listener.close()
     assert said  # every commit that changes what workers wait for wakes them
     assert (_wake.RUNNING_ACTIVITIES in said) is running
+
+
+def test_a_workflow_task_run_before_its_claim_is_recorded_only_if_it_is_still_the_same_task(data_dir: str) -> None:
+    """An idle worker runs a waiting workflow task, then claims it in the transaction that
+    records the outcome. If another worker claimed it meanwhile, or an event came in, the claim
+    must fail (the outcome is dropped: a second worker must never record a task twice)."""
+    client = durable.Client(data_dir)
+    store = client._store
+    handles = [client.start(basic.Collector, id=f"c-{i}") for i in range(3)]
+    items, rest = store.read(lambda t: _ops.peek_workflow_tasks(t, "default", 8, 64))
+    assert [i["id"] for i in items] == ["c-0", "c-1", "c-2"] and not rest
+    assert all(i["token"] is None for i in items)
+    first, second, third = items
+    # the usual claim leaves alone the tasks this worker runs before claiming
+    assert store.write(lambda t: _ops.claim(t, "default", "A", LEASE, 8, 0, 0, {first["num"], third["num"]})) \
+        and store.read(lambda t: _ops.peek_workflow_tasks(t, "default", 8, 64))[0] == [first, third]
+    # another worker took the second one: ours cannot be recorded
+    assert store.write(lambda t: _ops.claim_peeked_wft(t, second, "B", LEASE)) is None
+    # a signal came in for the third one after we read its history: ours is stale
+    handles[2].signal("add", 1)
+    assert store.write(lambda t: _ops.claim_peeked_wft(t, third, "B", LEASE)) is None
+    # the first is still the same task: claimed, and its outcome recorded
+    token = store.write(lambda t: _ops.claim_peeked_wft(t, first, "B", LEASE))
+    assert isinstance(token, int)
+    assert store.write(lambda t: _ops.claim_peeked_wft(t, first, "C", LEASE)) is None  # only once
+    assert store.write(lambda t: _ops.complete_workflow_task(t, first["num"], token, [])) == "ok"
+    # many waiting: a busy queue is claimed in batches, not run before claiming
+    for i in range(8):
+        client.start(basic.Collector, id=f"more-{i}")
+    assert store.read(lambda t: _ops.peek_workflow_tasks(t, "default", 8, 64)) == ([], True)
+
+
+@durable.workflow
+class SlowStart:
+    """Its first activation takes a while (blocking the engine thread), so that a signal can come
+    in after the worker read its history and before it recorded the activation."""
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+
+    async def run(self) -> list[int]:
+        time.sleep(0.3)
+        await durable.wait_condition(lambda: len(self.items) >= 1)
+        return self.items
+
+    @durable.signal
+    def add(self, item: int) -> None:
+        self.items.append(item)
+
+
+def test_an_idle_worker_that_loses_a_task_it_ran_before_claiming_runs_it_again_at_once(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from durable.worker import _worker
+
+    monkeypatch.setattr(_worker, "POLL_FALLBACK_SECONDS", 120.0)  # only a wake-up can make it look again
+    with worker_thread(data_dir, workflows=[SlowStart]) as worker:
+        client = durable.Client(data_dir)
+        handle = client.start(SlowStart, id="slow")
+        time.sleep(0.1)  # its first activation runs now, unclaimed
+        handle.signal("add", 5)
+        assert handle.result(timeout=30) == [5]
+    # read once the worker stopped (its counters are kept after the commit the client saw)
+    assert worker.stats["unclaimed"] >= 2 and worker.stats["unclaimed_lost"] >= 1
