@@ -367,12 +367,11 @@ def peek_workflow_tasks(t: Txn, queue: str, limit: int, max_events: int,
                 or rec["hlen"] > max_events):
             rest = True  # the usual claim deals with it, and with what comes after it
             break
-        items.append({"kind": "wft", "num": num, "id": rec["id"], "type": rec["type"], "queue": rec["queue"],
-                      "hlen": rec["hlen"], "token": None, "tkey": key})
+        items.append(dict(_wft_item(rec, None), tkey=key))
     for kind in (b"a", b"q"):
-        first = t.first("tasks", _task_prefix(kind, queue))
-        if first is not None and unpack_u64(first[0], len(_task_prefix(kind, queue))) <= t.now:
-            rest = True
+        prefix = _task_prefix(kind, queue)
+        first = t.first("tasks", prefix)
+        rest = rest or first is not None and unpack_u64(first[0], len(prefix)) <= t.now
     return items, rest
 
 
@@ -380,13 +379,11 @@ def claim_peeked_wft(t: Txn, item: dict[str, Any], owner: str, lease_ns: int) ->
     """Claim the workflow task `item` from `peek_workflow_tasks` if it is still the same queued
     task over the same history; return its token, or None (another worker took it, or events
     came in since: the caller's activation is stale and must be dropped)."""
-    num = item["num"]
-    rec = _wf_by_num(t, num)
-    if (rec is None or rec["status"] != RUNNING or rec["wft"] != WFT_QUEUED or rec.get("wtkey") != item["tkey"]
-            or rec["hlen"] != item["hlen"] or t.get("tasks", item["tkey"]) is None):
-        return None
+    rec = _wf_by_num(t, item["num"])
+    if rec is None or rec.get("wtkey") != item["tkey"] or rec["hlen"] != item["hlen"]:
+        return None  # a task's key is kept only while it is queued (_claim_wft, _close drop it)
     t.delete("tasks", item["tkey"])
-    claimed = _claim_wft(t, num, owner, lease_ns)
+    claimed = _claim_wft(t, item["num"], owner, lease_ns)
     return None if claimed is None else claimed["token"]
 
 
@@ -399,7 +396,12 @@ def _claim_wft(t: Txn, num: int, owner: str, lease_ns: int) -> dict[str, Any] | 
     rec.pop("wtkey", None)
     rec["wdue"] = _set_due(t, t.now + lease_ns, b"W" + u64(num))
     _save_wf(t, rec)
-    return {"kind": "wft", "num": num, "id": rec["id"], "type": rec["type"], "queue": rec["queue"],
+    return _wft_item(rec, token)
+
+
+def _wft_item(rec: dict[str, Any], token: int | None) -> dict[str, Any]:
+    """What a worker is handed to run a workflow task of `rec`."""
+    return {"kind": "wft", "num": rec["num"], "id": rec["id"], "type": rec["type"], "queue": rec["queue"],
             "hlen": rec["hlen"], "token": token}
 
 

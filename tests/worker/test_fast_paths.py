@@ -247,16 +247,21 @@ def test_a_workflow_task_run_before_its_claim_is_recorded_only_if_it_is_still_th
     assert store.read(lambda t: _ops.peek_workflow_tasks(t, "default", 8, 64)) == ([], True)
 
 
+_activation_started = threading.Event()
+_signal_sent = threading.Event()
+
+
 @durable.workflow
 class SlowStart:
-    """Its first activation takes a while (blocking the engine thread), so that a signal can come
-    in after the worker read its history and before it recorded the activation."""
+    """Its first activation holds the engine thread until the test has sent a signal, so that the
+    signal comes in after the worker read its history and before it recorded the activation."""
 
     def __init__(self) -> None:
         self.items: list[int] = []
 
     async def run(self) -> list[int]:
-        time.sleep(0.3)
+        _activation_started.set()
+        _signal_sent.wait(30)  # later activations find it set
         await durable.wait_condition(lambda: len(self.items) >= 1)
         return self.items
 
@@ -273,8 +278,9 @@ def test_an_idle_worker_that_loses_a_task_it_ran_before_claiming_runs_it_again_a
     with worker_thread(data_dir, workflows=[SlowStart]) as worker:
         client = durable.Client(data_dir)
         handle = client.start(SlowStart, id="slow")
-        time.sleep(0.1)  # its first activation runs now, unclaimed
+        assert _activation_started.wait(30)  # its first activation runs now, unclaimed
         handle.signal("add", 5)
+        _signal_sent.set()
         assert handle.result(timeout=30) == [5]
     # read once the worker stopped (its counters are kept after the commit the client saw)
     assert worker.stats["unclaimed"] >= 2 and worker.stats["unclaimed_lost"] >= 1
