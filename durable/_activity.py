@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from contextvars import ContextVar
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import DurableError
@@ -37,14 +38,27 @@ class ActivityInfo:
 
 
 class ActivityContext:
-    """The worker's side of one running attempt (not part of the public API)."""
+    """The worker's side of one running attempt (not part of the public API).
 
-    def __init__(self, info: ActivityInfo) -> None:
-        self.info = info
+    Its `info` is made when first asked for (most activities never ask): `make_info` builds it.
+    """
+
+    __slots__ = ("_info", "_make_info", "details", "details_dirty", "cancel_requested", "lost")
+
+    def __init__(self, make_info: Callable[[], ActivityInfo]) -> None:
+        self._info: ActivityInfo | None = None
+        self._make_info = make_info
         self.details: Any = None
         self.details_dirty = False
         self.cancel_requested = False
         self.lost = False
+
+    @property
+    def info(self) -> ActivityInfo:
+        """Facts about this attempt."""
+        if self._info is None:
+            self._info = self._make_info()
+        return self._info
 
     def run_sync(self, fn: Any, args: list[Any]) -> Any:
         """Run a sync activity in this (worker) thread with the context bound."""

@@ -443,19 +443,21 @@ class Worker:
     # --- activities --------------------------------------------------------------------------
 
     def _activity_context(self, item: dict[str, Any]) -> _activity.ActivityContext:
+        return _activity.ActivityContext(lambda: self._activity_info(item))
+
+    def _activity_info(self, item: dict[str, Any]) -> _activity.ActivityInfo:
         details = None
         if item.get("hb") is not None:
             try:
                 details = self.store.converter.from_payload(item["hb"], "heartbeat details")
             except DurableError:
                 details = None
-        info = _activity.ActivityInfo(
+        return _activity.ActivityInfo(
             activity=item["name"], workflow_id=item["wid"], workflow_type=item["wtype"], seq=item["seq"],
             attempt=item["attempt"], idempotency_key=f"{item['wid']}/{item['num']:x}/{item['seq']}",
             heartbeat_details=details, queue=item["queue"],
             started_at=_dt.datetime.fromtimestamp(item["start"] / 1e9, tz=_dt.timezone.utc),
         )
-        return _activity.ActivityContext(info)
 
     async def _run_activity(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> None:
         num, seq, token = item["num"], item["seq"], item["token"]
@@ -526,17 +528,20 @@ class Worker:
             return None
         result = _Result(item, seq, token, payload)
         self._continuing.setdefault(num, []).append(result)
-        if not joining:
-            assert self._work is not None
-            self._work.start_soon(self._continue_run, num, item["queue"])
-        await result.done.wait()
+        if joining:
+            await result.done.wait()
+        else:  # this task runs the rounds, its own result's first
+            await self._continue_run(num, item["queue"])
         if result.error is not None:
             raise result.error
         return result.accepted
 
     async def _continue_run(self, num: int, queue: str) -> None:
-        """Record the results queued for run `num` with the workflow tasks they make, round by round."""
+        """Record the results queued for run `num` with the workflow tasks they make, round by round
+        (in the task of the first result; the others wait for theirs)."""
         try:
+            # first let the other activities that finish now join the first round
+            await trio.lowlevel.cancel_shielded_checkpoint()
             while self._continuing[num] and not self._stopping:
                 batch, self._continuing[num] = self._continuing[num], []
                 now = self.store.clock.now_ns()
