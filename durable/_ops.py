@@ -69,14 +69,14 @@ def _task_prefix(kind: bytes, queue: str) -> bytes:
 def _enqueue(t: Txn, kind: bytes, queue: str, visible: int, ref: bytes) -> bytes:
     key = _task_prefix(kind, queue) + u64x2(visible, _counter(t, b"taskseq"))
     t.put("tasks", key, ref)
-    t.wake = True
+    t.ready(visible)
     return key
 
 
 def _set_due(t: Txn, when: int, ref: bytes) -> bytes:
     key = u64(max(when, 0)) + ref
     t.put("due", key, b"")
-    t.wake = True
+    t.ready(when)
     return key
 
 
@@ -553,7 +553,9 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
     rec = _fenced_wft(t, num, token)
     if rec is None:
         return "lost"
-    t.wake = True  # queries wait for the workflow's task to end
+    t.wake = True  # a waiting client may look again
+    if t.first("tasks", _task_prefix(b"q", rec["queue"])) is not None:
+        t.ready(t.now)  # queries wait for the workflow's task to end: a worker may claim them now
     return _record_commands(t, rec, commands, eager)
 
 

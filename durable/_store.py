@@ -71,7 +71,7 @@ class Clock:
 class Txn:
     """A write (or read) transaction as the domain operations see it."""
 
-    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "store")
+    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "ready_at", "store")
 
     def __init__(self, store: Store, txn: lmdb.Transaction, now: int) -> None:
         self.store = store
@@ -82,6 +82,15 @@ class Txn:
         self.wake = False
         #: set when an attempt some worker runs was asked to cancel or lost its lease or workflow
         self.wake_acts = False
+        #: the earliest time (ns) at which something this transaction queued or scheduled (a
+        #: task, a timer, a deadline) wants a worker's attention, or None (see `ready`)
+        self.ready_at: int | None = None
+
+    def ready(self, when: int) -> None:
+        """Note that at time `when` a worker should look at the store again (and wake others)."""
+        self.wake = True
+        if self.ready_at is None or when < self.ready_at:
+            self.ready_at = when
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """The value under `key`, or None."""
@@ -304,17 +313,23 @@ class Store:
                 self._gc_leading = False
                 return
 
-    def write_batch(self, ops: list[Callable[[Txn], Any]]) -> list[Any]:
+    def write_batch(self, ops: list[Callable[[Txn], Any]], *, quiet: str | None = None,
+                    woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
         """Run `ops` in one write transaction, each in a nested one; commit once.
 
         Returns one entry per op: its result, or the exception it raised (that op's writes are
         undone; the others stand). LMDB errors abort the whole batch: a full map is grown and
         the batch retried; a full disk raises `StoreFullError` and nothing is written.
+
+        After the commit every listener of the data directory is woken if an op asked for it,
+        except `quiet` (the caller's own listener): the caller learns through `woke` instead,
+        where (the earliest `Txn.ready_at` of the ops, whether attempts some worker runs
+        changed) is appended when the batch woke the others.
         """
         while True:
             try:
                 with self._write_lock:
-                    results, wake, wake_acts = self._run_batch(ops)
+                    results, wake, wake_acts, ready_at = self._run_batch(ops)
                 break
             except lmdb.MapFullError:
                 self._grow_map()
@@ -339,12 +354,15 @@ class Store:
                     raise StoreFullError(f"the disk holding {self.path} is full: nothing was written") from None
                 raise
         if wake:
-            self.notifier.notify(_wake.RUNNING_ACTIVITIES if wake_acts else _wake.ANY)
+            self.notifier.notify(_wake.RUNNING_ACTIVITIES if wake_acts else _wake.ANY, skip=quiet)
+            if woke is not None:
+                woke.append((ready_at, wake_acts))
         return results
 
-    def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool, bool]:
+    def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool, bool, int | None]:
         results: list[Any] = []
         wake = wake_acts = False
+        ready_at: int | None = None
         txn = self.env.begin(write=True)
         try:
             now = self.clock.now_ns()
@@ -366,6 +384,8 @@ class Store:
                 child.commit()
                 wake = wake or t.wake
                 wake_acts = wake_acts or t.wake_acts
+                if t.ready_at is not None and (ready_at is None or t.ready_at < ready_at):
+                    ready_at = t.ready_at
             if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
                 _crashpoint.hit("batch-before-commit")
             txn.commit()
@@ -373,7 +393,7 @@ class Store:
         except BaseException:
             txn.abort()
             raise
-        return results, wake, wake_acts
+        return results, wake, wake_acts, ready_at
 
     def _short_write_on_full_disk(self, exc: lmdb.Error) -> bool:
         """LMDB reports a write cut short (the disk filled up in the middle of it) as EIO, not

@@ -41,10 +41,13 @@ class Notifier:
             self._mtime = mtime
             self._targets = [os.path.join(self.directory, n) for n in os.listdir(self.directory)]
 
-    def notify(self, what: bytes = ANY) -> None:
-        """Wake every listener (including this process's own, which wait on other tasks' work)."""
+    def notify(self, what: bytes = ANY, skip: str | None = None) -> None:
+        """Wake every listener (including this process's own, which wait on other tasks' work)
+        but `skip` (the path of a listener whose owner learns of it otherwise)."""
         self._refresh()
         for target in self._targets:
+            if target == skip:
+                continue
             try:
                 self._sock.sendto(what, target)
             except (BlockingIOError, InterruptedError):

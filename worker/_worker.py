@@ -101,6 +101,7 @@ class Worker:
         self._engine = trio.CapacityLimiter(1)
         self._threads = trio.CapacityLimiter(max_concurrent_activities)
         self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._quiet: str | None = None  # our listener: our own commits wake us directly (_write_batch)
         self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0, "timer_claims": 0,
                       "unclaimed": 0, "unclaimed_lost": 0}
 
@@ -137,6 +138,7 @@ class Worker:
         self._writer = _BatchThread("durable-writer", self._write_batch, token)
         self._engine_thread = _BatchThread("durable-engine", _run_jobs, token, forward_to=self._writer)
         listener = Listener(os.path.join(self.store.path, "wake"), self.store.notifier)
+        self._quiet = listener.path
         try:
             async with trio.open_nursery() as nursery:
                 await self._write(lambda t: _ops.publish_registry(t, self.queue, self.registry.describe()))
@@ -210,12 +212,33 @@ class Worker:
         return result
 
     def _write_batch(self, ops: list[Callable[[Txn], Any]]) -> list[Any]:
-        """Writer thread: one transaction for all the ops queued meanwhile (group commit)."""
+        """Writer thread: one transaction for all the ops queued meanwhile (group commit).
+
+        Our own commits do not come back through our wake-up socket: the poller and the clock
+        are woken here only if the batch queued or scheduled something due within their
+        fallback wait (most commits only record results and claim what they made, and a wake-up
+        costs two store reads), and the cancellation watcher if running attempts changed."""
+        woke: list[tuple[int | None, bool]] = []
         try:
-            return self.store.write_batch(ops)
+            results = self.store.write_batch(ops, quiet=self._quiet, woke=woke)
         except Exception as exc:  # the whole batch failed (disk full...): tell each waiter
             log.error("store write failed: %s", exc)
             return [exc] * len(ops)
+        if woke:
+            ready_at, acts = woke[0]
+            soon = ready_at is not None and ready_at <= self.store.clock.now_ns() + int(POLL_FALLBACK_SECONDS * _NS)
+            if soon or acts:
+                assert self._trio_token is not None
+                try:
+                    self._trio_token.run_sync_soon(self._wake_local, acts)
+                except trio.RunFinishedError:
+                    pass
+        return results
+
+    def _wake_local(self, acts: bool) -> None:
+        if acts:
+            self._acts_changed.set()
+        self._notify_local()
 
     # --- the engine thread: workflow code, in batches -----------------------------------------
 

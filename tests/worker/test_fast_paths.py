@@ -284,3 +284,68 @@ def test_an_idle_worker_that_loses_a_task_it_ran_before_claiming_runs_it_again_a
         assert handle.result(timeout=30) == [5]
     # read once the worker stopped (its counters are kept after the commit the client saw)
     assert worker.stats["unclaimed"] >= 2 and worker.stats["unclaimed_lost"] >= 1
+
+
+_holding = threading.Event()
+_release = threading.Event()
+
+
+@durable.workflow
+class HeldThenAsked:
+    """Its first activation holds the engine thread until the test lets it go, so that a query
+    asked meanwhile waits for that workflow task to end."""
+
+    def __init__(self) -> None:
+        self.state = "started"
+
+    async def run(self) -> str:
+        _holding.set()
+        _release.wait(30)  # later activations find it set
+        self.state = "ran"
+        await durable.wait_condition(lambda: self.state == "done")
+        return self.state
+
+    @durable.query
+    def status(self) -> str:
+        return self.state
+
+    @durable.signal
+    def finish(self) -> None:
+        self.state = "done"
+
+
+def test_a_worker_wakes_itself_for_a_timer_its_own_commit_set(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker's own commits do not come back through its wake-up socket: its clock must be
+    # told of a timer due within its fallback wait by the writer itself, or it sleeps until the
+    # lease's deadline (60 s here) or the fallback (120 s here).
+    from durable.worker import _worker
+
+    monkeypatch.setattr(_worker, "POLL_FALLBACK_SECONDS", 120.0)
+    with worker_thread(data_dir, workflows=[nap_then_step], activities=[plus], lease=60):
+        client = durable.Client(data_dir)
+        assert client.start(nap_then_step, 1, id="nap").result(timeout=20) == 2
+
+
+def test_a_worker_wakes_itself_for_a_query_that_waited_for_its_own_workflow_task(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A query waits while its workflow's task runs; the commit that ends the task is the
+    # worker's own, so only a local wake-up makes its poller claim the query in time.
+    from durable.worker import _worker
+
+    monkeypatch.setattr(_worker, "POLL_FALLBACK_SECONDS", 120.0)
+    with worker_thread(data_dir, workflows=[HeldThenAsked], lease=60):
+        client = durable.Client(data_dir)
+        handle = client.start(HeldThenAsked, id="held")
+        assert _holding.wait(30)
+        answer: list[Any] = []
+        asker = threading.Thread(target=lambda: answer.append(handle.query("status", timeout=20)))
+        asker.start()
+        deadline = time.monotonic() + 20
+        while not client._store.read(lambda t: t.first("tasks", b"q")) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the query is queued (and waits for the running task)
+        _release.set()
+        asker.join(30)
+        assert answer == ["ran"]
+        handle.signal("finish")
+        assert handle.result(timeout=20) == "done"
