@@ -21,6 +21,7 @@ import datetime as _dt
 import logging
 import math
 import os
+import queue
 import signal as _signal
 import socket
 import threading
@@ -804,16 +805,17 @@ class _BatchThread:
     """A thread that runs the jobs trio tasks queue for it in batches: each batch is every job
     queued while the previous one ran. Results go back to the waiting tasks through the trio
     token, so the thread starts its next batch at once. With `forward_to`, a job whose result is
-    `(True, _Forward)` goes on to that thread: its task wakes once the op there is done."""
+    `(True, _Forward)` goes on to that thread: its task wakes once the op there is done.
+
+    A submitting task waits without a `trio.Event` (rescheduled directly), and cannot be
+    cancelled while its job is in a thread: it is woken once the job is done."""
 
     def __init__(self, name: str, run_batch: Callable[[list[Any]], list[Any]], token: trio.lowlevel.TrioToken,
                  forward_to: _BatchThread | None = None) -> None:
         self._run_batch = run_batch
         self._token = token
         self._forward_to = forward_to
-        self._cond = threading.Condition()
-        self._queue: list[tuple[Any, list[Any], trio.Event]] = []
-        self._stopping = False
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -825,41 +827,41 @@ class _BatchThread:
         """Queue `job`; return what the batch functions made of it, of this thread first and then
         of the thread it was forwarded to, if it was."""
         box: list[Any] = []
-        done = trio.Event()
-        self._put(job, box, done)
-        await done.wait()
+        self._queue.put((job, box, trio.lowlevel.current_task()))
+        # no checkpoint in between: _deliver runs on this thread, so it cannot come first
+        await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
         return box
 
-    def _put(self, job: Any, box: list[Any], done: trio.Event) -> None:
-        with self._cond:
-            self._queue.append((job, box, done))
-            self._cond.notify()
-
     def _loop(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                batch, self._queue = self._queue, []
-            results = self._run_batch([job for job, _, _ in batch])
-            if self._forward_to is not None:
-                batch, results = self._forward(batch, results)
+            batch = [get()]
             try:
-                self._token.run_sync_soon(_deliver, batch, results)
-            except trio.RunFinishedError:
+                while True:
+                    batch.append(get_nowait())
+            except queue.Empty:
+                pass
+            jobs = [entry for entry in batch if entry is not _STOP]
+            if jobs:
+                results = self._run_batch([job for job, _, _ in jobs])
+                kept, kept_results = self._forward(jobs, results) if self._forward_to else (jobs, results)
+                if kept:
+                    try:
+                        self._token.run_sync_soon(_deliver, kept, kept_results)
+                    except trio.RunFinishedError:
+                        return
+            if len(jobs) != len(batch):  # stop() was called: what came before it is done
                 return
 
-    def _forward(self, batch: list[tuple[Any, list[Any], trio.Event]],
-                 results: list[Any]) -> tuple[list[tuple[Any, list[Any], trio.Event]], list[Any]]:
+    def _forward(self, batch: list[tuple[Any, list[Any], Any]],
+                 results: list[Any]) -> tuple[list[tuple[Any, list[Any], Any]], list[Any]]:
         assert self._forward_to is not None
-        kept: list[tuple[Any, list[Any], trio.Event]] = []
+        kept: list[tuple[Any, list[Any], Any]] = []
         kept_results: list[Any] = []
         for entry, result in zip(batch, results):
             if result[0] and isinstance(result[1], _Forward):
                 entry[1].append(result)
-                self._forward_to._put(result[1].op, entry[1], entry[2])
+                self._forward_to._queue.put((result[1].op, entry[1], entry[2]))
             else:
                 kept.append(entry)
                 kept_results.append(result)
@@ -867,16 +869,22 @@ class _BatchThread:
 
     def stop(self) -> None:
         """Run what is queued, then end the thread (stop a thread before the one it forwards to)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
+        self._queue.put(_STOP)
         self._thread.join()
 
 
-def _deliver(batch: list[tuple[Any, list[Any], trio.Event]], results: list[Any]) -> None:
-    for (_, box, done), result in zip(batch, results):
+_STOP = object()  # what stop() queues
+
+
+def _cannot_abort(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
+def _deliver(batch: list[tuple[Any, list[Any], Any]], results: list[Any]) -> None:
+    reschedule = trio.lowlevel.reschedule
+    for (_, box, task), result in zip(batch, results):
         box.append(result)
-        done.set()
+        reschedule(task)
 
 
 class _Forward:
