@@ -2,7 +2,7 @@
 
     python -m bench.compare [--peers temporal,dbos,restate] [--n 200] [--n-timer 50] [--concurrency 50]
                             [--peers-dir DIR] [--scripts DIR] [--out FILE] [--timeout S] [--install]
-                            [--no-durable]
+                            [--no-durable] [--rounds K]
     python -m bench.compare --from FILE        only print the table of a saved run
 
 Runs ``python -m bench --only workloads`` (durable), then each installed peer one after the other
@@ -20,8 +20,10 @@ durable is faster), and the median latency (p50) with the ratio peer ÷ durable 
 answers sooner). For the timer, whose throughput is set by its one-second sleep, the latency
 compared is the overhead above that second (p50 − 1000 ms). "best peer" is the best of the peers
 on each row. Records of other kinds (Temporal's server start, cold start and replay) stay in the
-results file but not in the table. Where a system printed a workload more than once, the record
-with the most workflows in flight is used.
+results file but not in the table. Where a system printed a workload more than once, the records
+with the most workflows in flight are used: with ``--rounds K`` the whole sequence (durable, then
+each peer) runs K times and each figure is the median of the K (runs on these shared machines
+move by ±30% from one to the next; alternating the systems spreads that over all of them).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import glob
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -208,8 +211,9 @@ def load(path: str | Path) -> list[dict[str, Any]]:
 
 def pick(records: list[dict[str, Any]]) -> tuple[list[str], dict[tuple[str, str], dict[str, Any]]]:
     """The systems in order (durable first) and, per (system, workload), the record to compare:
-    the one with the most workflows in flight (the last of those)."""
-    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    of the records with the most workflows in flight, the last, with its `wf_per_s` and
+    `p50_ms` the medians of them all (and `runs`, how many there were)."""
+    kept: dict[tuple[str, str], list[dict[str, Any]]] = {}
     systems: list[str] = []
     for rec in records:
         system, workload = rec.get("system"), rec.get("workload")
@@ -219,9 +223,14 @@ def pick(records: list[dict[str, Any]]) -> tuple[list[str], dict[tuple[str, str]
             continue
         if system not in systems:
             systems.append(system)
-        old = chosen.get((system, workload))
-        if old is None or rec.get("concurrency", 0) >= old.get("concurrency", 0):
-            chosen[(system, workload)] = rec
+        old = kept.get((system, workload))
+        if old is None or rec.get("concurrency", 0) > old[0].get("concurrency", 0):
+            kept[(system, workload)] = [rec]
+        elif rec.get("concurrency", 0) == old[0].get("concurrency", 0):
+            old.append(rec)
+    chosen = {key: dict(recs[-1], runs=len(recs), wf_per_s=statistics.median(r["wf_per_s"] for r in recs),
+                        p50_ms=statistics.median(r["p50_ms"] for r in recs))
+              for key, recs in kept.items()}
     systems.sort(key=lambda s: s != "durable")
     return systems, chosen
 
@@ -286,6 +295,9 @@ def table(records: list[dict[str, Any]]) -> str:
         row.append("-" if best is None else f"{best} {_fmt(vals[best])}{_ratio(vals[best], d)}")
         rows.append(row)
     out += _grid(["workload", "durable", *peers, "best peer"], rows)
+    runs = sorted({rec["runs"] for rec in chosen.values()})
+    if runs != [1]:
+        out += ["", "each figure is the median of " + "/".join(map(str, runs)) + " runs"]
     notes = []
     for (system, w), rec in chosen.items():
         base = chosen.get(("durable", w))
@@ -304,7 +316,7 @@ def status_lines(records: list[dict[str, Any]]) -> list[str]:
     for rec in records:
         if rec.get("compare") != "run":
             continue
-        line = f"{rec.get('system')}: {rec.get('status')}"
+        line = f"{rec.get('system')}" + (f" (round {rec['round']})" if "round" in rec else "") + f": {rec.get('status')}"
         if rec.get("status") == "ok":
             line += f" in {rec.get('seconds')} s ({rec.get('records')} records)"
         if rec.get("reason"):
@@ -366,9 +378,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--install", action="store_true",
                         help="run the scripts of peers that are not installed too (they install them first)")
     parser.add_argument("--no-durable", action="store_true", help="do not run durable's own benchmark")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the whole sequence this many times; each figure is the median [1]")
     args = parser.parse_args(argv)
     args.systems = _peer_systems(args.peers, parser)
-    for name in ("n", "n_timer", "concurrency"):
+    for name in ("n", "n_timer", "concurrency", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.timeout <= 0:
@@ -404,41 +418,45 @@ def main(argv: list[str] | None = None) -> int:
             results.flush()
 
         note({"compare": "config", "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-              "n": args.n, "n_timer": args.n_timer, "concurrency": args.concurrency,
+              "n": args.n, "n_timer": args.n_timer, "concurrency": args.concurrency, "rounds": args.rounds,
               "peers_dir": str(peers_dir), "scripts": str(args.scripts), "systems": args.systems})
-        if not args.no_durable:
-            say(f"durable: running (n={args.n}, n_timer={args.n_timer}, concurrency={args.concurrency})")
-            cmd = [sys.executable, "-m", "bench", "--only", "workloads", "--n", str(args.n),
-                   "--n-timer", str(args.n_timer), "--concurrency", str(args.concurrency)]
-            status = run_system("durable", cmd, bench_env(), ROOT, args.timeout, results,
-                                _log_path(out, "durable"))
-            note(status)
-            failed |= status["status"] != "ok"
-            say(status_lines([status])[0])
-        for system in args.systems:
-            peer = PEERS[system]
-            script = args.scripts / peer.script
-            hint = peer.install_hint(args.scripts, peers_dir)
-            lack = missing(system, peers_dir)
-            if lack is not None and not args.install:
-                status = {"compare": "run", "system": system, "status": "skipped",
-                          "reason": f"not installed in {peers_dir} ({lack})", "install": hint}
-            elif not script.is_file():
-                status = {"compare": "run", "system": system, "status": "failed",
-                          "reason": f"no script {script} (see --scripts)"}
-            elif system == "dbos-postgres" and hasattr(os, "geteuid") and os.geteuid() != 0:
-                status = {"compare": "run", "system": system, "status": "skipped",
-                          "reason": "needs root (its script runs PostgreSQL as user postgres with setpriv)"}
-            else:
-                say(f"{system}: running {script}" + (" (installing first)" if lack else ""))
-                env = dict(os.environ, PEERS_DIR=str(peers_dir), **peer.env,
-                           **{k: str(v) for k, v in sizes.items()})
-                peers_dir.mkdir(parents=True, exist_ok=True)
-                status = run_system(system, ["bash", str(script)], env, args.scripts, args.timeout, results,
-                                    _log_path(out, system))
-            note(status)
-            failed |= status["status"] == "failed"
-            say(status_lines([status])[0])
+        for rnd in range(1, args.rounds + 1):
+            tag = f"-{rnd}" if args.rounds > 1 else ""
+            if args.rounds > 1:
+                say(f"round {rnd} of {args.rounds}")
+            if not args.no_durable:
+                say(f"durable: running (n={args.n}, n_timer={args.n_timer}, concurrency={args.concurrency})")
+                cmd = [sys.executable, "-m", "bench", "--only", "workloads", "--n", str(args.n),
+                       "--n-timer", str(args.n_timer), "--concurrency", str(args.concurrency)]
+                status = run_system("durable", cmd, bench_env(), ROOT, args.timeout, results,
+                                    _log_path(out, "durable" + tag))
+                note(dict(status, round=rnd) if args.rounds > 1 else status)
+                failed |= status["status"] != "ok"
+                say(status_lines([status])[0])
+            for system in args.systems:
+                peer = PEERS[system]
+                script = args.scripts / peer.script
+                hint = peer.install_hint(args.scripts, peers_dir)
+                lack = missing(system, peers_dir)
+                if lack is not None and not args.install:
+                    status = {"compare": "run", "system": system, "status": "skipped",
+                              "reason": f"not installed in {peers_dir} ({lack})", "install": hint}
+                elif not script.is_file():
+                    status = {"compare": "run", "system": system, "status": "failed",
+                              "reason": f"no script {script} (see --scripts)"}
+                elif system == "dbos-postgres" and hasattr(os, "geteuid") and os.geteuid() != 0:
+                    status = {"compare": "run", "system": system, "status": "skipped",
+                              "reason": "needs root (its script runs PostgreSQL as user postgres with setpriv)"}
+                else:
+                    say(f"{system}: running {script}" + (" (installing first)" if lack else ""))
+                    env = dict(os.environ, PEERS_DIR=str(peers_dir), **peer.env,
+                               **{k: str(v) for k, v in sizes.items()})
+                    peers_dir.mkdir(parents=True, exist_ok=True)
+                    status = run_system(system, ["bash", str(script)], env, args.scripts, args.timeout, results,
+                                        _log_path(out, system + tag))
+                note(dict(status, round=rnd) if args.rounds > 1 else status)
+                failed |= status["status"] == "failed"
+                say(status_lines([status])[0])
     say(f"results: {out}")
     print(report(load(out)))
     return 1 if failed else 0

@@ -7,9 +7,9 @@ through a context variable, so concurrent activities never see each other's (F04
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any
 
 from ._errors import DurableError

@@ -21,12 +21,12 @@ import datetime as _dt
 import logging
 import math
 import os
-import queue
 import signal as _signal
 import socket
 import threading
 import uuid
 from collections import OrderedDict
+from queue import Empty, SimpleQueue
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -815,7 +815,7 @@ class _BatchThread:
         self._run_batch = run_batch
         self._token = token
         self._forward_to = forward_to
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: SimpleQueue[Any] = SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -839,7 +839,7 @@ class _BatchThread:
             try:
                 while True:
                     batch.append(get_nowait())
-            except queue.Empty:
+            except Empty:
                 pass
             jobs = [entry for entry in batch if entry is not _STOP]
             if jobs:

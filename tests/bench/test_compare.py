@@ -147,3 +147,41 @@ def test_a_run_collects_every_line_and_stops_a_peer_past_its_time(tmp_path: Path
     assert f"n=3 timer=1 c=2 dir={peers}" in log and "stdout: not json" in log
     assert "restate: failed: timed out after 3 s (stopped)" in proc.stdout
     assert cells(proc.stdout, "three_steps", 0) == ["-", "10.0", "5.0", "temporal 10.0"]  # no durable: no ratios
+
+
+def test_with_several_rounds_each_figure_is_the_median_of_the_runs(tmp_path: Path) -> None:
+    records = [
+        rec("durable", "three_steps", 100.0, 50.0), rec("restate", "three_steps", 40.0, 90.0),
+        rec("durable", "three_steps", 300.0, 10.0), rec("restate", "three_steps", 10.0, 70.0),
+        rec("durable", "three_steps", 200.0, 30.0), rec("restate", "three_steps", 20.0, 80.0),
+        rec("durable", "three_steps", 900.0, 1.0, n=50, concurrency=1),  # one at a time: not compared
+        {"compare": "run", "system": "restate", "status": "ok", "seconds": 1.0, "records": 4, "round": 2},
+    ]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    proc = run_compare("--from", str(path))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert cells(out, "three_steps", 0) == ["200.0", "20.0 (10.00x)", "restate 20.0 (10.00x)"]
+    assert cells(out, "three_steps", 1) == ["30.0", "80.0 (2.67x)", "restate 80.0 (2.67x)"]
+    assert "each figure is the median of 3 runs" in out
+    assert "restate (round 2): ok in 1.0 s (4 records)" in out
+
+
+def test_rounds_must_be_at_least_one() -> None:
+    proc = run_compare("--rounds", "0")
+    assert proc.returncode == 2 and "--rounds must be at least 1" in proc.stderr
+
+
+def test_rounds_run_the_whole_sequence_again_with_a_log_each(tmp_path: Path) -> None:
+    peers, scripts = stand_ins(tmp_path)
+    out = tmp_path / "results.jsonl"
+    proc = run_compare("--no-durable", "--peers", "temporal", "--peers-dir", str(peers), "--scripts",
+                       str(scripts), "--out", str(out), "--n", "3", "--rounds", "2")
+    assert proc.returncode == 0, proc.stderr
+    records = compare.load(out)
+    runs = [r for r in records if r.get("compare") == "run"]
+    assert [(r["system"], r["round"], r["status"]) for r in runs] == [("temporal", 1, "ok"), ("temporal", 2, "ok")]
+    assert len({r["log"] for r in runs}) == 2
+    assert [r.get("workload") for r in records if "compare" not in r].count("three_steps") == 2
+    assert "each figure is the median of 2 runs" in proc.stdout
