@@ -5,8 +5,10 @@
 
 The peers' four workloads run on one worker process on a fresh store (synced commits); the client
 runs here, with one thread per workflow in flight. Prints one JSON line per workload in the
-peers' format (system, workload, n, concurrency, wall_s, wf_per_s, p50_ms, p95_ms, p99_ms), then
-one line per workload for one workflow at a time (`concurrency: 1`). Then one line per further
+peers' format (system, workload, n, concurrency, wall_s, wf_per_s, p50_ms, p95_ms, p99_ms), plus
+the CPU time per workflow of the worker process and of the client (worker_cpu_ms_per_wf,
+client_cpu_ms_per_wf, from /proc: steadier than wf/s on a shared machine), then one line per
+workload for one workflow at a time (`concurrency: 1`). Then one line per further
 measurement, each with ``"system": "durable"`` and its ``"workload"``: ``replay``
 (bench/replay.py), ``group_commit`` (one line per batch size and one for concurrent threads,
 bench/group_commit.py), ``cold_start`` (bench/cold.py) and ``memory`` (bench/memory.py).
@@ -27,7 +29,7 @@ import durable
 from durable._limits import MAX_HISTORY_EVENTS
 
 from . import cold, group_commit, memory, replay
-from ._util import ROOT, pct, start_worker, stop_worker
+from ._util import ROOT, pct, proc_cpu_s, start_worker, stop_worker
 
 __all__ = ["MEASUREMENTS", "ROOT", "WORKLOADS", "main", "one", "pct", "run_workload"]
 
@@ -55,8 +57,11 @@ def one(client: durable.Client, workload: str, i: int, tag: str) -> float:
     return time.perf_counter() - t0
 
 
-def run_workload(client: durable.Client, workload: str, n: int, concurrency: int, tag: str) -> dict[str, object]:
-    """Run `n` workflows with `concurrency` in flight; return the peers' JSON record."""
+def run_workload(client: durable.Client, workload: str, n: int, concurrency: int, tag: str,
+                 worker_pid: int | None = None) -> dict[str, object]:
+    """Run `n` workflows with `concurrency` in flight; return the peers' JSON record. With
+    `worker_pid`, also the CPU time per workflow of that worker process and of this one (the
+    client): a steadier figure to tune against than the throughput on a shared machine."""
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(n))
@@ -76,6 +81,7 @@ def run_workload(client: durable.Client, workload: str, n: int, concurrency: int
             errors.append(exc)
 
     threads = [threading.Thread(target=loop) for _ in range(min(concurrency, n))]
+    cpu0 = None if worker_pid is None else (proc_cpu_s(worker_pid), _own_cpu_s())
     t0 = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -85,12 +91,21 @@ def run_workload(client: durable.Client, workload: str, n: int, concurrency: int
     if errors:
         raise errors[0]
     s = sorted(latencies)
-    return {
+    record: dict[str, object] = {
         "system": "durable", "workload": workload, "n": n, "concurrency": concurrency,
         "wall_s": round(wall, 3), "wf_per_s": round(n / wall, 2),
         "p50_ms": round(pct(s, 0.5) * 1000, 2), "p95_ms": round(pct(s, 0.95) * 1000, 2),
         "p99_ms": round(pct(s, 0.99) * 1000, 2),
     }
+    if cpu0 is not None and worker_pid is not None:
+        record["worker_cpu_ms_per_wf"] = round((proc_cpu_s(worker_pid) - cpu0[0]) * 1000 / n, 3)
+        record["client_cpu_ms_per_wf"] = round((_own_cpu_s() - cpu0[1]) * 1000 / n, 3)
+    return record
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str, parser: argparse.ArgumentParser) -> list[str]:
@@ -183,11 +198,11 @@ def run_with_worker(args: argparse.Namespace, data: str) -> None:
         if "workloads" in args.measurements:
             for w in args.workloads:
                 n = args.n_timer if w == "timer" else args.n
-                emit(run_workload(client, w, n, args.concurrency, "c"))
+                emit(run_workload(client, w, n, args.concurrency, "c", worker.pid))
         if "sequential" in args.measurements:
             for w in args.workloads:
                 n = min(args.sequential, 10) if w == "timer" else args.sequential
-                emit(run_workload(client, w, n, 1, "s"))
+                emit(run_workload(client, w, n, 1, "s", worker.pid))
         if "replay" in args.measurements:
             emit(replay.measure(client, events=args.replay_events, width=args.replay_width,
                                 repeats=args.replay_repeats))

@@ -14,6 +14,7 @@ from bench._util import bench_env
 from tests.conftest import ROOT
 
 PEER_KEYS = {"system", "workload", "n", "concurrency", "wall_s", "wf_per_s", "p50_ms", "p95_ms", "p99_ms"}
+CPU_KEYS = {"worker_cpu_ms_per_wf", "client_cpu_ms_per_wf"}
 TINY = [
     "--n", "4", "--n-timer", "2", "--concurrency", "2", "--sequential", "1", "--warmup", "1",
     "--replay-events", "100", "--replay-width", "10", "--replay-repeats", "2",
@@ -54,8 +55,11 @@ def test_every_line_is_durable_and_in_order(records: list[dict[str, object]]) ->
 def test_the_peers_workloads_in_the_peers_format(records: list[dict[str, object]]) -> None:
     concurrent, sequential = records[:4], records[4:8]
     for rec in concurrent + sequential:
-        assert set(rec) == PEER_KEYS
+        assert set(rec) == PEER_KEYS | CPU_KEYS
         positive(rec, "wall_s", "wf_per_s", "p50_ms", "p95_ms", "p99_ms")
+        for key in CPU_KEYS:  # CPU clock ticks are 10 ms: a tiny run may show none
+            value = rec[key]
+            assert isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, (key, rec)
         assert rec["p50_ms"] <= rec["p95_ms"] <= rec["p99_ms"]  # type: ignore[operator]
     assert [(r["n"], r["concurrency"]) for r in concurrent] == [(4, 2), (4, 2), (4, 2), (2, 2)]
     assert [(r["n"], r["concurrency"]) for r in sequential] == [(1, 1)] * 4
