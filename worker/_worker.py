@@ -24,6 +24,7 @@ import os
 import signal as _signal
 import socket
 import threading
+import types
 import uuid
 from collections import OrderedDict
 from queue import Empty, SimpleQueue
@@ -104,7 +105,7 @@ class Worker:
         self._trio_token: trio.lowlevel.TrioToken | None = None
         self._quiet: str | None = None  # our listener: our own commits wake us directly (_write_batch)
         self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0, "timer_claims": 0,
-                      "unclaimed": 0, "unclaimed_lost": 0}
+                      "unclaimed": 0, "unclaimed_lost": 0, "inline": 0}
 
     # --- running -----------------------------------------------------------------------------
 
@@ -328,6 +329,36 @@ class Worker:
         else:
             work.start_soon(self._run_query, item)
 
+    def _dispatch_eager(self, items: list[dict[str, Any]]) -> None:
+        """Start the attempts a workflow task's transaction claimed. Two or more async ones run
+        in one task (`_run_inline`) instead of a task and a cancel scope each."""
+        batch = [item for item in items if self._inlinable(item)]
+        if len(batch) < 2:
+            batch = []
+        inline = {id(item) for item in batch}
+        for item in items:
+            if id(item) not in inline:
+                self._dispatch(item)
+        if not batch:
+            return
+        entries: list[tuple[dict[str, Any], _activity.ActivityContext, _Handle]] = []
+        for item in batch:
+            ctx, handle = self._activity_context(item), _Handle()
+            self._running_acts[(item["num"], item["seq"])] = (item, ctx, handle)
+            if item["opts"].get("hb"):
+                self._heartbeat_wakeup.set()
+            entries.append((item, ctx, handle))
+        assert self._work is not None
+        self._work.start_soon(self._run_inline, entries, [])
+
+    def _inlinable(self, item: dict[str, Any]) -> bool:
+        if item["kind"] != "act":
+            return False
+        try:
+            return self.registry.activity(item["name"]).is_async
+        except NotRegistered:
+            return False
+
     # --- workflow tasks ----------------------------------------------------------------------
 
     async def _run_wft(self, item: dict[str, Any]) -> None:
@@ -357,8 +388,7 @@ class Worker:
             else:  # finished, lease lost, or signals arrived as it closed: replay next time
                 await self._in_engine(self._evict, num)
             self._running_wfts.pop(num, None)
-            for claimed in eager:
-                self._dispatch(claimed)
+            self._dispatch_eager(eager)
             self.stats["wft"] += 1
         except Exception as exc:  # noqa: BLE001 - one task's trouble must not stop the worker
             log.error("workflow task of %r: %s", item["id"], exc)
@@ -484,24 +514,170 @@ class Worker:
         )
 
     async def _run_activity(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> None:
-        num, seq, token = item["num"], item["seq"], item["token"]
         try:
-            await self._run_attempt(item, ctx, scope, num, seq, token)
+            report = await self._attempt(item, ctx, scope)
+            if report is not None and report[0] == "ok":
+                if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
+                    _crashpoint.hit("activity-after-effect")
+                continued = await self._complete_and_continue(item, item["num"], item["seq"], item["token"], report[1])
+                if continued is not None:
+                    self.stats["act"] += 1
+                    return
+            await self._record_report(item, report)
         except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
-            log.error("recording activity %r (seq %d) failed: %s", item["name"], seq, exc)
+            log.error("recording activity %r (seq %d) failed: %s", item["name"], item["seq"], exc)
         finally:
-            # a retry of this step may run here now (this attempt timed out): leave its entry
-            if self._running_acts.get((num, seq), (None,))[0] is item:
-                del self._running_acts[(num, seq)]
-                if self._room_wanted:  # the poller waits for a free slot: this is one
-                    self._room_wanted = False
-                    self._notify_local()
-            if self._stopping:
-                self._notify_local()
+            self._activity_ended(item)
 
-    async def _run_attempt(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope,
-                           num: int, seq: int, token: int) -> None:
-        report = await self._attempt(item, ctx, scope)
+    def _activity_ended(self, item: dict[str, Any]) -> None:
+        key = (item["num"], item["seq"])
+        # a retry of this step may run here now (this attempt timed out): leave its entry
+        if self._running_acts.get(key, (None,))[0] is item:
+            del self._running_acts[key]
+            if self._room_wanted:  # the poller waits for a free slot: this is one
+                self._room_wanted = False
+                self._notify_local()
+        if self._stopping:
+            self._notify_local()
+
+    async def _run_inline(self, entries: list[tuple[dict[str, Any], _activity.ActivityContext, _Handle]],
+                          reports: list[tuple[dict[str, Any], tuple[Any, ...] | None]]) -> None:
+        """Run async attempts one after another in this task, inside one cancel scope, stepping
+        each coroutine by hand: one that finishes without waiting for anything (most do) needs
+        no task or scope of its own. The first that waits makes this task its own (the scope
+        becomes its scope; its deadline is set), and the attempts after it go on in a new task
+        with the reports so far, to be recorded there. Then record the reports: results that
+        can continue their run join one round (one transaction for all)."""
+        owned: tuple[dict[str, Any], _activity.ActivityContext] | None = None
+        report: tuple[Any, ...] | None = None
+        try:
+            with trio.CancelScope() as scope:
+                for i, (item, ctx, handle) in enumerate(entries):
+                    self.stats["inline"] += 1
+                    step = self._first_step(item, ctx)
+                    if not isinstance(step, _Pending):
+                        reports.append((item, step))
+                        continue
+                    handle.scope = scope  # it waits: cancelling it cancels this task's scope
+                    if handle.cancel_called:
+                        scope.cancel()
+                    s2c = item["opts"].get("s2c")
+                    if s2c is not None:
+                        scope.deadline = trio.current_time() + max(
+                            0.0, s2c - (self.store.clock.now_ns() - item["start"]) / _NS)
+                    if i + 1 < len(entries) or reports:
+                        assert self._work is not None
+                        self._work.start_soon(self._run_inline, entries[i + 1:], reports)
+                        reports = []
+                    owned = (item, ctx)
+                    report = await self._finish_step(item, ctx, step)
+                    break
+            if owned is not None:
+                if scope.cancelled_caught:
+                    report = self._cancelled_report(owned[0], owned[1])
+                reports.append((owned[0], report))
+        finally:
+            await self._record_reports(reports)
+
+    def _first_step(self, item: dict[str, Any], ctx: _activity.ActivityContext) -> tuple[Any, ...] | _Pending | None:
+        """Start an async attempt: its report if it finished (or could not start), else what
+        `_finish_step` needs to run the rest of it."""
+        if ctx.lost:
+            return None
+        if ctx.cancel_requested:
+            return _CANCELLED
+        act = self.registry.activity(item["name"])
+        try:
+            args = self.store.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+        except DurableError as exc:
+            return ("err", error_to_record(exc), True, False)
+        token = _activity.set_current(ctx)
+        try:
+            coro = act.fn(*args)
+            trap = coro.send(None)
+        except StopIteration as stop:
+            _activity._current.reset(token)
+            return self._ok_report(item, stop.value)
+        except (Exception, _activity.ActivityCancelled) as exc:  # noqa: BLE001 - the attempt's failure, reported
+            _activity._current.reset(token)
+            return self._error_report(ctx, exc)
+        except BaseException:
+            _activity._current.reset(token)
+            raise
+        return _Pending(coro, trap, token)
+
+    async def _finish_step(self, item: dict[str, Any], ctx: _activity.ActivityContext, step: _Pending) -> tuple[Any, ...] | None:
+        try:
+            result = await _drive(step.coro, step.trap)
+        except (Exception, _activity.ActivityCancelled) as exc:  # noqa: BLE001 - the attempt's failure, reported
+            return self._error_report(ctx, exc)
+        finally:
+            _activity._current.reset(step.token)
+        return self._ok_report(item, result)
+
+    def _ok_report(self, item: dict[str, Any], result: Any) -> tuple[Any, ...]:
+        try:
+            payload = self.store.converter.to_payload(result, f"result of activity {item['name']!r}")
+        except PayloadError as exc:  # F08: a result that cannot be stored fails the step, clearly
+            return ("err", {"type": "PayloadError", "msg": str(exc), "nr": True}, False, False)
+        return ("ok", payload)
+
+    @staticmethod
+    def _error_report(ctx: _activity.ActivityContext, exc: BaseException) -> tuple[Any, ...] | None:
+        if isinstance(exc, _activity.ActivityCancelled):
+            return None if ctx.lost else _CANCELLED
+        retryable = not (isinstance(exc, ApplicationError) and exc.non_retryable)
+        return ("err", error_to_record(exc), retryable, False)
+
+    @staticmethod
+    def _cancelled_report(item: dict[str, Any], ctx: _activity.ActivityContext) -> tuple[Any, ...] | None:
+        """The report of an attempt whose scope caught a cancellation: lost, cancelled, or timed out."""
+        if ctx.lost:
+            return None
+        if ctx.cancel_requested:
+            return _CANCELLED
+        s2c = item["opts"].get("s2c")
+        return ("err", {"type": "StartToCloseTimeout",
+                        "msg": f"attempt {item['attempt']} passed its start_to_close timeout of {s2c:g} s"}, True, False)
+
+    async def _record_reports(self, reports: list[tuple[dict[str, Any], tuple[Any, ...] | None]]) -> None:
+        """Record what `_run_inline` ran: the results that can continue their run first, all in
+        its next round; then the others one by one, the usual way."""
+        joined: list[tuple[dict[str, Any], tuple[Any, ...] | None, _Result | None]] = []
+        owners: list[tuple[int, str]] = []
+        for item, report in reports:
+            result = None
+            if report is not None and report[0] == "ok":
+                if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
+                    _crashpoint.hit("activity-after-effect")
+                result, owner = self._join_continue(item, report[1])
+                if owner:
+                    owners.append((item["num"], item["queue"]))
+            joined.append((item, report, result))
+        try:
+            for num, queue in owners:
+                await self._continue_run(num, queue)
+        except Exception as exc:  # noqa: BLE001 - its results take the usual path below
+            log.error("recording results of run %x with its workflow task failed: %s", num, exc)
+        finally:
+            for item, report, result in joined:
+                try:
+                    if result is not None:
+                        await result.done.wait()
+                        if result.error is not None:
+                            raise result.error
+                        if result.accepted is not None:
+                            self.stats["act"] += 1
+                            continue
+                    await self._record_report(item, report)
+                except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
+                    log.error("recording activity %r (seq %d) failed: %s", item["name"], item["seq"], exc)
+                finally:
+                    self._activity_ended(item)
+
+    async def _record_report(self, item: dict[str, Any], report: tuple[Any, ...] | None) -> None:
+        """Record an attempt's report the usual way (not with the workflow task it makes)."""
+        num, seq, token = item["num"], item["seq"], item["token"]
         if report is None:
             if self._stopping:  # stopped by _drain: queued again, the attempt not counted
                 await self._write(lambda t: _ops.release_activity(t, num, seq, token))
@@ -511,12 +687,6 @@ class Worker:
             await self._write(lambda t: _ops.refuse_activity(t, num, seq, token, report[1]))
             return
         if report[0] == "ok":
-            if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
-                _crashpoint.hit("activity-after-effect")
-            continued = await self._complete_and_continue(item, num, seq, token, report[1])
-            if continued is not None:
-                self.stats["act"] += 1
-                return
             # Sticky dispatch: if we hold the workflow's live instance, take the workflow task
             # this result makes in the same transaction (no replay elsewhere, no queue round trip).
             sticky = num in self._cache and not self._stopping
@@ -547,18 +717,27 @@ class Worker:
         the result was accepted. Results of one workflow that come in while such a transaction
         is in flight go together into the next one (a fan-out costs two or three transactions,
         not one each). None if this path does not apply: nothing was written."""
-        joining = num in self._continuing
-        if self._stopping or not joining and self._continuable(num) is None:
+        result, owner = self._join_continue(item, payload)
+        if result is None:
             return None
-        result = _Result(item, seq, token, payload)
-        self._continuing.setdefault(num, []).append(result)
-        if joining:
-            await result.done.wait()
-        else:  # this task runs the rounds, its own result's first
+        if owner:  # this task runs the rounds, its own result's first
             await self._continue_run(num, item["queue"])
+        else:
+            await result.done.wait()
         if result.error is not None:
             raise result.error
         return result.accepted
+
+    def _join_continue(self, item: dict[str, Any], payload: bytes) -> tuple[_Result | None, bool]:
+        """Queue a result for the next round of its run, if it can continue it: (the result, whether
+        the caller must run the rounds, `_continue_run`), or (None, False)."""
+        num = item["num"]
+        joining = num in self._continuing
+        if self._stopping or not joining and self._continuable(num) is None:
+            return None, False
+        result = _Result(item, item["seq"], item["token"], payload)
+        self._continuing.setdefault(num, []).append(result)
+        return result, not joining
 
     async def _continue_run(self, num: int, queue: str) -> None:
         """Record the results queued for run `num` with the workflow tasks they make, round by round
@@ -589,8 +768,7 @@ class Worker:
                     self._cache[num] = rt
                 else:  # finished, or the history differs from what it ran on: replay next time
                     await self._in_engine(rt.close)
-                for claimed in eager:
-                    self._dispatch(claimed)
+                self._dispatch_eager(eager)
                 if status == "ok":
                     self.stats["wft"] += 1
                     self.stats["continued"] += 1
@@ -679,22 +857,11 @@ class Worker:
                         _activity._current.reset(token)
                 else:
                     result = await trio.to_thread.run_sync(ctx.run_sync, act.fn, args, limiter=self._threads)
-        except _activity.ActivityCancelled:
-            return None if ctx.lost else ("err", {"type": "Cancelled", "msg": "cancelled"}, False, True)
-        except Exception as exc:  # noqa: BLE001 - the attempt's failure, reported to the store
-            retryable = not (isinstance(exc, ApplicationError) and exc.non_retryable)
-            return ("err", error_to_record(exc), retryable, False)
+        except (Exception, _activity.ActivityCancelled) as exc:  # noqa: BLE001 - the attempt's failure, reported
+            return self._error_report(ctx, exc)
         if scope.cancelled_caught:
-            if ctx.lost:
-                return None
-            if ctx.cancel_requested:
-                return ("err", {"type": "Cancelled", "msg": "cancelled"}, False, True)
-            return ("err", {"type": "StartToCloseTimeout", "msg": f"attempt {item['attempt']} passed its start_to_close timeout of {s2c:g} s"}, True, False)
-        try:
-            payload = self.store.converter.to_payload(result, f"result of activity {item['name']!r}")
-        except PayloadError as exc:  # F08: a result that cannot be stored fails the step, clearly
-            return ("err", {"type": "PayloadError", "msg": str(exc), "nr": True}, False, False)
-        return ("ok", payload)
+            return self._cancelled_report(item, ctx)
+        return self._ok_report(item, result)
 
     # --- timers and leases -------------------------------------------------------------------
 
@@ -924,3 +1091,51 @@ def _run_jobs(jobs: list[Any]) -> list[Any]:
         except Exception as exc:  # noqa: BLE001 - handed back to the job's own task
             out.append((False, exc))
     return out
+
+
+_CANCELLED = ("err", {"type": "Cancelled", "msg": "cancelled"}, False, True)  # an attempt's report
+
+
+class _Handle:
+    """Stands for the cancel scope of an attempt run by `Worker._run_inline`: until the attempt
+    waits for something it has none (its flags on the context are enough: it has not started,
+    or runs without a checkpoint); then the scope of the task that runs it."""
+
+    __slots__ = ("scope", "cancel_called")
+
+    def __init__(self) -> None:
+        self.scope: trio.CancelScope | None = None
+        self.cancel_called = False
+
+    def cancel(self) -> None:
+        self.cancel_called = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class _Pending:
+    """An async attempt that waits for something after its first step (see `Worker._first_step`)."""
+
+    __slots__ = ("coro", "trap", "token")
+
+    def __init__(self, coro: Any, trap: Any, token: Any) -> None:
+        self.coro, self.trap, self.token = coro, trap, token
+
+
+@types.coroutine
+def _drive(coro: Any, trap: Any) -> Any:
+    """Go on running `coro`, which has yielded `trap` to trio, in the awaiting task (what
+    ``yield from`` does, for a coroutine already started)."""
+    while True:
+        try:
+            value = yield trap
+        except BaseException as exc:  # noqa: BLE001 - thrown in by trio (Cancelled...): pass it on
+            try:
+                trap = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                trap = coro.send(value)
+            except StopIteration as stop:
+                return stop.value

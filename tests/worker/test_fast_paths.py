@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import pytest
+import trio
 
 import durable
 from durable import _ops
@@ -349,3 +350,97 @@ def test_a_worker_wakes_itself_for_a_query_that_waited_for_its_own_workflow_task
         assert answer == ["ran"]
         handle.signal("finish")
         assert handle.result(timeout=20) == "done"
+
+
+# --- attempts of one eager batch run in one task (Worker._run_inline) ---------------------------
+
+
+@durable.activity
+async def nap_plus(x: int) -> int:
+    await trio.sleep(0.01 * (x % 3))  # some wait (each then needs a task of its own), some do not
+    return x + 1
+
+
+@durable.activity(retry=durable.RetryPolicy(max_attempts=1))
+async def boom_if_odd(x: int) -> int:
+    if x % 2:
+        raise ValueError(f"odd {x}")
+    return x
+
+
+@durable.activity(start_to_close=0.3, retry=durable.RetryPolicy(max_attempts=1))
+async def sleepy(x: int) -> int:
+    await trio.sleep(30 if x else 0)
+    return x
+
+
+@durable.activity(retry=durable.RetryPolicy(max_attempts=1))
+async def forever(x: int) -> int:
+    await trio.sleep_forever()
+    return x
+
+
+@durable.workflow
+async def fan_mixed(n: int) -> list[Any]:
+    out: dict[int, Any] = {}
+
+    async def one(i: int) -> None:
+        try:
+            out[i] = [await nap_plus(i), await boom_if_odd(i)]
+        except durable.ActivityError as exc:
+            out[i] = ["failed", str(exc.__cause__)]
+
+    async with durable.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(one, i)
+    return [out[i] for i in range(n)]
+
+
+@durable.workflow
+async def fan_timeouts() -> list[Any]:
+    out: dict[int, Any] = {}
+
+    async def one(i: int) -> None:
+        try:
+            out[i] = await sleepy(i)
+        except durable.ActivityError as exc:
+            out[i] = exc.kind
+
+    async with durable.open_nursery() as nursery:
+        for i in range(3):
+            nursery.start_soon(one, i)
+    return [out[i] for i in range(3)]
+
+
+@durable.workflow
+async def fan_cancelled() -> str:
+    with durable.move_on_after(0.5):
+        async with durable.open_nursery() as nursery:
+            for i in range(4):
+                nursery.start_soon(forever, i)
+    return "moved on"
+
+
+def test_an_eager_batch_runs_in_one_task_and_each_attempt_still_gets_its_own_outcome(data_dir: str) -> None:
+    with worker_thread(data_dir, workflows=[fan_mixed], activities=[nap_plus, boom_if_odd]) as worker:
+        client = durable.Client(data_dir)
+        got = client.start(fan_mixed, 6, id="mixed").result(timeout=30)
+    assert got == [[1, 0], ["failed", "ValueError: odd 1"], [3, 2], ["failed", "ValueError: odd 3"], [5, 4],
+                   ["failed", "ValueError: odd 5"]]
+    assert worker.stats["inline"] >= 6  # the first fan-out of six went through the runner at least
+
+
+def test_a_waiting_attempt_of_an_eager_batch_keeps_its_start_to_close_timeout(data_dir: str) -> None:
+    with worker_thread(data_dir, workflows=[fan_timeouts], activities=[sleepy]) as worker:
+        client = durable.Client(data_dir)
+        assert client.start(fan_timeouts, id="timeouts").result(timeout=20) == [0, "timed_out", "timed_out"]
+    assert worker.stats["inline"] == 3
+
+
+def test_waiting_attempts_of_an_eager_batch_are_cancelled_with_their_scope(data_dir: str) -> None:
+    with worker_thread(data_dir, workflows=[fan_cancelled], activities=[forever]) as worker:
+        client = durable.Client(data_dir)
+        handle = client.start(fan_cancelled, id="cancelled")
+        assert handle.result(timeout=20) == "moved on"
+        kinds = [e["k"] for e in client._store.read(lambda t: _ops.read_history(t, 1))]
+    assert kinds.count("ActivityCancelled") == 4 and worker.stats["inline"] == 4
