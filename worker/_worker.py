@@ -516,18 +516,14 @@ class Worker:
     async def _run_activity(self, item: dict[str, Any], ctx: _activity.ActivityContext, scope: trio.CancelScope) -> None:
         try:
             report = await self._attempt(item, ctx, scope)
-            if report is not None and report[0] == "ok":
-                if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
-                    _crashpoint.hit("activity-after-effect")
-                continued = await self._complete_and_continue(item, item["num"], item["seq"], item["token"], report[1])
-                if continued is not None:
-                    self.stats["act"] += 1
-                    return
-            await self._record_report(item, report)
         except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
-            log.error("recording activity %r (seq %d) failed: %s", item["name"], item["seq"], exc)
-        finally:
+            log.error("activity %r (seq %d) failed to run: %s", item["name"], item["seq"], exc)
             self._activity_ended(item)
+            return
+        except BaseException:
+            self._activity_ended(item)
+            raise
+        await self._record_reports([(item, report)])
 
     def _activity_ended(self, item: dict[str, Any]) -> None:
         key = (item["num"], item["seq"])
@@ -641,8 +637,13 @@ class Worker:
                         "msg": f"attempt {item['attempt']} passed its start_to_close timeout of {s2c:g} s"}, True, False)
 
     async def _record_reports(self, reports: list[tuple[dict[str, Any], tuple[Any, ...] | None]]) -> None:
-        """Record what `_run_inline` ran: the results that can continue their run first, all in
-        its next round; then the others one by one, the usual way."""
+        """Record attempts' reports (of `_run_activity`, or all that `_run_inline` ran). A result
+        of a run whose live instance we hold, with nothing else running it, is fed to it and
+        recorded with the workflow task it makes in one transaction; results of one run that come
+        in while such a transaction is in flight go together into the next (a fan-out costs two
+        or three transactions, not one each). The first result of a run starts the rounds
+        (`_continue_run`), in this task. The other reports, and results that could not continue
+        their run, are recorded one by one, the usual way (`_record_report`)."""
         joined: list[tuple[dict[str, Any], tuple[Any, ...] | None, _Result | None]] = []
         owners: list[tuple[int, str]] = []
         for item, report in reports:
@@ -709,24 +710,6 @@ class Worker:
             self.stats["refused"] += 1
             log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
         self.stats["act"] += 1
-
-    async def _complete_and_continue(self, item: dict[str, Any], num: int, seq: int, token: int,
-                                     payload: bytes) -> bool | None:
-        """If we hold the workflow's live instance and nothing else runs it, feed it this result
-        and record the result and the workflow task it makes in one transaction; return whether
-        the result was accepted. Results of one workflow that come in while such a transaction
-        is in flight go together into the next one (a fan-out costs two or three transactions,
-        not one each). None if this path does not apply: nothing was written."""
-        result, owner = self._join_continue(item, payload)
-        if result is None:
-            return None
-        if owner:  # this task runs the rounds, its own result's first
-            await self._continue_run(num, item["queue"])
-        else:
-            await result.done.wait()
-        if result.error is not None:
-            raise result.error
-        return result.accepted
 
     def _join_continue(self, item: dict[str, Any], payload: bytes) -> tuple[_Result | None, bool]:
         """Queue a result for the next round of its run, if it can continue it: (the result, whether
