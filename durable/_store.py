@@ -68,15 +68,25 @@ class Clock:
         return time.time_ns()
 
 
+#: Databases whose records a write transaction keeps decoded after writing them (see `Txn.get_rec`).
+_MEMO_DBS = frozenset({"wf", "act"})
+#: At most this many records are kept so (the memo is emptied when it passes this size).
+_MEMO_MAX = 4096
+#: Set (by the test suite) to check every record taken from the memo against its bytes.
+_MEMO_CHECK = os.environ.get("DURABLE_MEMO_CHECK") == "1"
+
+
 class Txn:
     """A write (or read) transaction as the domain operations see it."""
 
-    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "ready_at", "store")
+    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "ready_at", "store", "_memo")
 
-    def __init__(self, store: Store, txn: lmdb.Transaction, now: int) -> None:
+    def __init__(self, store: Store, txn: lmdb.Transaction, now: int,
+                 memo: dict[tuple[str, bytes], tuple[bytes, Any]] | None = None) -> None:
         self.store = store
         self._txn = txn
         self._dbs = store._dbs
+        self._memo = memo
         self.now = now
         #: set by an operation when waiting processes should look at the store again
         self.wake = False
@@ -97,17 +107,39 @@ class Txn:
         return self._txn.get(key, db=self._dbs[db])
 
     def get_rec(self, db: str, key: bytes) -> Any:
-        """The decoded record under `key`, or None."""
+        """The decoded record under `key`, or None.
+
+        In a write transaction, a workflow or activity record that this process wrote last
+        (`put_rec`) is not decoded again: the record it wrote is handed out, once, if the bytes
+        stored are still exactly the bytes it wrote (whoever wrote since, an aborted nested
+        transaction, another process). The caller owns what it gets, as it owns a decoded one."""
         raw = self._txn.get(key, db=self._dbs[db])
-        return None if raw is None else _codec.decode(raw, what=f"{db} record")
+        if raw is None:
+            return None
+        memo = self._memo
+        if memo is not None:
+            kept = memo.pop((db, key), None)
+            if kept is not None and kept[0] == raw:
+                if _MEMO_CHECK:
+                    _check_memo(db, key, raw, kept[1])
+                return kept[1]
+        return _codec.decode(raw, what=f"{db} record")
 
     def put(self, db: str, key: bytes, value: bytes) -> None:
         """Store `value` under `key`."""
         self._txn.put(key, value, db=self._dbs[db])
 
     def put_rec(self, db: str, key: bytes, rec: Any) -> None:
-        """Store a record (CBOR) under `key`."""
-        self._txn.put(key, _codec.encode(rec), db=self._dbs[db])
+        """Store a record (CBOR) under `key`. A workflow or activity record written in a write
+        transaction is kept for the next `get_rec` of it: the caller must not change `rec` after
+        this (but may write it again)."""
+        raw = _codec.encode(rec)
+        self._txn.put(key, raw, db=self._dbs[db])
+        memo = self._memo
+        if memo is not None and db in _MEMO_DBS:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[(db, key)] = (raw, rec)
 
     def delete(self, db: str, key: bytes) -> bool:
         """Remove `key`; return whether it existed."""
@@ -171,6 +203,9 @@ class Store:
         self._gc_lock = threading.Lock()
         self._gc_pending: list[_Slot] = []
         self._gc_leading = False
+        # records written last by this process's write transactions (see Txn.get_rec); only used
+        # under the write lock, so by one transaction at a time
+        self._memo: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
         #: write transactions committed by this process (to see group commit at work)
         self.commits = 0
         self.notifier = _wake.Notifier(os.path.join(path, "wake"))
@@ -368,7 +403,7 @@ class Store:
             now = self.clock.now_ns()
             for op in ops:
                 child = self.env.begin(write=True, parent=txn)
-                t = Txn(self, child, now)
+                t = Txn(self, child, now, self._memo)
                 try:
                     results.append(op(t))
                 except lmdb.Error:
@@ -445,6 +480,15 @@ class Store:
             fn()
         self.notifier.close()
         self.env.close()
+
+
+def _check_memo(db: str, key: bytes, raw: bytes, rec: Any) -> None:
+    """Test suite only: end the process, loudly, if a record kept by `put_rec` was changed after
+    it was written (an exception could be taken for one op's failure and go unnoticed)."""
+    fresh = _codec.decode(raw, what=f"{db} record")
+    if fresh != rec:
+        os.write(2, f"durable: {db} record {key!r} was changed after put_rec: {rec!r} != {fresh!r}\n".encode())
+        os._exit(70)
 
 
 def _check_format(env: lmdb.Environment, path: str) -> None:

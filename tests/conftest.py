@@ -13,10 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import trio
+# Every record a write transaction hands out again without decoding it is checked against its
+# bytes, in this process and the workers it starts (see durable._store.Txn.get_rec).
+os.environ["DURABLE_MEMO_CHECK"] = "1"
 
-import durable
+import pytest  # noqa: E402
+import trio  # noqa: E402
+
+import durable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
