@@ -341,15 +341,19 @@ class Worker:
                 self._dispatch(item)
         if not batch:
             return
-        entries: list[tuple[dict[str, Any], _activity.ActivityContext, _Handle]] = []
-        for item in batch:
+        assert self._work is not None
+        self._work.start_soon(self._run_inline, self._register_inline(batch), [])
+
+    def _register_inline(self, items: list[dict[str, Any]]) -> list[_Entry]:
+        """Count attempts as running here, each with a `_Handle` for its cancel scope."""
+        entries: list[_Entry] = []
+        for item in items:
             ctx, handle = self._activity_context(item), _Handle()
             self._running_acts[(item["num"], item["seq"])] = (item, ctx, handle)
             if item["opts"].get("hb"):
                 self._heartbeat_wakeup.set()
             entries.append((item, ctx, handle))
-        assert self._work is not None
-        self._work.start_soon(self._run_inline, entries, [])
+        return entries
 
     def _inlinable(self, item: dict[str, Any]) -> bool:
         if item["kind"] != "act":
@@ -536,8 +540,7 @@ class Worker:
         if self._stopping:
             self._notify_local()
 
-    async def _run_inline(self, entries: list[tuple[dict[str, Any], _activity.ActivityContext, _Handle]],
-                          reports: list[tuple[dict[str, Any], tuple[Any, ...] | None]]) -> None:
+    async def _run_inline(self, entries: list[_Entry], reports: list[tuple[dict[str, Any], tuple[Any, ...] | None]]) -> None:
         """Run async attempts one after another in this task, inside one cancel scope, stepping
         each coroutine by hand: one that finishes without waiting for anything (most do) needs
         no task or scope of its own. The first that waits makes this task its own (the scope
@@ -554,13 +557,7 @@ class Worker:
                     if not isinstance(step, _Pending):
                         reports.append((item, step))
                         continue
-                    handle.scope = scope  # it waits: cancelling it cancels this task's scope
-                    if handle.cancel_called:
-                        scope.cancel()
-                    s2c = item["opts"].get("s2c")
-                    if s2c is not None:
-                        scope.deadline = trio.current_time() + max(
-                            0.0, s2c - (self.store.clock.now_ns() - item["start"]) / _NS)
+                    self._arm(scope, item, handle)
                     if i + 1 < len(entries) or reports:
                         assert self._work is not None
                         self._work.start_soon(self._run_inline, entries[i + 1:], reports)
@@ -574,6 +571,16 @@ class Worker:
                 reports.append((owned[0], report))
         finally:
             await self._record_reports(reports)
+
+    def _arm(self, scope: trio.CancelScope, item: dict[str, Any], handle: _Handle) -> None:
+        """An attempt run by hand waits: `scope` becomes its scope (cancelling it cancels the
+        scope), with its start_to_close deadline."""
+        handle.scope = scope
+        if handle.cancel_called:
+            scope.cancel()
+        s2c = item["opts"].get("s2c")
+        if s2c is not None:
+            scope.deadline = trio.current_time() + max(0.0, s2c - (self.store.clock.now_ns() - item["start"]) / _NS)
 
     def _first_step(self, item: dict[str, Any], ctx: _activity.ActivityContext) -> tuple[Any, ...] | _Pending | None:
         """Start an async attempt: its report if it finished (or could not start), else what
@@ -662,19 +669,29 @@ class Worker:
             log.error("recording results of run %x with its workflow task failed: %s", num, exc)
         finally:
             for item, report, result in joined:
-                try:
-                    if result is not None:
+                if result is not None:
+                    try:
                         await result.done.wait()
-                        if result.error is not None:
-                            raise result.error
-                        if result.accepted is not None:
-                            self.stats["act"] += 1
-                            continue
-                    await self._record_report(item, report)
-                except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
-                    log.error("recording activity %r (seq %d) failed: %s", item["name"], item["seq"], exc)
-                finally:
-                    self._activity_ended(item)
+                    except BaseException:
+                        self._activity_ended(item)
+                        raise
+                await self._settle(item, report, result)
+
+    async def _settle(self, item: dict[str, Any], report: tuple[Any, ...] | None, result: _Result | None) -> None:
+        """End an attempt: count its result if its run's round recorded it (or refused it), else
+        record its report the usual way (unless that round's write failed)."""
+        try:
+            if result is not None:
+                if result.error is not None:
+                    raise result.error
+                if result.accepted is not None:
+                    self.stats["act"] += 1
+                    return
+            await self._record_report(item, report)
+        except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
+            log.error("recording activity %r (seq %d) failed: %s", item["name"], item["seq"], exc)
+        finally:
+            self._activity_ended(item)
 
     async def _record_report(self, item: dict[str, Any], report: tuple[Any, ...] | None) -> None:
         """Record an attempt's report the usual way (not with the workflow task it makes)."""
@@ -724,7 +741,14 @@ class Worker:
 
     async def _continue_run(self, num: int, queue: str) -> None:
         """Record the results queued for run `num` with the workflow tasks they make, round by round
-        (in the task of the first result; the others wait for theirs)."""
+        (in the task of the first result; the others wait for theirs).
+
+        The async attempts a round claims for the run start here, in this task (`_step_here`):
+        one that finishes without waiting (most do) joins the next round with no task of its
+        own, so a sequence of steps runs in one task. If one waits, this task becomes its own
+        and the rounds go on in a new task."""
+        owned: tuple[dict[str, Any], _activity.ActivityContext] | None = None
+        report: tuple[Any, ...] | None = None
         try:
             # first let the other activities that finish now join the first round
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -736,14 +760,14 @@ class Worker:
                 try:
                     rt, written = await self._engine_then_write(self._speculate_and_record, num, events, batch, queue)
                 except BaseException:  # cancelled: the waiting attempts take the usual path
-                    _finish_results(batch, None)
+                    self._finish_round(batch, None)
                     raise
                 if rt is None:  # the usual path records them
-                    _finish_results(batch, None)
+                    self._finish_round(batch, None)
                     continue
                 if isinstance(written, Exception):  # not recorded (full disk...): the usual handling
                     await self._in_engine(rt.close)
-                    _finish_results(batch, None, written)
+                    self._finish_round(batch, None, written)
                     continue
                 accepted, status, eager = written
                 if status == "ok" and not rt.done and num not in self._cache and len(self._cache) < self.max_cached:
@@ -751,7 +775,10 @@ class Worker:
                     self._cache[num] = rt
                 else:  # finished, or the history differs from what it ran on: replay next time
                     await self._in_engine(rt.close)
-                self._dispatch_eager(eager)
+                here = [item for item in eager if self._inlinable(item)]
+                for item in eager:
+                    if not self._inlinable(item):
+                        self._dispatch(item)
                 if status == "ok":
                     self.stats["wft"] += 1
                     self.stats["continued"] += 1
@@ -760,9 +787,64 @@ class Worker:
                         self.stats["refused"] += 1
                         log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", r.item["name"],
                                  r.seq, r.item["attempt"])
-                _finish_results(batch, accepted)
+                self._finish_round(batch, accepted)
+                if not here:
+                    continue
+                with trio.CancelScope() as scope:
+                    pending = self._step_here(here)
+                    if pending is not None:  # it waits: this task becomes its own
+                        item, ctx, handle, step, rest = pending
+                        owned = (item, ctx)
+                        assert self._work is not None
+                        if rest:
+                            self._work.start_soon(self._run_inline, rest, [])
+                        self._work.start_soon(self._continue_run, num, queue)  # the rounds go on there
+                        self._arm(scope, item, handle)
+                        report = await self._finish_step(item, ctx, step)
+                if owned is not None:
+                    if scope.cancelled_caught:
+                        report = self._cancelled_report(owned[0], owned[1])
+                    break
         finally:
-            _finish_results(self._continuing.pop(num, []), None)
+            if owned is None:
+                self._finish_round(self._continuing.pop(num, []), None)
+        if owned is not None:
+            await self._record_reports([(owned[0], report)])
+
+    def _step_here(self, items: list[dict[str, Any]]) -> tuple[dict[str, Any], _activity.ActivityContext, _Handle, _Pending, list[_Entry]] | None:
+        """In `_continue_run`'s task and cancel scope: start the async attempts a round claimed,
+        one after another, until one waits; return it (with its entry and the entries after it),
+        or None if none did. A result joins the next round of its run (`_finish_round` ends its
+        attempt); any other report is recorded by a task of its own."""
+        entries = self._register_inline(items)
+        for i, (item, ctx, handle) in enumerate(entries):
+            self.stats["inline"] += 1
+            step = self._first_step(item, ctx)
+            if isinstance(step, _Pending):
+                return item, ctx, handle, step, entries[i + 1:]
+            if step is not None and step[0] == "ok":
+                if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
+                    _crashpoint.hit("activity-after-effect")
+                result, _ = self._join_continue(item, step[1])  # joins: its run is being continued
+                if result is not None:
+                    result.local = True
+                    continue
+            assert self._work is not None
+            self._work.start_soon(self._record_reports, [(item, step)])
+        return None
+
+    def _finish_round(self, results: list[_Result], accepted: list[bool] | None, error: Exception | None = None) -> None:
+        """Wake the attempts waiting for their results' round; end those started by the rounds
+        (`_step_here`), in a task of their own if their result is yet to be recorded."""
+        _finish_results(results, accepted, error)
+        for r in results:
+            if r.local:
+                if error is None and r.accepted is not None:
+                    self.stats["act"] += 1
+                    self._activity_ended(r.item)
+                else:
+                    assert self._work is not None
+                    self._work.start_soon(self._settle, r.item, ("ok", r.payload), r)
 
     def _speculate_and_record(self, num: int, events: list[dict[str, Any]], batch: list[_Result],
                               queue: str) -> _Forward | None:
@@ -1049,13 +1131,14 @@ class _Forward:
 class _Result:
     """An activity's result waiting to be recorded with the workflow task it makes."""
 
-    __slots__ = ("item", "seq", "token", "payload", "done", "accepted", "error")
+    __slots__ = ("item", "seq", "token", "payload", "done", "accepted", "error", "local")
 
     def __init__(self, item: dict[str, Any], seq: int, token: int, payload: bytes) -> None:
         self.item, self.seq, self.token, self.payload = item, seq, token, payload
         self.done = trio.Event()
         self.accepted: bool | None = None
         self.error: Exception | None = None  # the write failed: nothing was recorded
+        self.local = False  # its attempt was started by its run's rounds, which end it (_finish_round)
 
 
 def _finish_results(results: list[_Result], accepted: list[bool] | None, error: Exception | None = None) -> None:
@@ -1103,6 +1186,10 @@ class _Pending:
 
     def __init__(self, coro: Any, trap: Any, token: Any) -> None:
         self.coro, self.trap, self.token = coro, trap, token
+
+
+#: An attempt run by hand (`Worker._run_inline`, `Worker._step_here`): its item, context and handle.
+_Entry = tuple[dict[str, Any], _activity.ActivityContext, _Handle]
 
 
 @types.coroutine
