@@ -317,7 +317,8 @@ class Runtime:
         self.done = False
         self.instance: Any = None
         self._info: WorkflowInfo | None = None
-        self._rng = _random.Random(0)
+        self._seed: Any = 0  # of the workflow's random numbers (WorkflowStarted)
+        self._rng: _random.Random | None = None  # made from it when first asked for (seeding costs)
         self._now_ns = 0
         self._seq = 0
         self._commands: list[dict[str, Any]] = []
@@ -391,7 +392,8 @@ class Runtime:
             raise QueryFailed(f"workflow {self.workflow_id!r} has not started running yet")
         prev = _context.set_current(self)
         self._in_query = True
-        rng_state = self._rng.getstate()  # a query may draw numbers; the workflow must not notice
+        # a query may draw numbers; the workflow must not notice
+        rng_state = None if self._rng is None else self._rng.getstate()
         try:
             return getattr(self.instance, method)(*args)
         except DurableError:
@@ -399,7 +401,10 @@ class Runtime:
         except Exception as exc:
             raise QueryFailed(f"query {name!r} raised {type(exc).__name__}: {exc}") from None
         finally:
-            self._rng.setstate(rng_state)
+            if rng_state is None:
+                self._rng = None
+            else:
+                self._rng.setstate(rng_state)  # type: ignore[union-attr]
             self._in_query = False
             _context.set_current(prev)
 
@@ -471,7 +476,7 @@ class Runtime:
             self._root_scope.cancel()
 
     def _start(self, event: dict[str, Any]) -> None:
-        self._rng = _random.Random(event["seed"])
+        self._seed, self._rng = event["seed"], None
         started = _dt.datetime.fromtimestamp(event["t"] / 1e9, tz=_dt.timezone.utc)
         self._info = WorkflowInfo(self.workflow_id, self.defn.name, self.run_id, event["queue"], started)
         args = self.converter.from_payload(event["in"], "workflow input")
@@ -780,6 +785,8 @@ class Runtime:
         return _dt.datetime.fromtimestamp(self._now_ns / 1e9, tz=_dt.timezone.utc)
 
     def random(self) -> _random.Random:
+        if self._rng is None:
+            self._rng = _random.Random(self._seed)
         return self._rng
 
 

@@ -329,20 +329,15 @@ class Worker:
         else:
             work.start_soon(self._run_query, item)
 
-    def _dispatch_eager(self, items: list[dict[str, Any]]) -> None:
-        """Start the attempts a workflow task's transaction claimed. Two or more async ones run
-        in one task (`_run_inline`) instead of a task and a cancel scope each."""
+    async def _run_eager(self, items: list[dict[str, Any]]) -> None:
+        """Run the attempts a workflow task's transaction claimed: the async ones in this task
+        (`_run_inline`), instead of a task and a cancel scope each; the others as usual."""
         batch = [item for item in items if self._inlinable(item)]
-        if len(batch) < 2:
-            batch = []
-        inline = {id(item) for item in batch}
         for item in items:
-            if id(item) not in inline:
+            if not self._inlinable(item):
                 self._dispatch(item)
-        if not batch:
-            return
-        assert self._work is not None
-        self._work.start_soon(self._run_inline, self._register_inline(batch), [])
+        if batch:
+            await self._run_inline(self._register_inline(batch), [])
 
     def _register_inline(self, items: list[dict[str, Any]]) -> list[_Entry]:
         """Count attempts as running here, each with a `_Handle` for its cancel scope."""
@@ -367,6 +362,7 @@ class Worker:
 
     async def _run_wft(self, item: dict[str, Any]) -> None:
         num = item["num"]
+        claimed: list[dict[str, Any]] = []  # the attempts its transaction claimed, run below
         try:
             commands, written = await self._engine_then_write(self._activate_and_record, item)
             if item["token"] is None:
@@ -392,7 +388,7 @@ class Worker:
             else:  # finished, lease lost, or signals arrived as it closed: replay next time
                 await self._in_engine(self._evict, num)
             self._running_wfts.pop(num, None)
-            self._dispatch_eager(eager)
+            claimed = eager
             self.stats["wft"] += 1
         except Exception as exc:  # noqa: BLE001 - one task's trouble must not stop the worker
             log.error("workflow task of %r: %s", item["id"], exc)
@@ -400,6 +396,8 @@ class Worker:
             self._running_wfts.pop(num, None)
             if not self._running_wfts and self._stopping:
                 self._notify_local()
+        if claimed:
+            await self._run_eager(claimed)
 
     def _activate_and_record(self, item: dict[str, Any]) -> _Forward:
         """Engine thread: run the activation, then have the writer record what it made, with the
@@ -752,45 +750,46 @@ class Worker:
         try:
             # first let the other activities that finish now join the first round
             await trio.lowlevel.cancel_shielded_checkpoint()
-            while self._continuing[num] and not self._stopping:
-                batch, self._continuing[num] = self._continuing[num], []
-                now = self.store.clock.now_ns()
-                events = [{"k": ev.ACTIVITY_COMPLETED, "seq": r.seq, "out": r.payload, "attempt": r.item["attempt"],
-                           "t": now} for r in batch]
-                try:
-                    rt, written = await self._engine_then_write(self._speculate_and_record, num, events, batch, queue)
-                except BaseException:  # cancelled: the waiting attempts take the usual path
-                    self._finish_round(batch, None)
-                    raise
-                if rt is None:  # the usual path records them
-                    self._finish_round(batch, None)
-                    continue
-                if isinstance(written, Exception):  # not recorded (full disk...): the usual handling
-                    await self._in_engine(rt.close)
-                    self._finish_round(batch, None, written)
-                    continue
-                accepted, status, eager = written
-                if status == "ok" and not rt.done and num not in self._cache and len(self._cache) < self.max_cached:
-                    rt.mark_recorded()  # back in the cache before the activities below can finish
-                    self._cache[num] = rt
-                else:  # finished, or the history differs from what it ran on: replay next time
-                    await self._in_engine(rt.close)
-                here = [item for item in eager if self._inlinable(item)]
-                for item in eager:
-                    if not self._inlinable(item):
-                        self._dispatch(item)
-                if status == "ok":
-                    self.stats["wft"] += 1
-                    self.stats["continued"] += 1
-                for r, ok in zip(batch, accepted):
-                    if not ok:
-                        self.stats["refused"] += 1
-                        log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", r.item["name"],
-                                 r.seq, r.item["attempt"])
-                self._finish_round(batch, accepted)
-                if not here:
-                    continue
-                with trio.CancelScope() as scope:
+            # one cancel scope for the attempts started here: it becomes the scope of one that waits
+            with trio.CancelScope() as scope:
+                while self._continuing[num] and not self._stopping:
+                    batch, self._continuing[num] = self._continuing[num], []
+                    now = self.store.clock.now_ns()
+                    events = [{"k": ev.ACTIVITY_COMPLETED, "seq": r.seq, "out": r.payload, "attempt": r.item["attempt"],
+                               "t": now} for r in batch]
+                    try:
+                        rt, written = await self._engine_then_write(self._speculate_and_record, num, events, batch, queue)
+                    except BaseException:  # cancelled: the waiting attempts take the usual path
+                        self._finish_round(batch, None)
+                        raise
+                    if rt is None:  # the usual path records them
+                        self._finish_round(batch, None)
+                        continue
+                    if isinstance(written, Exception):  # not recorded (full disk...): the usual handling
+                        await self._in_engine(rt.close)
+                        self._finish_round(batch, None, written)
+                        continue
+                    accepted, status, eager = written
+                    if status == "ok" and not rt.done and num not in self._cache and len(self._cache) < self.max_cached:
+                        rt.mark_recorded()  # back in the cache before the activities below can finish
+                        self._cache[num] = rt
+                    else:  # finished, or the history differs from what it ran on: replay next time
+                        await self._in_engine(rt.close)
+                    here = [item for item in eager if self._inlinable(item)]
+                    for item in eager:
+                        if not self._inlinable(item):
+                            self._dispatch(item)
+                    if status == "ok":
+                        self.stats["wft"] += 1
+                        self.stats["continued"] += 1
+                    for r, ok in zip(batch, accepted):
+                        if not ok:
+                            self.stats["refused"] += 1
+                            log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", r.item["name"],
+                                     r.seq, r.item["attempt"])
+                    self._finish_round(batch, accepted)
+                    if not here:
+                        continue
                     pending = self._step_here(here)
                     if pending is not None:  # it waits: this task becomes its own
                         item, ctx, handle, step, rest = pending
@@ -801,10 +800,9 @@ class Worker:
                         self._work.start_soon(self._continue_run, num, queue)  # the rounds go on there
                         self._arm(scope, item, handle)
                         report = await self._finish_step(item, ctx, step)
-                if owned is not None:
-                    if scope.cancelled_caught:
-                        report = self._cancelled_report(owned[0], owned[1])
-                    break
+                        break
+            if owned is not None and scope.cancelled_caught:
+                report = self._cancelled_report(owned[0], owned[1])
         finally:
             if owned is None:
                 self._finish_round(self._continuing.pop(num, []), None)
