@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import functools
 import importlib
+import gc
 import json
 import logging
 import os
@@ -214,6 +215,9 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
         codec=state.codec,
     )
+    # What is alive now (modules, classes, the registry) lives as long as the process: keep it
+    # out of the garbage collector's full passes, which then only walk the workflows' objects.
+    gc.freeze()
     w.run_sync()
     click.echo("worker stopped", err=True)
 

@@ -7,7 +7,10 @@ Tasks running concurrently in the worker's nursery:
   some (woken by the data directory's wake-up socket; polling is only the fallback);
 - the *clock* fires due timers and ends expired leases (any worker may: the store decides);
 - the *heartbeat* renews the leases this worker holds and learns which activities to cancel;
-- one task per running activity, inside its own cancel scope.
+- the activities: an attempt claimed on its own runs in a task and cancel scope of its own (a
+  sync one in a thread); the async attempts a workflow task's transaction claims run by hand in
+  that task, one after another (`_run_inline`, `_step_here`), and one that waits gets the task and
+  its cancel scope to itself.
 
 Workflow activations run one at a time in a separate thread (the engine), never on the trio
 thread: so a stray ``trio.sleep`` in workflow code fails loudly instead of touching the worker's
