@@ -61,10 +61,12 @@ def wait_serving(proc: subprocess.Popen[bytes], t0: float) -> float:
                        + b"".join(tail).decode(errors="replace"))
 
 
-def start_worker(data: str, *, concurrency: int = 100, cache: int | None = None) -> subprocess.Popen[bytes]:
-    """The worker in its own process; returns once it serves the queue."""
+def start_worker(data: str, *, concurrency: int = 100, cache: int | None = None,
+                 prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """The worker in its own process (its command line after `prefix`, such as a profiler's);
+    returns once it serves the queue."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(worker_command(data, concurrency=concurrency, cache=cache), cwd=ROOT,
+    proc = subprocess.Popen((prefix or []) + worker_command(data, concurrency=concurrency, cache=cache), cwd=ROOT,
                             env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_serving(proc, t0)
