@@ -25,6 +25,7 @@ import uuid as _uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from types import CoroutineType as _CoroutineType
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -206,7 +207,7 @@ class Nursery:
             raise DurableError("this nursery is closed: start tasks inside its 'async with' block")
         _refuse_in_query("Nursery.start_soon")
         coro = fn(*args)
-        if not isinstance(coro, Coroutine):
+        if type(coro) is not _CoroutineType and not isinstance(coro, Coroutine):  # the first: no ABC check
             raise DurableError(f"start_soon needs an async function, and {fn!r} returned {coro!r}")
         task = _Task(coro, self.cancel_scope, self, name or getattr(fn, "__name__", "task"))
         self._children[task] = None

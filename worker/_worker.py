@@ -672,7 +672,7 @@ class Worker:
             for item, report, result in joined:
                 if result is not None:
                     try:
-                        await result.done.wait()
+                        await result.wait()
                     except BaseException:
                         self._activity_ended(item)
                         raise
@@ -1132,21 +1132,32 @@ class _Forward:
 class _Result:
     """An activity's result waiting to be recorded with the workflow task it makes."""
 
-    __slots__ = ("item", "seq", "token", "payload", "done", "accepted", "error", "local")
+    __slots__ = ("item", "seq", "token", "payload", "done", "_event", "accepted", "error", "local")
 
     def __init__(self, item: dict[str, Any], seq: int, token: int, payload: bytes) -> None:
         self.item, self.seq, self.token, self.payload = item, seq, token, payload
-        self.done = trio.Event()
+        self.done = False  # its round is over (see accepted and error)
+        self._event: trio.Event | None = None  # made only if someone waits before that
         self.accepted: bool | None = None
         self.error: Exception | None = None  # the write failed: nothing was recorded
         self.local = False  # its attempt was started by its run's rounds, which end it (_finish_round)
+
+    async def wait(self) -> None:
+        """Return once its round is over: at once, with no checkpoint, if it is already (as it
+        is when the waiting task ran the rounds itself)."""
+        if not self.done:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
 
 
 def _finish_results(results: list[_Result], accepted: list[bool] | None, error: Exception | None = None) -> None:
     for i, result in enumerate(results):
         result.accepted = None if accepted is None else accepted[i]
         result.error = error
-        result.done.set()
+        result.done = True
+        if result._event is not None:
+            result._event.set()
 
 
 def _run_jobs(jobs: list[Any]) -> list[Any]:
