@@ -335,12 +335,19 @@ class Worker:
     async def _run_eager(self, items: list[dict[str, Any]]) -> None:
         """Run the attempts a workflow task's transaction claimed: the async ones in this task
         (`_run_inline`), instead of a task and a cancel scope each; the others as usual."""
-        batch = [item for item in items if self._inlinable(item)]
-        for item in items:
-            if not self._inlinable(item):
-                self._dispatch(item)
+        batch = self._dispatch_all_but_inlinable(items)
         if batch:
             await self._run_inline(self._register_inline(batch), [])
+
+    def _dispatch_all_but_inlinable(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Start each claimed task the usual way but the async attempts; return those."""
+        inlinable = []
+        for item in items:
+            if self._inlinable(item):
+                inlinable.append(item)
+            else:
+                self._dispatch(item)
+        return inlinable
 
     def _register_inline(self, items: list[dict[str, Any]]) -> list[_Entry]:
         """Count attempts as running here, each with a `_Handle` for its cancel scope."""
@@ -655,13 +662,9 @@ class Worker:
         joined: list[tuple[dict[str, Any], tuple[Any, ...] | None, _Result | None]] = []
         owners: list[tuple[int, str]] = []
         for item, report in reports:
-            result = None
-            if report is not None and report[0] == "ok":
-                if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
-                    _crashpoint.hit("activity-after-effect")
-                result, owner = self._join_continue(item, report[1])
-                if owner:
-                    owners.append((item["num"], item["queue"]))
+            result, owner = self._join_continue(item, report)
+            if owner:
+                owners.append((item["num"], item["queue"]))
             joined.append((item, report, result))
         try:
             for num, queue in owners:
@@ -729,14 +732,19 @@ class Worker:
             log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
         self.stats["act"] += 1
 
-    def _join_continue(self, item: dict[str, Any], payload: bytes) -> tuple[_Result | None, bool]:
-        """Queue a result for the next round of its run, if it can continue it: (the result, whether
-        the caller must run the rounds, `_continue_run`), or (None, False)."""
+    def _join_continue(self, item: dict[str, Any], report: tuple[Any, ...] | None) -> tuple[_Result | None, bool]:
+        """Queue an attempt's result for the next round of its run, if it is a result and can
+        continue the run: (the result, whether the caller must run the rounds, `_continue_run`),
+        or (None, False)."""
+        if report is None or report[0] != "ok":
+            return None, False
+        if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
+            _crashpoint.hit("activity-after-effect")
         num = item["num"]
         joining = num in self._continuing
         if self._stopping or not joining and self._continuable(num) is None:
             return None, False
-        result = _Result(item, item["seq"], item["token"], payload)
+        result = _Result(item, item["seq"], item["token"], report[1])
         self._continuing.setdefault(num, []).append(result)
         return result, not joining
 
@@ -778,10 +786,7 @@ class Worker:
                         self._cache[num] = rt
                     else:  # finished, or the history differs from what it ran on: replay next time
                         await self._in_engine(rt.close)
-                    here = [item for item in eager if self._inlinable(item)]
-                    for item in eager:
-                        if not self._inlinable(item):
-                            self._dispatch(item)
+                    here = self._dispatch_all_but_inlinable(eager)
                     if status == "ok":
                         self.stats["wft"] += 1
                         self.stats["continued"] += 1
@@ -823,13 +828,10 @@ class Worker:
             step = self._first_step(item, ctx)
             if isinstance(step, _Pending):
                 return item, ctx, handle, step, entries[i + 1:]
-            if step is not None and step[0] == "ok":
-                if _crashpoint.ENABLED:  # fault tests only: die with the effect done but not recorded
-                    _crashpoint.hit("activity-after-effect")
-                result, _ = self._join_continue(item, step[1])  # joins: its run is being continued
-                if result is not None:
-                    result.local = True
-                    continue
+            result, _ = self._join_continue(item, step)  # a result joins: its run is being continued
+            if result is not None:
+                result.local = True
+                continue
             assert self._work is not None
             self._work.start_soon(self._record_reports, [(item, step)])
         return None
@@ -837,8 +839,12 @@ class Worker:
     def _finish_round(self, results: list[_Result], accepted: list[bool] | None, error: Exception | None = None) -> None:
         """Wake the attempts waiting for their results' round; end those started by the rounds
         (`_step_here`), in a task of their own if their result is yet to be recorded."""
-        _finish_results(results, accepted, error)
-        for r in results:
+        for i, r in enumerate(results):
+            r.accepted = None if accepted is None else accepted[i]
+            r.error = error
+            r.done = True
+            if r._event is not None:
+                r._event.set()
             if r.local:
                 if error is None and r.accepted is not None:
                     self.stats["act"] += 1
@@ -1149,15 +1155,6 @@ class _Result:
             if self._event is None:
                 self._event = trio.Event()
             await self._event.wait()
-
-
-def _finish_results(results: list[_Result], accepted: list[bool] | None, error: Exception | None = None) -> None:
-    for i, result in enumerate(results):
-        result.accepted = None if accepted is None else accepted[i]
-        result.error = error
-        result.done = True
-        if result._event is not None:
-            result._event.set()
 
 
 def _run_jobs(jobs: list[Any]) -> list[Any]:

@@ -444,3 +444,52 @@ def test_waiting_attempts_of_an_eager_batch_are_cancelled_with_their_scope(data_
         assert handle.result(timeout=20) == "moved on"
         kinds = [e["k"] for e in client._store.read(lambda t: _ops.read_history(t, 1))]
     assert kinds.count("ActivityCancelled") == 4 and worker.stats["inline"] == 4
+
+
+# --- attempts a run's rounds claim start in the rounds' task (Worker._step_here) -----------------
+
+
+@durable.activity
+async def plus_one(x: int) -> int:
+    return x + 1  # never waits: it finishes in its first step
+
+
+@durable.workflow
+async def seq_timeout() -> list[Any]:
+    out: list[Any] = [await plus_one(0)]  # its result's round claims the next step and starts it
+    try:
+        out.append(await sleepy(1))  # waits: the rounds' task becomes its own, with its deadline
+    except durable.ActivityError as exc:
+        out.append(exc.kind)
+    out.append(await plus_one(2))
+    return out
+
+
+@durable.workflow
+async def seq_cancelled() -> list[Any]:
+    out: list[Any] = [await plus_one(0)]
+    with durable.move_on_after(0.5):
+        out.append(await forever(1))
+    out.append(await plus_one(2))
+    return out
+
+
+def test_a_waiting_step_started_by_its_runs_rounds_keeps_its_start_to_close_timeout(data_dir: str) -> None:
+    with worker_thread(data_dir, workflows=[seq_timeout], activities=[plus_one, sleepy]) as worker:
+        client = durable.Client(data_dir)
+        assert client.start(seq_timeout, id="seq-timeout").result(timeout=20) == [1, "timed_out", 3]
+        # the store timed the step out on its own; the worker must also have stopped its code
+        # (it would sleep 30 s with no deadline on the rounds' scope)
+        deadline = time.monotonic() + 10
+        while worker._running_acts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not worker._running_acts
+    assert worker.stats["continued"] >= 1  # the second step was claimed by its run's round
+
+
+def test_a_waiting_step_started_by_its_runs_rounds_is_cancelled_with_its_scope(data_dir: str) -> None:
+    with worker_thread(data_dir, workflows=[seq_cancelled], activities=[plus_one, forever]) as worker:
+        client = durable.Client(data_dir)
+        assert client.start(seq_cancelled, id="seq-cancelled").result(timeout=20) == [1, 3]
+        kinds = [e["k"] for e in client._store.read(lambda t: _ops.read_history(t, 1))]
+    assert kinds.count("ActivityCancelled") == 1 and worker.stats["continued"] >= 1

@@ -123,3 +123,25 @@ def test_a_store_written_by_a_newer_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(durable.StoreFormatError, match="newer durable \\(format 99"):
         Store.open(path)
     assert (path / "data.mdb").read_bytes() == before
+
+
+def test_a_record_kept_decoded_is_handed_out_only_while_its_bytes_are_stored(tmp_path: Path) -> None:
+    """Txn.get_rec hands out the record put_rec wrote without decoding it again, but never one whose
+    write was undone: an op that failed after writing leaves the earlier record readable."""
+    store = Store.open(tmp_path / "s")
+    key = b"memo-test"
+
+    def first(t: _store.Txn) -> None:
+        t.put_rec("wf", key, {"v": 1})
+
+    def changed_then_failed(t: _store.Txn) -> None:
+        rec = t.get_rec("wf", key)
+        rec["v"] = 2
+        t.put_rec("wf", key, rec)  # kept, then undone with this op's nested transaction
+        raise ValueError("refused")
+
+    got: list[object] = []
+    results = store.write_batch([first, changed_then_failed, lambda t: got.append(t.get_rec("wf", key))])
+    assert isinstance(results[1], ValueError)
+    assert got == [{"v": 1}]
+    assert store.write(lambda t: t.get_rec("wf", key)) == {"v": 1}
