@@ -380,6 +380,15 @@ async def forever(x: int) -> int:
     return x
 
 
+def wait_until_no_attempt_runs(worker: Any) -> None:
+    """The store times a step out on its own; the worker must also stop the attempt's code (an
+    attempt with no deadline on its scope would sleep on for 30 s, still counted as running)."""
+    deadline = time.monotonic() + 10
+    while worker._running_acts and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not worker._running_acts
+
+
 @durable.workflow
 async def fan_mixed(n: int) -> list[Any]:
     out: dict[int, Any] = {}
@@ -434,6 +443,7 @@ def test_a_waiting_attempt_of_an_eager_batch_keeps_its_start_to_close_timeout(da
     with worker_thread(data_dir, workflows=[fan_timeouts], activities=[sleepy]) as worker:
         client = durable.Client(data_dir)
         assert client.start(fan_timeouts, id="timeouts").result(timeout=20) == [0, "timed_out", "timed_out"]
+        wait_until_no_attempt_runs(worker)
     assert worker.stats["inline"] == 3
 
 
@@ -478,12 +488,7 @@ def test_a_waiting_step_started_by_its_runs_rounds_keeps_its_start_to_close_time
     with worker_thread(data_dir, workflows=[seq_timeout], activities=[plus_one, sleepy]) as worker:
         client = durable.Client(data_dir)
         assert client.start(seq_timeout, id="seq-timeout").result(timeout=20) == [1, "timed_out", 3]
-        # the store timed the step out on its own; the worker must also have stopped its code
-        # (it would sleep 30 s with no deadline on the rounds' scope)
-        deadline = time.monotonic() + 10
-        while worker._running_acts and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not worker._running_acts
+        wait_until_no_attempt_runs(worker)
     assert worker.stats["continued"] >= 1  # the second step was claimed by its run's round
 
 
