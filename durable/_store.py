@@ -1,9 +1,9 @@
 """The LMDB store: one environment per data directory, every change one write transaction.
 
 This module knows LMDB; the domain operations in `_ops` see only the small `Txn` wrapper. A
-group of operations runs in one write transaction (group commit), each inside a nested
-transaction so that one refused operation (a fencing check, a closed workflow) does not undo the
-others. If the map fills up, the whole batch is retried after growing the map, before anyone is
+group of operations runs in one write transaction (group commit); if one of them is refused (a
+fencing check, a closed workflow), the group runs again with each operation inside a nested
+transaction, so that the refused one does not undo the others. If the map fills up, the whole batch is retried after growing the map, before anyone is
 told it was written. After a commit, processes waiting on the data directory are woken (`_wake`).
 """
 
@@ -164,6 +164,24 @@ class Txn:
     def count(self, db: str) -> int:
         """Number of entries in a database."""
         return int(self._txn.stat(self._dbs[db])["entries"])
+
+
+class _Outcome:
+    """What the ops of a batch gave: their results, and what their transactions ask of others."""
+
+    __slots__ = ("results", "wake", "wake_acts", "ready_at")
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.wake = self.wake_acts = False
+        self.ready_at: int | None = None
+
+    def add(self, result: Any, t: Txn) -> None:
+        self.results.append(result)
+        self.wake = self.wake or t.wake
+        self.wake_acts = self.wake_acts or t.wake_acts
+        if t.ready_at is not None and (self.ready_at is None or t.ready_at < self.ready_at):
+            self.ready_at = t.ready_at
 
 
 class _Slot:
@@ -350,7 +368,7 @@ class Store:
 
     def write_batch(self, ops: list[Callable[[Txn], Any]], *, quiet: str | None = None,
                     woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
-        """Run `ops` in one write transaction, each in a nested one; commit once.
+        """Run `ops` in one write transaction (see `_run_batch`); commit once.
 
         Returns one entry per op: its result, or the exception it raised (that op's writes are
         undone; the others stand). LMDB errors abort the whole batch: a full map is grown and
@@ -395,40 +413,68 @@ class Store:
         return results
 
     def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool, bool, int | None]:
-        results: list[Any] = []
-        wake = wake_acts = False
-        ready_at: int | None = None
+        """Run `ops` in one write transaction and commit it: first all in the transaction itself
+        (cheaper: LMDB copies every page a nested transaction touches, and each nested one is two
+        more calls); if one raises, that transaction is dropped and the batch run again, each op
+        in a nested transaction of its own, so that its writes alone are undone. An op may thus
+        run twice (as in a batch retried after growing the map): it writes only through `t`."""
         txn = self.env.begin(write=True)
         try:
             now = self.clock.now_ns()
+            outcome = _Outcome()
+            for op in ops:
+                t = Txn(self, txn, now, self._memo)
+                try:
+                    outcome.add(op(t), t)
+                except lmdb.Error:
+                    raise  # map full, disk full: the whole batch is retried or refused
+                except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
+                    failed = exc
+                    break
+            else:
+                self._commit(txn)
+                return outcome.results, outcome.wake, outcome.wake_acts, outcome.ready_at
+        except BaseException:
+            txn.abort()
+            raise
+        txn.abort()
+        if len(ops) == 1:  # nothing else to keep
+            return [failed], False, False, None
+        return self._run_batch_nested(ops)
+
+    def _run_batch_nested(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool, bool, int | None]:
+        """`_run_batch` with each op in a nested transaction: one op's error undoes its writes only."""
+        txn = self.env.begin(write=True)
+        try:
+            now = self.clock.now_ns()
+            outcome = _Outcome()
             for op in ops:
                 child = self.env.begin(write=True, parent=txn)
                 t = Txn(self, child, now, self._memo)
                 try:
-                    results.append(op(t))
-                except lmdb.Error:
-                    child.abort()
-                    raise  # map full, disk full: the whole batch is retried or refused
+                    result = op(t)
                 except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
                     child.abort()
-                    results.append(exc)
+                    if isinstance(exc, lmdb.Error):
+                        raise  # map full, disk full: the whole batch is retried or refused
+                    outcome.results.append(exc)
                     continue
                 except BaseException:
                     child.abort()
                     raise
                 child.commit()
-                wake = wake or t.wake
-                wake_acts = wake_acts or t.wake_acts
-                if t.ready_at is not None and (ready_at is None or t.ready_at < ready_at):
-                    ready_at = t.ready_at
-            if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
-                _crashpoint.hit("batch-before-commit")
-            txn.commit()
-            self.commits += 1
+                outcome.add(result, t)
+            self._commit(txn)
         except BaseException:
             txn.abort()
             raise
-        return results, wake, wake_acts, ready_at
+        return outcome.results, outcome.wake, outcome.wake_acts, outcome.ready_at
+
+    def _commit(self, txn: lmdb.Transaction) -> None:
+        if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
+            _crashpoint.hit("batch-before-commit")
+        txn.commit()
+        self.commits += 1
 
     def _short_write_on_full_disk(self, exc: lmdb.Error) -> bool:
         """LMDB reports a write cut short (the disk filled up in the middle of it) as EIO, not

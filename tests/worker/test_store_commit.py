@@ -145,3 +145,40 @@ def test_a_record_kept_decoded_is_handed_out_only_while_its_bytes_are_stored(tmp
     assert isinstance(results[1], ValueError)
     assert got == [{"v": 1}]
     assert store.write(lambda t: t.get_rec("wf", key)) == {"v": 1}
+
+
+def _bump(key: bytes):  # type: ignore[no-untyped-def]
+    """An op that adds one to a counter under `key` (so running it twice would show)."""
+
+    def op(t: _store.Txn) -> int:
+        raw = t.get("meta", key)
+        n = (0 if raw is None else int(raw)) + 1
+        t.put("meta", key, str(n).encode())
+        return n
+
+    return op
+
+
+def _write_then_fail(key: bytes):  # type: ignore[no-untyped-def]
+    def op(t: _store.Txn) -> None:
+        t.put("meta", key, b"written")
+        raise ValueError("refused after writing")
+
+    return op
+
+
+def test_a_batch_whose_op_fails_keeps_the_others_writes_once_and_none_of_its_own(tmp_path: Path) -> None:
+    """A batch runs its ops in one transaction without nesting them; one that raises makes it run
+    again with each op nested. The first run must be dropped, not committed: the ops before the
+    failed one are applied once, the failed one's writes not at all, the ones after it too."""
+    store = Store.open(tmp_path / "s")
+    results = store.write_batch([_bump(b"t-a"), _write_then_fail(b"t-x"), _bump(b"t-b")])
+    assert results[0] == 1 and results[2] == 1
+    assert isinstance(results[1], ValueError)
+    values = store.read(lambda t: [t.get("meta", k) for k in (b"t-a", b"t-x", b"t-b")])
+    assert values == [b"1", None, b"1"]
+    # a batch of one failing op writes nothing, and the next batch sees the store as it was
+    [alone] = store.write_batch([_write_then_fail(b"t-y")])
+    assert isinstance(alone, ValueError)
+    assert store.read(lambda t: t.get("meta", b"t-y")) is None
+    assert store.write_batch([_bump(b"t-a"), _bump(b"t-a")]) == [2, 3]
