@@ -337,6 +337,9 @@ class Runtime:
         self._current: _Task | None = None
         self._emitting = True
         self._in_query = False
+        #: the activation running is one of the history's: its commands are compared with the
+        #: recorded ones (kind, seq and name), never written, so their payloads are not made
+        self._replaying = False
 
     # --- the API's entry points ------------------------------------------------------------
 
@@ -368,7 +371,11 @@ class Runtime:
             inputs, recorded = events[i:j], events[j:k]
             if not recorded and not run_live:
                 return []
-            commands = self._activate(inputs)
+            self._replaying = bool(recorded)
+            try:
+                commands = self._activate(inputs)
+            finally:
+                self._replaying = False
             if not recorded:
                 self.processed += j - i
                 self._pending_recorded = len(commands)
@@ -615,7 +622,7 @@ class Runtime:
         root = self._root
         errors = [e for e in root._errors if not isinstance(e, Cancelled)]
         if self._main_result is not None and not errors:
-            out = self.converter.to_payload(self._main_result[0], "workflow result")
+            out = None if self._replaying else self.converter.to_payload(self._main_result[0], "workflow result")
             self._finish({"k": ev.WORKFLOW_COMPLETED, "out": out})
             return
         if root._children:
@@ -688,7 +695,7 @@ class Runtime:
     async def _activity(self, name: str, args: tuple[Any, ...], options: ActivityOptions) -> Any:
         self._require_task(f"activity {name!r}")
         self._checkpoint()
-        payload = self.converter.to_payload(list(args), f"arguments of activity {name!r}")
+        payload = None if self._replaying else self.converter.to_payload(list(args), f"arguments of activity {name!r}")
         seq = self._next_seq()
         self._emit({"k": ev.ACTIVITY_SCHEDULED, "seq": seq, "name": name, "in": payload, "opts": options.to_record()})
         mode = options.cancellation

@@ -529,3 +529,34 @@ def test_a_change_after_the_recorded_part_runs_live() -> None:
     rt, commands = replay(order_with_timer, history, workflow_id="order-17")
     assert strip(commands) == [{"k": ev.TIMER_STARTED, "seq": 2, "dur": 3_000_000_000}]
     rt.close()
+
+
+class _CountingCodec:
+    """A payload codec that changes nothing and counts the payloads it is given to encode."""
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def encode(self, data: bytes) -> bytes:
+        self.encoded += 1
+        return data
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+
+def test_replayed_activations_make_no_payloads_and_the_live_one_does() -> None:
+    """A replayed activation's commands are only compared with the history's (kind, seq and name)
+    and never written, so their payloads are not made: replay does not encode arguments or
+    results. The live activation's commands are written: theirs are made."""
+    history = record_order()
+    codec = _CountingCodec()
+    rt = Runtime(durable._defs.workflow_def(order_v1), "order-17", "run-1", durable._codec.Converter(codec))
+    assert rt.advance(history, run_live=False) == [] and rt.done
+    assert codec.encoded == 0  # charge's and ship's arguments, the result: none made
+    rt.close()
+    rt = Runtime(durable._defs.workflow_def(order_v1), "order-17", "run-1", durable._codec.Converter(codec))
+    [live] = rt.advance(history[:3])  # charge's activation replayed, the next one live
+    assert (live["k"], live["name"], cbor2.loads(live["in"])) == (ev.ACTIVITY_SCHEDULED, "ship", [5])
+    assert codec.encoded == 1
+    rt.close()
