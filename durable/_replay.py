@@ -51,36 +51,37 @@ def decode_history(data: bytes | bytearray) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     budget = MAX_EXPORT_ITEMS
     must_count = len(data) > MAX_EXPORT_ITEMS  # else it cannot hold more values than that: each takes a byte
-    ready: list[tuple[Any, int]] = []  # events decoded ahead, small ones a few KiB at a time
+    is_event = ev.is_event
     while count < 0 or len(events) < count:
         if count < 0 and data[pos:pos + 1] == b"\xff":
             pos += 1
             break
         if len(events) > MAX_HISTORY_EVENTS + 100:
             raise DecodeError(f"the history holds more than {MAX_HISTORY_EVENTS} events")
-        if not ready:
-            left = MAX_HISTORY_EVENTS + 101 - len(events) if count < 0 else count - len(events)
-            ready = _codec.decode_run(data, pos, left)
-            ready.reverse()
-        if ready:
-            event, end = ready.pop()
-            items = _codec.count_values(event) if must_count else 0
-        else:
-            where = f"event {len(events)}"
-            try:
-                end, items = _codec.scan(data, pos, check_keys=False)  # decode checks them as for any record
-            except ValueError as exc:
-                raise DecodeError(f"{where} is not valid CBOR: {exc}") from None
-            budget -= items
-            if budget < 0:
-                raise DecodeError(f"the history holds more than {MAX_EXPORT_ITEMS} CBOR values (MAX_EXPORT_ITEMS)")
-            items = 0
-            event = _codec.decode(data[pos:end], what=where)
+        left = MAX_HISTORY_EVENTS + 101 - len(events) if count < 0 else count - len(events)
+        run = _codec.decode_run(data, pos, left)  # the small events of the next few KiB
+        if run:
+            for event, _ in run:
+                if must_count:
+                    budget -= _codec.count_values(event)
+                    if budget < 0:
+                        raise DecodeError(f"the history holds more than {MAX_EXPORT_ITEMS} CBOR values (MAX_EXPORT_ITEMS)")
+                if type(event) is not dict or not is_event(event):  # say what is wrong, and where
+                    ev.check_event(event, f"event {len(events)}")
+                events.append(event)
+            pos = run[-1][1]
+            continue
+        where = f"event {len(events)}"
+        try:
+            end, items = _codec.scan(data, pos, check_keys=False)  # decode checks them as for any record
+        except ValueError as exc:
+            raise DecodeError(f"{where} is not valid CBOR: {exc}") from None
         budget -= items
         if budget < 0:
             raise DecodeError(f"the history holds more than {MAX_EXPORT_ITEMS} CBOR values (MAX_EXPORT_ITEMS)")
-        if type(event) is not dict or not ev.is_event(event):  # say what is wrong, and where
-            ev.check_event(event, f"event {len(events)}")
+        event = _codec.decode(data[pos:end], what=where)
+        if type(event) is not dict or not is_event(event):
+            ev.check_event(event, where)
         events.append(event)
         pos = end
     if pos != len(data):
