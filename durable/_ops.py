@@ -30,7 +30,7 @@ from typing import Any
 
 from . import _crashpoint
 from . import _events as ev
-from ._codec import decode, encode, error_to_record
+from ._codec import _SCAN_ABOVE, decode, decode_run, encode, error_to_record
 from ._errors import (
     HistoryLimitError,
     InvalidArgument,
@@ -196,13 +196,38 @@ def _check_registered(t: Txn, queue: str, wtype: str) -> None:
 
 def read_history(t: Txn, num: int, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
     """Events of run `num` from index `start` (to `end`), checked as they are decoded."""
-    events = []
+    raws: list[bytes] = []
     prefix = u64(num)
     for key, raw in t.scan("hist", prefix, prefix + u64(start)):
-        index = unpack_u64(key, 8)
-        if end is not None and index >= end:
+        if end is not None and unpack_u64(key, 8) >= end:
             break
-        events.append(ev.check_event(decode(raw, what="event"), f"run {num} event {index}"))
+        raws.append(raw)
+    events: list[dict[str, Any]] = []
+    i = 0
+    while i < len(raws):
+        # the small events of the next few KiB go through one decoder (`decode_run`), each held to
+        # exactly its own bytes; anything else (a long event, one that does not decode so) alone
+        j, size = i, 0
+        while j < len(raws) and size + len(raws[j]) <= _SCAN_ABOVE:
+            size += len(raws[j])
+            j += 1
+        run = decode_run(b"".join(raws[i:j]), 0, j - i) if j - i > 1 else []
+        ends, pos = [], 0
+        for raw in raws[i:i + len(run)]:
+            pos += len(raw)
+            ends.append(pos)
+        taken = 0
+        for (event, stop), want in zip(run, ends):
+            if stop != want:
+                break
+            taken += 1
+        if taken == 0:
+            taken, run = 1, [(decode(raws[i], what="event"), 0)]
+        for event, _ in run[:taken]:
+            if type(event) is not dict or not ev.is_event(event):
+                ev.check_event(event, f"run {num} event {start + len(events)}")
+            events.append(event)
+        i += taken
     return events
 
 

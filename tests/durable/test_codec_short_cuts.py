@@ -116,3 +116,46 @@ def test_an_export_with_too_many_values_is_refused_however_small_its_events(monk
         _replay.decode_history(_history(crowded))
     roomy = [start] + [{"k": "TaskCompleted", "t": 2, "pad": b"\x00" * 100} for _ in range(200)]  # as long, few values
     assert len(_history(roomy)) > 10_000 and len(_replay.decode_history(_history(roomy))) == 201
+
+
+# --- read_history: the events of a few KiB through one decoder --------------------------------
+
+_EVENT = {"k": "ActivityCompleted", "t": 5, "seq": 1, "out": b"\x01", "attempt": 1}
+_good = st.builds(lambda seq, out: cbor2.dumps(dict(_EVENT, seq=seq, out=out)), st.integers(0, 2**40),
+                  st.binary(max_size=3000))
+_bad = st.sampled_from([
+    b"\xff", b"\x81", cbor2.dumps(_EVENT)[:-1], cbor2.dumps(_EVENT) + b"\x00",
+    cbor2.dumps(_EVENT) + cbor2.dumps(_EVENT), cbor2.dumps(dict(_EVENT, seq="one")),
+    cbor2.dumps([1, 2]), cbor2.dumps(cbor2.CBORTag(28, _EVENT)),
+]) | st.binary(max_size=40)
+
+
+def _read_history_alone(raws: list[bytes]) -> list[Any]:
+    """What read_history gives, decoding each event on its own (as it did before batching)."""
+    from durable import _events as ev
+
+    return [ev.check_event(_codec.decode(raw, what="event"), f"run 1 event {i}") for i, raw in enumerate(raws)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_good, max_size=12), st.lists(st.tuples(st.integers(0, 12), _bad), max_size=2))
+def test_read_history_gives_what_decoding_each_event_alone_gives(tmp_path_factory: Any, good: list[bytes],
+                                                                  bad: list[tuple[int, bytes]]) -> None:
+    from durable import _ops
+    from durable._store import Store, u64x2
+
+    raws = list(good)
+    for at, raw in bad:
+        raws.insert(min(at, len(raws)), raw)
+    store = Store.open(tmp_path_factory.mktemp("s"))
+    store.write(lambda t: [t.put("hist", u64x2(1, i), raw) for i, raw in enumerate(raws)])
+    try:
+        want: Any = _read_history_alone(raws)
+    except DecodeError as exc:
+        want = ("refused", str(exc))
+    try:
+        got: Any = store.read(lambda t: _ops.read_history(t, 1))
+    except DecodeError as exc:
+        got = ("refused", str(exc))
+    assert got == want
+    store.close()
