@@ -3,8 +3,9 @@
 This module knows LMDB; the domain operations in `_ops` see only the small `Txn` wrapper. A
 group of operations runs in one write transaction (group commit); if one of them is refused (a
 fencing check, a closed workflow), the group runs again with each operation inside a nested
-transaction, so that the refused one does not undo the others. If the map fills up, the whole batch is retried after growing the map, before anyone is
-told it was written. After a commit, processes waiting on the data directory are woken (`_wake`).
+transaction, so that the refused one does not undo the others. If the map fills up, the whole
+batch is retried after growing the map, before anyone is told it was written. After a commit,
+processes waiting on the data directory are woken (`_wake`).
 """
 
 from __future__ import annotations
@@ -326,8 +327,8 @@ class Store:
         """Run one operation in a write transaction and commit it (synced); return its result.
 
         Operations asked for by several threads at once are committed together (group commit):
-        the first thread to arrive commits what the others queued meanwhile, in order, each op
-        in its own nested transaction, so one op's error is raised to its caller only.
+        the first thread to arrive commits what the others queued meanwhile, in order (see
+        `_run_batch`); one op's error is raised to its caller only, and undoes its writes only.
         """
         slot = _Slot(fn)
         with self._gc_lock:
