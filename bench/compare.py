@@ -122,9 +122,10 @@ def missing(system: str, peers_dir: Path) -> str | None:
 
 
 def run_system(system: str, cmd: list[str], env: dict[str, str], cwd: Path, timeout: float,
-               results: TextIO, log_path: Path) -> dict[str, Any]:
-    """Run `cmd`, copying each JSON line it prints to `results` and its stderr to `log_path`;
-    stop its process group after `timeout` seconds. Returns the run's status record."""
+               results: TextIO, log_path: Path, round_no: int | None = None) -> dict[str, Any]:
+    """Run `cmd`, copying each JSON line it prints to `results` (with `round_no` as its "round",
+    if given) and its stderr to `log_path`; stop its process group after `timeout` seconds.
+    Returns the run's status record."""
     t0 = time.monotonic()
     count = 0
     with open(log_path, "wb") as log:
@@ -141,6 +142,8 @@ def run_system(system: str, cmd: list[str], env: dict[str, str], cwd: Path, time
                 except json.JSONDecodeError:
                     rec = None
                 if isinstance(rec, dict):
+                    if round_no is not None:
+                        rec.setdefault("round", round_no)
                     results.write(json.dumps(rec) + "\n")
                     results.flush()
                     count += 1
@@ -269,6 +272,7 @@ def table(records: list[dict[str, Any]]) -> str:
             return float(rec["p50_ms"]) - TIMER_S * 1000
         return float(rec[key])
 
+    bests: dict[str, str | None] = {}  # per row of per_round: the best peer of the table
     out = ["throughput, wf/s (x: durable / peer; above 1, durable is faster)"]
     rows = []
     for w in THROUGHPUT_ROWS:
@@ -280,6 +284,7 @@ def table(records: list[dict[str, Any]]) -> str:
         best = max((p for p in peers if vals[p] is not None), key=lambda p: vals[p] or 0.0, default=None)
         row.append("-" if best is None else f"{best} {_fmt(vals[best])}{_ratio(d, vals[best])}")
         rows.append(row)
+        bests[w] = best
     out += _grid(["workload", "durable", *peers, "best peer"], rows)
     out += ["", "latency p50, ms (x: peer / durable; above 1, durable answers sooner); "
                 "timer: p50 - 1000 ms, its overhead above the one-second sleep"]
@@ -294,10 +299,13 @@ def table(records: list[dict[str, Any]]) -> str:
         best = min((p for p in peers if vals[p] is not None), key=lambda p: vals[p] or 0.0, default=None)
         row.append("-" if best is None else f"{best} {_fmt(vals[best])}{_ratio(vals[best], d)}")
         rows.append(row)
+        if w == "timer":
+            bests["timer overhead"] = best
     out += _grid(["workload", "durable", *peers, "best peer"], rows)
     runs = sorted({rec["runs"] for rec in chosen.values()})
     if runs != [1]:
         out += ["", "each figure is the median of " + "/".join(map(str, runs)) + " runs"]
+    out += per_round(records, chosen, bests)
     notes = []
     for (system, w), rec in chosen.items():
         base = chosen.get(("durable", w))
@@ -308,6 +316,53 @@ def table(records: list[dict[str, Any]]) -> str:
     if notes:
         out += ["", "not the same sizes: " + "; ".join(notes)]
     return "\n".join(out)
+
+
+def per_round(records: list[dict[str, Any]], chosen: dict[tuple[str, str], dict[str, Any]],
+              bests: dict[str, str | None]) -> list[str]:
+    """Durable against each row's best peer round by round (records tagged with their "round"):
+    each ratio from the two runs of one round, closer in time than the medians of all rounds
+    (on these machines the speed drifts within minutes). Empty without rounds."""
+    rounds: dict[int, int] = {}  # id of a record -> its round
+    pending: dict[Any, list[dict[str, Any]]] = {}
+    for rec in records:  # untagged records (older files) belong to the next run status of their system
+        if rec.get("compare") == "run" and isinstance(rec.get("round"), int):
+            for done in pending.pop(rec.get("system"), []):
+                rounds[id(done)] = rec["round"]
+        elif "compare" not in rec:
+            if isinstance(rec.get("round"), int):
+                rounds[id(rec)] = rec["round"]
+            else:
+                pending.setdefault(rec.get("system"), []).append(rec)
+    by_round: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for rec in records:
+        key = (rec.get("system"), rec.get("workload"))
+        picked = chosen.get(key)  # type: ignore[arg-type]
+        if id(rec) not in rounds or picked is None:
+            continue
+        if rec.get("concurrency", 0) == picked.get("concurrency", 0):
+            by_round[(key[0], key[1], rounds[id(rec)])] = rec  # type: ignore[index]
+    rows = []
+    for label, best in bests.items():
+        w = "timer" if label == "timer overhead" else label
+        ratios = []
+        for (system, workload, rnd), d in sorted(by_round.items()):
+            p = by_round.get((best, w, rnd)) if best is not None else None
+            if system != "durable" or workload != w or p is None:
+                continue
+            if w == "timer":
+                d_val, p_val = p["p50_ms"] - TIMER_S * 1000, d["p50_ms"] - TIMER_S * 1000
+            else:
+                d_val, p_val = d["wf_per_s"], p["wf_per_s"]
+            if d_val > 0 and p_val > 0:
+                ratios.append(d_val / p_val)
+        if len(ratios) > 1:
+            rows.append([label, f"{best}", f"{statistics.median(ratios):.2f}x",
+                         f"{min(ratios):.2f}-{max(ratios):.2f}x", f"{len(ratios)} rounds"])
+    if not rows:
+        return []
+    return ["", "round by round against the best peer (durable / peer of the same round; timer: "
+                "peer's overhead / durable's)", *_grid(["workload", "peer", "median", "range", ""], rows)]
 
 
 def status_lines(records: list[dict[str, Any]]) -> list[str]:
@@ -429,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [sys.executable, "-m", "bench", "--only", "workloads", "--n", str(args.n),
                        "--n-timer", str(args.n_timer), "--concurrency", str(args.concurrency)]
                 status = run_system("durable", cmd, bench_env(), ROOT, args.timeout, results,
-                                    _log_path(out, "durable" + tag))
+                                    _log_path(out, "durable" + tag), rnd if args.rounds > 1 else None)
                 note(dict(status, round=rnd) if args.rounds > 1 else status)
                 failed |= status["status"] != "ok"
                 say(status_lines([status])[0])
@@ -453,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                                **{k: str(v) for k, v in sizes.items()})
                     peers_dir.mkdir(parents=True, exist_ok=True)
                     status = run_system(system, ["bash", str(script)], env, args.scripts, args.timeout, results,
-                                        _log_path(out, system + tag))
+                                        _log_path(out, system + tag), rnd if args.rounds > 1 else None)
                 note(dict(status, round=rnd) if args.rounds > 1 else status)
                 failed |= status["status"] == "failed"
                 say(status_lines([status])[0])

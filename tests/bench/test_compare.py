@@ -183,5 +183,33 @@ def test_rounds_run_the_whole_sequence_again_with_a_log_each(tmp_path: Path) -> 
     runs = [r for r in records if r.get("compare") == "run"]
     assert [(r["system"], r["round"], r["status"]) for r in runs] == [("temporal", 1, "ok"), ("temporal", 2, "ok")]
     assert len({r["log"] for r in runs}) == 2
-    assert [r.get("workload") for r in records if "compare" not in r].count("three_steps") == 2
+    assert [r.get("round") for r in records if r.get("workload") == "three_steps"] == [1, 2]  # each its round
     assert "each figure is the median of 2 runs" in proc.stdout
+
+
+def test_round_by_round_ratios_pair_each_round_s_runs(tmp_path: Path) -> None:
+    """With rounds, durable is also compared with the best peer round by round: each ratio from
+    the runs of one round. Records carry their round, or (older files) belong to the run status
+    of their system that follows them."""
+    def status(system: str, rnd: int) -> dict[str, object]:
+        return {"compare": "run", "system": system, "status": "ok", "seconds": 1.0, "records": 2, "round": rnd}
+
+    records: list[dict[str, object]] = []
+    for rnd, (d, r, d_timer, r_timer) in enumerate([(100.0, 50.0, 1010.0, 1100.0), (400.0, 100.0, 1020.0, 1060.0),
+                                                    (300.0, 50.0, 1040.0, 1080.0)], start=1):
+        tagged = rnd == 2  # round 2 as bench.compare writes them now, the others as it did before
+        for system, tp, timer in (("durable", d, d_timer), ("restate", r, r_timer)):
+            for one in (rec(system, "three_steps", tp, 10.0), rec(system, "timer", 45.0, timer, n=50)):
+                records.append(dict(one, round=rnd) if tagged else one)
+            records.append(status(system, rnd))
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    proc = run_compare("--from", str(path))
+    assert proc.returncode == 0, proc.stderr
+    # medians of all rounds: 300 / 50 = 6x; round by round 2x, 4x, 6x: median 4x
+    assert cells(proc.stdout, "three_steps", 0)[-1] == "restate 50.0 (6.00x)"
+    (section,) = [b.splitlines() for b in proc.stdout.split("\n\n") if b.startswith("round by round")]
+    rows = {line.split()[0]: line.split()[1:] for line in section[2:]}
+    assert rows["three_steps"] == ["restate", "4.00x", "2.00-6.00x", "3", "rounds"]
+    # timer overhead, restate's / durable's: 100/10, 60/20, 80/40 -> 10x, 3x, 2x
+    assert rows["timer"] == ["overhead", "restate", "3.00x", "2.00-10.00x", "3", "rounds"]
