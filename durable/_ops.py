@@ -212,13 +212,10 @@ def read_history(t: Txn, num: int, start: int = 0, end: int | None = None) -> li
             size += len(raws[j])
             j += 1
         run = decode_run(b"".join(raws[i:j]), 0, j - i) if j - i > 1 else []
-        ends, pos = [], 0
-        for raw in raws[i:i + len(run)]:
+        taken = pos = 0
+        for (_, stop), raw in zip(run, raws[i:j]):
             pos += len(raw)
-            ends.append(pos)
-        taken = 0
-        for (event, stop), want in zip(run, ends):
-            if stop != want:
+            if stop != pos:
                 break
             taken += 1
         if taken == 0:

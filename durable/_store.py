@@ -168,14 +168,16 @@ class Txn:
 
 
 class _Outcome:
-    """What the ops of a batch gave: their results, and what their transactions ask of others."""
+    """What the ops of a batch gave: their results, and what their transactions ask of others;
+    or, for a batch dropped at its first failure, that failure (`failed`, the only result)."""
 
-    __slots__ = ("results", "wake", "wake_acts", "ready_at")
+    __slots__ = ("results", "wake", "wake_acts", "ready_at", "failed")
 
-    def __init__(self) -> None:
-        self.results: list[Any] = []
+    def __init__(self, failed: Exception | None = None) -> None:
+        self.results: list[Any] = [] if failed is None else [failed]
         self.wake = self.wake_acts = False
         self.ready_at: int | None = None
+        self.failed = failed is not None
 
     def add(self, result: Any, t: Txn) -> None:
         self.results.append(result)
@@ -383,7 +385,7 @@ class Store:
         while True:
             try:
                 with self._write_lock:
-                    results, wake, wake_acts, ready_at = self._run_batch(ops)
+                    outcome = self._run_batch(ops)
                 break
             except lmdb.MapFullError:
                 self._grow_map()
@@ -407,69 +409,52 @@ class Store:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise StoreFullError(f"the disk holding {self.path} is full: nothing was written") from None
                 raise
-        if wake:
-            self.notifier.notify(_wake.RUNNING_ACTIVITIES if wake_acts else _wake.ANY, skip=quiet)
+        if outcome.wake:
+            self.notifier.notify(_wake.RUNNING_ACTIVITIES if outcome.wake_acts else _wake.ANY, skip=quiet)
             if woke is not None:
-                woke.append((ready_at, wake_acts))
-        return results
+                woke.append((outcome.ready_at, outcome.wake_acts))
+        return outcome.results
 
-    def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool, bool, int | None]:
+    def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> _Outcome:
         """Run `ops` in one write transaction and commit it: first all in the transaction itself
         (cheaper: LMDB copies every page a nested transaction touches, and each nested one is two
         more calls); if one raises, that transaction is dropped and the batch run again, each op
         in a nested transaction of its own, so that its writes alone are undone. An op may thus
         run twice (as in a batch retried after growing the map): it writes only through `t`."""
-        txn = self.env.begin(write=True)
-        try:
-            now = self.clock.now_ns()
-            outcome = _Outcome()
-            for op in ops:
-                t = Txn(self, txn, now, self._memo)
-                try:
-                    outcome.add(op(t), t)
-                except lmdb.Error:
-                    raise  # map full, disk full: the whole batch is retried or refused
-                except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
-                    failed = exc
-                    break
-            else:
-                self._commit(txn)
-                return outcome.results, outcome.wake, outcome.wake_acts, outcome.ready_at
-        except BaseException:
-            txn.abort()
-            raise
-        txn.abort()
-        if len(ops) == 1:  # nothing else to keep
-            return [failed], False, False, None
-        return self._run_batch_nested(ops)
+        outcome = self._try_batch(ops, nested=False)
+        if outcome.failed and len(ops) > 1:
+            outcome = self._try_batch(ops, nested=True)
+        return outcome
 
-    def _run_batch_nested(self, ops: list[Callable[[Txn], Any]]) -> tuple[list[Any], bool, bool, int | None]:
-        """`_run_batch` with each op in a nested transaction: one op's error undoes its writes only."""
+    def _try_batch(self, ops: list[Callable[[Txn], Any]], nested: bool) -> _Outcome:
+        """One run of `_run_batch`. Not `nested`, the first op that raises drops the transaction:
+        the outcome then holds only its error (`failed`)."""
+        outcome = _Outcome()
         txn = self.env.begin(write=True)
         try:
             now = self.clock.now_ns()
-            outcome = _Outcome()
             for op in ops:
-                child = self.env.begin(write=True, parent=txn)
+                child = self.env.begin(write=True, parent=txn) if nested else txn
                 t = Txn(self, child, now, self._memo)
                 try:
                     result = op(t)
                 except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
-                    child.abort()
                     if isinstance(exc, lmdb.Error):
                         raise  # map full, disk full: the whole batch is retried or refused
+                    if not nested:
+                        txn.abort()
+                        return _Outcome(failed=exc)
+                    child.abort()
                     outcome.results.append(exc)
                     continue
-                except BaseException:
-                    child.abort()
-                    raise
-                child.commit()
+                if nested:
+                    child.commit()
                 outcome.add(result, t)
             self._commit(txn)
         except BaseException:
-            txn.abort()
+            txn.abort()  # with its nested transactions
             raise
-        return outcome.results, outcome.wake, outcome.wake_acts, outcome.ready_at
+        return outcome
 
     def _commit(self, txn: lmdb.Transaction) -> None:
         if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
