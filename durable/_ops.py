@@ -185,8 +185,28 @@ def start_workflow(
     return num, True
 
 
+#: The registrations of a queue as last decoded, by their bytes: starts, signals and queries check
+#: them on every call, and decoding them again would be a quarter of a start's time in the write
+#: transaction. Shared and read-only: `_types` hands out the same object while the bytes are the same.
+_types_seen: dict[bytes, Any] = {}
+
+
+def _types(t: Txn, queue: str) -> Any:
+    """The registrations of `queue` (see `publish_registry`), or None; not to be changed."""
+    raw = t.get("types", queue.encode())
+    if raw is None:
+        return None
+    rec = _types_seen.get(raw)
+    if rec is None:
+        rec = decode(raw, what="types record")
+        if len(_types_seen) >= 64:
+            _types_seen.clear()
+        _types_seen[raw] = rec
+    return rec
+
+
 def _check_registered(t: Txn, queue: str, wtype: str) -> None:
-    types = t.get_rec("types", queue.encode())
+    types = _types(t, queue)
     if not types:
         return  # no worker has served this queue yet: the workflow waits for one (as in Temporal)
     if wtype not in types.get("workflows", {}):
@@ -274,7 +294,7 @@ def signal(t: Txn, wid: str, name: str, payload: bytes) -> None:
             f"cannot signal {name!r} to workflow {wid!r}: its code has returned and it is closing "
             "(the signals it already accepted are being delivered)"
         )
-    types = t.get_rec("types", rec["queue"].encode()) or {}
+    types = _types(t, rec["queue"]) or {}
     known = types.get("workflows", {}).get(rec["type"])
     if known is not None and name not in known.get("signals", []):
         names = ", ".join(known.get("signals", [])) or "none"
@@ -1007,7 +1027,7 @@ def _expire_wft(t: Txn, num: int, due_key: bytes) -> None:
 def put_query(t: Txn, wid: str, name: str, payload: bytes) -> int:
     """Ask the workers of the workflow's queue to run a query; return the query number."""
     rec = load_wf(t, wid)
-    types = t.get_rec("types", rec["queue"].encode()) or {}
+    types = _types(t, rec["queue"]) or {}
     known = types.get("workflows", {}).get(rec["type"])
     if known is not None and name not in known.get("queries", []):
         names = ", ".join(known.get("queries", [])) or "none"

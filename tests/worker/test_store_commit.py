@@ -182,3 +182,32 @@ def test_a_batch_whose_op_fails_keeps_the_others_writes_once_and_none_of_its_own
     assert isinstance(alone, ValueError)
     assert store.read(lambda t: t.get("meta", b"t-y")) is None
     assert store.write_batch([_bump(b"t-a"), _bump(b"t-a")]) == [2, 3]
+
+
+def test_starts_and_signals_check_the_registrations_stored_now_not_ones_seen_before(data_dir: str) -> None:
+    """Decoded registrations are reused only while their bytes are the ones stored (`_ops._types`):
+    a worker publishing more names, or anyone rewriting the record, is seen by the next call."""
+    store = Store.open(data_dir)
+    payload = store.converter.to_payload([], "input")
+
+    def start(wid: str, wtype: str) -> object:
+        return store.write(lambda t: _ops.start_workflow(t, wid, wtype, "default", payload, False, True))
+
+    def desc(signals: list[str]) -> dict[str, object]:
+        return {"workflows": {"A": {"signals": signals, "queries": []}}, "activities": []}
+
+    store.write(lambda t: _ops.publish_registry(t, "default", desc(["s"])))
+    start("a1", "A")
+    with pytest.raises(durable.NotRegistered, match="unknown workflow 'B'"):
+        start("b1", "B")
+    store.write(lambda t: _ops.signal(t, "a1", "s", payload))
+    with pytest.raises(durable.NotRegistered, match="no signal 't'"):
+        store.write(lambda t: _ops.signal(t, "a1", "t", payload))
+    store.write(lambda t: _ops.publish_registry(
+        t, "default", {"workflows": {"B": {"signals": [], "queries": []}}, "activities": []}))
+    start("b2", "B")
+    # rewritten under the same key by someone else (bytes only): A now has signal "t" and B is gone
+    store.write(lambda t: t.put("types", b"default", _store._codec.encode(desc(["s", "t"]))))
+    store.write(lambda t: _ops.signal(t, "a1", "t", payload))
+    with pytest.raises(durable.NotRegistered, match="unknown workflow 'B'"):
+        start("b3", "B")
