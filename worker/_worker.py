@@ -10,7 +10,9 @@ Tasks running concurrently in the worker's nursery:
 - the activities: an attempt claimed on its own runs in a task and cancel scope of its own (a
   sync one in a thread); the async attempts a workflow task's transaction claims run by hand in
   that task, one after another (`_run_inline`, `_step_here`), and one that waits gets the task and
-  its cancel scope to itself.
+  its cancel scope to itself. A workflow task that only schedules async activities of our queue
+  runs them before it is recorded (`_run_ahead`): if they all finish at once, the task, their
+  results and the task they make are recorded in one transaction.
 
 Workflow activations run one at a time in a separate thread (the engine), never on the trio
 thread: so a stray ``trio.sleep`` in workflow code fails loudly instead of touching the worker's
@@ -108,7 +110,7 @@ class Worker:
         self._trio_token: trio.lowlevel.TrioToken | None = None
         self._quiet: str | None = None  # our listener: our own commits wake us directly (_write_batch)
         self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0, "timer_claims": 0,
-                      "unclaimed": 0, "unclaimed_lost": 0, "inline": 0}
+                      "unclaimed": 0, "unclaimed_lost": 0, "inline": 0, "ahead": 0}
 
     # --- running -----------------------------------------------------------------------------
 
@@ -264,8 +266,8 @@ class Worker:
         ok, value = box[0]
         if not ok:
             raise value
-        if value is None:
-            return None, None
+        if value is None or isinstance(value, _Ahead):
+            return value, None
         return value.value, box[1]
 
     # --- claiming ----------------------------------------------------------------------------
@@ -375,6 +377,9 @@ class Worker:
         claimed: list[dict[str, Any]] = []  # the attempts its transaction claimed, run below
         try:
             commands, written = await self._engine_then_write(self._activate_and_record, item)
+            if isinstance(commands, _Ahead):
+                await self._run_ahead(item, commands.commands)
+                return
             if item["token"] is None:
                 self.stats["unclaimed"] += 1
             if written is UNCLAIMED_LOST:  # another worker took it, or events came in: drop ours
@@ -419,6 +424,8 @@ class Worker:
         if isinstance(outcome, str):
             return _Forward(self._claimed_then(item, lambda t, tok: _ops.fail_workflow_task(t, num, tok, outcome)), None)
         commands = outcome
+        if self._can_run_ahead(commands, item["queue"]):
+            return _Ahead(commands)  # type: ignore[return-value]
         seqs = self._eager_seqs(commands, item["queue"])
 
         def record(t: Txn, tok: int) -> tuple[str, list[dict[str, Any]]]:
@@ -427,6 +434,230 @@ class Worker:
             return status, claimed
 
         return _Forward(self._claimed_then(item, record), commands)
+
+    # --- running ahead: a new workflow task's activities before its commit -------------------
+
+    def _can_run_ahead(self, commands: list[dict[str, Any]], queue: str) -> bool:
+        """Engine thread: whether the activities an activation schedules may run before it is
+        recorded: all it does is schedule async activities of our queue, and we have room."""
+        if not commands or self._stopping or len(commands) > self.max_activities - len(self._running_acts):
+            return False
+        for c in commands:
+            if c["k"] != ev.ACTIVITY_SCHEDULED or (c["opts"].get("queue") or queue) != self.queue:
+                return False
+            try:
+                if not self.registry.activity(c["name"]).is_async:
+                    return False
+            except NotRegistered:
+                return False
+        return True
+
+    async def _run_ahead(self, item: dict[str, Any], commands: list[dict[str, Any]]) -> None:
+        """Run the activities a workflow task schedules before recording it (one synced commit
+        less on the way of each workflow): each attempt's first step runs here, as `_run_inline`
+        runs them. If every one finishes, the instance goes on with their results, and the task,
+        the attempts and their results, and the next task's commands are recorded in one
+        transaction (`_record_ahead`), as the usual path would have recorded them in two. Else
+        the task is recorded with its activities claimed the usual way, and the attempts that
+        ran go on under the claims: results and failures reported, one that waits resumed in a
+        task of its own, the others not started run as usual.
+
+        An attempt run here that is not recorded (the task's lease was lost, the process died
+        before the commit) has run once more than the history says: activities are at least
+        once, as they are when a process dies between an attempt and its result's commit."""
+        num = item["num"]
+        if item["token"] is None:
+            self.stats["unclaimed"] += 1
+        now = self.store.clock.now_ns()
+        entries: list[tuple[dict[str, Any], _activity.ActivityContext]] = []
+        for c in commands:
+            attempt = {"kind": "act", "num": num, "seq": c["seq"], "token": None, "name": c["name"], "in": c["in"],
+                       "attempt": 1, "opts": c["opts"], "hb": None, "wid": item["id"], "wtype": item["type"],
+                       "queue": self.queue, "start": now, "sched": now}
+            entries.append((attempt, self._activity_context(attempt)))
+        done: list[tuple[dict[str, Any], bytes]] = []
+        stopped: tuple[dict[str, Any], _activity.ActivityContext, Any] | None = None
+        rest: list[dict[str, Any]] = []
+        seqs = [c["seq"] for c in commands]
+        waited: tuple[dict[str, Any], _activity.ActivityContext, trio.Event] | None = None
+        report: tuple[Any, ...] | None = None
+        # one cancel scope around the first steps, as in _run_inline: it becomes the scope of one that waits
+        with trio.CancelScope() as scope:
+            for i, (attempt, ctx) in enumerate(entries):
+                self.stats["inline"] += 1
+                step = self._first_step(attempt, ctx)
+                if isinstance(step, tuple) and step[0] == "ok":
+                    done.append((attempt, step[1]))
+                    continue
+                stopped = (attempt, ctx, step)
+                rest = [a for a, _ in entries[i + 1:]]
+                break
+            if done and _crashpoint.ENABLED:  # fault tests only: die with the effects done, nothing recorded
+                _crashpoint.hit("activity-after-effect")
+            if stopped is not None and isinstance(stopped[2], _Pending):
+                # it waits: it goes on in this task at once (its trio scopes are this task's); the
+                # workflow task is recorded by another task, which hands it its claim or cancels it
+                attempt, ctx, step = stopped
+                handle, recorded = _Handle(), trio.Event()
+                assert self._work is not None
+                self._work.start_soon(self._record_ahead_usual, item, commands, seqs, done, None, rest,
+                                      (attempt, ctx, handle), recorded)
+                waited = (attempt, ctx, recorded)
+                self._arm(scope, attempt, handle)
+                report = await self._finish_step(attempt, ctx, step)
+        if waited is not None:
+            attempt, ctx, recorded = waited
+            if scope.cancelled_caught:
+                report = self._cancelled_report(attempt, ctx)
+            await recorded.wait()
+            if attempt["token"] is not None:  # claimed: reported under its claim
+                await self._record_reports([(attempt, report)])
+            return
+        nxt = None
+        if stopped is None:
+            t_done = self.store.clock.now_ns()
+            events = [{"k": ev.ACTIVITY_COMPLETED, "seq": a["seq"], "out": payload, "attempt": 1, "t": t_done}
+                      for a, payload in done]
+            nxt = await self._in_engine(self._ahead_advance, num, events)
+        if nxt is not None:
+            rt, hlen, commands2, seqs2 = nxt
+            op = self._claimed_then(item, lambda t, tok: self._record_ahead(
+                t, num, tok, now, commands, seqs, events, hlen, commands2, seqs2))
+            try:
+                written = await self._write(op)
+            except BaseException:
+                self._running_wfts.pop(num, None)
+                with trio.CancelScope(shield=True):  # closed explicitly, never by the garbage collector
+                    await self._in_engine(rt.close)
+                raise
+            self._running_wfts.pop(num, None)
+            if written == UNCLAIMED_LOST:
+                self.stats["unclaimed_lost"] += 1
+                await self._in_engine(rt.close)
+                self._notify_local()
+                return
+            status, _, second = written
+            if status != "ok" or second is None:  # lease lost, or closing with signals: replay next time
+                await self._in_engine(rt.close)
+                return
+            accepted, status2, claimed2 = second
+            self.stats["wft"] += 1
+            self.stats["act"] += sum(accepted)
+            self.stats["ahead"] += 1
+            if status2 == "ok":
+                self.stats["wft"] += 1
+                self.stats["continued"] += 1
+            if status2 == "ok" and not rt.done and num not in self._cache and len(self._cache) < self.max_cached:
+                rt.mark_recorded()
+                self._cache[num] = rt
+            else:
+                await self._in_engine(rt.close)
+            if claimed2:
+                await self._run_eager(claimed2)
+            return
+        # the usual recording, with every activity claimed; the attempts go on under their claims
+        await self._record_ahead_usual(item, commands, seqs, done, stopped, rest, None, None)
+
+    async def _record_ahead_usual(self, item: dict[str, Any], commands: list[dict[str, Any]], seqs: list[int],
+                                  done: list[tuple[dict[str, Any], bytes]], stopped: tuple[Any, ...] | None,
+                                  rest: list[dict[str, Any]],
+                                  waiting: tuple[dict[str, Any], _activity.ActivityContext, _Handle] | None,
+                                  recorded: trio.Event | None) -> None:
+        """Record a task whose activities ran ahead the usual way, every activity claimed; then
+        report the attempts that ran (`done`, `stopped`) under their claims and start the others
+        (`rest`). One that `waiting` runs in another task gets its claim (its token), or is
+        cancelled if the task could not be recorded; `recorded` is set then."""
+        num = item["num"]
+
+        def record(t: Txn, tok: int) -> tuple[str, list[dict[str, Any]]]:
+            claimed: list[dict[str, Any]] = []
+            status = _ops.complete_workflow_task(t, num, tok, commands, self._eager(seqs, claimed))
+            return status, claimed
+
+        try:
+            try:
+                written: Any = await self._write(self._claimed_then(item, record))
+            except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another try follows
+                log.error("recording the workflow task of %r failed: %s", item["id"], exc)
+                written = None
+            self._running_wfts.pop(num, None)
+            if written == UNCLAIMED_LOST:
+                self.stats["unclaimed_lost"] += 1
+            if not isinstance(written, tuple) or written[0] != "ok":
+                await self._in_engine(self._evict, num)
+                self._notify_local()
+                if waiting is not None:  # started, and not ours to run: it must stop
+                    waiting[1].lost = True
+                    waiting[2].cancel()
+                return
+            self.stats["wft"] += 1
+            rt = self._cache.get(num)
+            if rt is not None and not rt.done:
+                rt.mark_recorded()
+            else:
+                await self._in_engine(self._evict, num)
+            by_seq = {c["seq"]: c for c in written[1]}  # every one: the task's commands claim them all
+            if waiting is not None:
+                attempt, ctx, handle = waiting
+                claim = by_seq[attempt["seq"]]
+                attempt.update(token=claim["token"], start=claim["start"])
+                self._running_acts[(num, attempt["seq"])] = (attempt, ctx, handle)
+                if attempt["opts"].get("hb"):
+                    self._heartbeat_wakeup.set()
+        finally:
+            if recorded is not None:
+                recorded.set()
+        reports: list[tuple[dict[str, Any], tuple[Any, ...] | None]] = [
+            (by_seq[a["seq"]], ("ok", payload)) for a, payload in done]
+        if stopped is not None:
+            reports.append((by_seq[stopped[0]["seq"]], stopped[2]))
+        later = [by_seq[a["seq"]] for a in rest]
+        if later:
+            assert self._work is not None
+            self._work.start_soon(self._run_inline, self._register_inline(later), [])
+        if reports:
+            await self._record_reports(reports)
+
+    def _ahead_advance(self, num: int, events: list[dict[str, Any]]) -> tuple[Runtime, int, list[dict[str, Any]], list[int]] | None:
+        """Engine thread: take the instance whose activities ran ahead out of the cache and feed it
+        their results, as if its task were recorded; None if it cannot go on so (then its task is
+        recorded the usual way, and the results after it)."""
+        rt = self._cache.pop(num, None)
+        if rt is None:
+            return None
+        if rt.done:
+            self._cache[num] = rt
+            return None
+        rt.mark_recorded()
+        hlen = rt.processed
+        try:
+            commands = rt.advance(events)
+        except Exception:  # noqa: BLE001 - the usual path runs it again and records the failure
+            rt.close()
+            return None
+        return rt, hlen, commands, self._eager_seqs(commands, self.queue)
+
+    def _record_ahead(self, t: Txn, num: int, token: int, started: int, commands: list[dict[str, Any]], seqs: list[int],
+                      events: list[dict[str, Any]], hlen: int, commands2: list[dict[str, Any]],
+                      seqs2: list[int]) -> tuple[str, list[dict[str, Any]], Any]:
+        """Writer thread: record a task run ahead: its commands with every activity claimed, each
+        attempt's result under the claim just made, and the next task's commands, whose activities
+        are claimed too (see `_run_ahead`). The first task's events are dated `started` (when its
+        activities began to run), so that the history's times keep their order."""
+        claimed: list[dict[str, Any]] = []
+        now, t.now = t.now, min(t.now, started)
+        try:
+            status = _ops.complete_workflow_task(t, num, token, commands, self._eager(seqs, claimed))
+        finally:
+            t.now = now
+        if status != "ok" or len(claimed) != len(seqs):
+            return status, claimed, None
+        tokens = {c["seq"]: c["token"] for c in claimed}
+        results = [(e["seq"], tokens[e["seq"]], e) for e in events]
+        claimed2: list[dict[str, Any]] = []
+        accepted, status2 = _ops.complete_activities_and_continue(
+            t, num, results, hlen, commands2, self._eager(seqs2, claimed2))
+        return status, claimed, (accepted, status2, claimed2)
 
     def _claimed_then(self, item: dict[str, Any], op: Callable[[Txn, int], Any]) -> Callable[[Txn], Any]:
         """`op(t, token)` under the task's token; for a task not claimed yet, claim it first in the
@@ -1124,6 +1355,15 @@ def _deliver(batch: list[tuple[Any, list[Any], Any]], results: list[Any]) -> Non
     for (_, box, task), result in zip(batch, results):
         box.append(result)
         reschedule(task)
+
+
+class _Ahead:
+    """An engine job's result: the activation's commands, whose activities run ahead (`Worker._run_ahead`)."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self, commands: list[dict[str, Any]]) -> None:
+        self.commands = commands
 
 
 class _Forward:

@@ -498,3 +498,80 @@ def test_a_waiting_step_started_by_its_runs_rounds_is_cancelled_with_its_scope(d
         assert client.start(seq_cancelled, id="seq-cancelled").result(timeout=20) == [1, 3]
         kinds = [e["k"] for e in client._store.read(lambda t: _ops.read_history(t, 1))]
     assert kinds.count("ActivityCancelled") == 1 and worker.stats["continued"] >= 1
+
+
+@durable.activity
+async def waits_then_plus(x: int) -> int:
+    await trio.sleep(0.05)
+    return x + 1
+
+
+_failed_once: set[int] = set()
+
+
+@durable.activity(retry=durable.RetryPolicy(initial_interval=0.01))
+async def fails_once_then_plus(x: int) -> int:
+    if x not in _failed_once:
+        _failed_once.add(x)
+        raise RuntimeError(f"first try of {x}")
+    return x + 1
+
+
+@durable.workflow
+async def mixed_fan(x: int) -> list[int]:
+    """Three async activities at once: one finishes at once, one waits, one fails its first try."""
+    results: dict[int, int] = {}
+
+    async def one(i: int, step: Any) -> None:
+        results[i] = await step(x + i)
+
+    async with durable.open_nursery() as nursery:
+        for i, step in enumerate((plus, waits_then_plus, fails_once_then_plus)):
+            nursery.start_soon(one, i, step)
+    return [results[i] for i in range(3)]
+
+
+def _commits(client: durable.Client) -> int:
+    return int(client._store.env.info()["last_txnid"])
+
+
+def test_a_new_task_whose_activities_finish_at_once_is_recorded_with_them_and_the_next_task_in_one_commit(
+        data_dir: str) -> None:
+    """Running ahead (`Worker._run_ahead`): an idle worker runs a new fan-out's ten activities before
+    recording the task that scheduled them, and records that task, the ten results and the task
+    they make (the workflow's end) in one transaction: two commits in all with the start, where
+    recording the task first takes three. The history is the one the usual path writes."""
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [fan], [plus]) as worker:
+        before = _commits(client)
+        assert client.start(fan, 0, id="fan").result(timeout=20) == list(range(1, 11))
+        assert _commits(client) - before == 2
+        assert worker.stats["ahead"] == 1
+    history = client.get_handle("fan").history()
+    kinds = [e["kind"] for e in history]
+    assert kinds == ["WorkflowStarted"] + ["ActivityScheduled"] * 10 + ["ActivityCompleted"] * 10 + ["WorkflowCompleted"]
+    assert all(e["attempt"] == 1 for e in history if e["kind"] == "ActivityCompleted")
+    times = [e["time"] for e in history]
+    assert times == sorted(times)  # the task's events are dated when its activities started
+    description = client.get_handle("fan").describe()
+    assert (description.activities_scheduled, description.activity_attempts) == (10, 10)
+    assert client._store.read(lambda t: [k for k, _ in t.scan("act", b"")]) == []  # no attempt left behind
+    assert durable.replay(fan, client.get_handle("fan").export_history()) == len(history)
+
+
+def test_activities_run_ahead_that_wait_or_fail_go_on_under_the_claims_of_their_recorded_task(data_dir: str) -> None:
+    """When an activity run ahead does not finish at once, the task is recorded the usual way with
+    every activity claimed: the results so far are recorded under those claims, the one that waits
+    goes on (and reports under its claim), and a failure is retried as usual."""
+    client = durable.Client(data_dir)
+    _failed_once.clear()
+    with worker_thread(data_dir, [mixed_fan], [plus, waits_then_plus, fails_once_then_plus]) as worker:
+        assert client.start(mixed_fan, 10, id="mixed").result(timeout=20) == [11, 12, 13]
+        assert worker.stats["ahead"] == 0
+    history = client.get_handle("mixed").history()
+    completed = {e["seq"]: e["attempt"] for e in history if e["kind"] == "ActivityCompleted"}
+    assert completed == {1: 1, 2: 1, 3: 2}
+    assert [e["kind"] for e in history].count("ActivityScheduled") == 3
+    description = client.get_handle("mixed").describe()
+    assert (description.activity_attempts, description.activity_retries) == (4, 1)
+    assert client._store.read(lambda t: [k for k, _ in t.scan("act", b"")]) == []
