@@ -427,13 +427,17 @@ class Worker:
         if self._can_run_ahead(commands, item["queue"]):
             return _Ahead(commands)  # type: ignore[return-value]
         seqs = self._eager_seqs(commands, item["queue"])
+        return _Forward(self._claimed_then(item, self._completing(num, commands, seqs)), commands)
 
+    def _completing(self, num: int, commands: list[dict[str, Any]], seqs: list[int]) -> Callable[[Txn, int], Any]:
+        """The op (under a token) that records a workflow task's commands, with the activities
+        `seqs` claimed for us in the same transaction: ("ok"/"lost"/"retry", the claimed attempts)."""
         def record(t: Txn, tok: int) -> tuple[str, list[dict[str, Any]]]:
             claimed: list[dict[str, Any]] = []
             status = _ops.complete_workflow_task(t, num, tok, commands, self._eager(seqs, claimed))
             return status, claimed
 
-        return _Forward(self._claimed_then(item, record), commands)
+        return record
 
     # --- running ahead: a new workflow task's activities before its commit -------------------
 
@@ -568,15 +572,9 @@ class Worker:
         (`rest`). One that `waiting` runs in another task gets its claim (its token), or is
         cancelled if the task could not be recorded; `recorded` is set then."""
         num = item["num"]
-
-        def record(t: Txn, tok: int) -> tuple[str, list[dict[str, Any]]]:
-            claimed: list[dict[str, Any]] = []
-            status = _ops.complete_workflow_task(t, num, tok, commands, self._eager(seqs, claimed))
-            return status, claimed
-
         try:
             try:
-                written: Any = await self._write(self._claimed_then(item, record))
+                written: Any = await self._write(self._claimed_then(item, self._completing(num, commands, seqs)))
             except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another try follows
                 log.error("recording the workflow task of %r failed: %s", item["id"], exc)
                 written = None
@@ -629,12 +627,10 @@ class Worker:
             self._cache[num] = rt
             return None
         rt.mark_recorded()
-        hlen = rt.processed
-        try:
-            commands = rt.advance(events)
-        except Exception:  # noqa: BLE001 - the usual path runs it again and records the failure
-            rt.close()
+        advanced = _advance_taken(rt, events)
+        if advanced is None:
             return None
+        hlen, commands = advanced
         return rt, hlen, commands, self._eager_seqs(commands, self.queue)
 
     def _record_ahead(self, t: Txn, num: int, token: int, started: int, commands: list[dict[str, Any]], seqs: list[int],
@@ -1110,12 +1106,10 @@ class Worker:
         if rt is None:
             return None
         del self._cache[num]
-        hlen = rt.processed
-        try:
-            commands = rt.advance(events)
-        except Exception:  # noqa: BLE001 - the usual path runs it again and records the failure
-            rt.close()
+        advanced = _advance_taken(rt, events)
+        if advanced is None:
             return None
+        hlen, commands = advanced
         return rt, hlen, commands
 
     def _continuable(self, num: int) -> Runtime | None:
@@ -1395,6 +1389,18 @@ class _Result:
             if self._event is None:
                 self._event = trio.Event()
             await self._event.wait()
+
+
+def _advance_taken(rt: Runtime, events: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]] | None:
+    """Engine thread: run the activation `events` make on `rt` (taken out of the cache): the
+    history length it had seen and its commands; None, `rt` closed, if its code failed (the usual
+    path then runs it again and records the failure)."""
+    hlen = rt.processed
+    try:
+        return hlen, rt.advance(events)
+    except Exception:  # noqa: BLE001 - recorded by the usual path
+        rt.close()
+        return None
 
 
 def _run_jobs(jobs: list[Any]) -> list[Any]:
