@@ -638,8 +638,51 @@ def complete_activities_and_continue(
     return accepted, _record_commands(t, rec, commands, eager)
 
 
-def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]], eager: Eager | None) -> str:
-    """Append a workflow task's commands and apply them (see `complete_workflow_task`)."""
+def complete_task_run_ahead(
+    t: Txn, num: int, token: int, started: int, commands: list[dict[str, Any]], results: list[dict[str, Any]],
+    hlen: int, commands2: list[dict[str, Any]], eager: Eager | None = None,
+) -> tuple[str, str | None]:
+    """Record a workflow task whose activities the worker ran before recording it (and which all
+    finished), their results, and the workflow task those made, already run: one transaction
+    for what would otherwise be the task, then the results with the next task.
+
+    `commands` are the first task's (dated `started`, when its activities began to run, so that
+    the history's times keep their order): each activity they schedule is counted as scheduled
+    and attempted once, with no attempt record, since `results` (ActivityCompleted events, as
+    given to the instance) end them here. `hlen` is the history length the instance had seen
+    before the results; `commands2` the commands they made. Returns the first task's status
+    ("ok", "lost"; see `complete_workflow_task`) and, if it is "ok", the second's: "ok" if the
+    results and `commands2` were recorded as the next task, "plain" if something else came in
+    meanwhile (signals in the inbox): then the results alone are recorded and a task queued, as
+    `complete_activities_and_continue` does, and the worker drops its instance.
+    """
+    rec = _fenced_wft(t, num, token)
+    if rec is None:
+        return "lost", None
+    t.wake = True  # a waiting client may look again
+    if t.first("tasks", _task_prefix(b"q", rec["queue"])) is not None:
+        t.ready(t.now)  # queries wait for the workflow's task to end: a worker may claim them now
+    now, t.now = t.now, min(t.now, started)
+    try:
+        status = _record_commands(t, rec, commands, None, frozenset(e["seq"] for e in results))
+    finally:
+        t.now = now
+    if status != "ok":
+        return status, None
+    if rec["wft"] != WFT_NONE or rec["hlen"] != hlen or rec["ilen"]:
+        for event in results:
+            _deliver(t, rec, {k: v for k, v in event.items() if k != "t"})
+        _save_wf(t, rec)
+        return status, "plain"
+    for event in results:
+        _append(t, rec, event)
+    return status, _record_commands(t, rec, commands2, eager)
+
+
+def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]], eager: Eager | None,
+                     ran: Container[int] = ()) -> str:
+    """Append a workflow task's commands and apply them (see `complete_workflow_task`); the
+    activities `ran` are already over (`complete_task_run_ahead`): no attempt record for them."""
     closing = commands[-1]["k"] if commands and commands[-1]["k"] in ev.CLOSING_KINDS else None
     if closing is not None and rec["ilen"]:
         pending = _drain_inbox(t, rec)
@@ -664,7 +707,7 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
         event = dict(command)
         event["t"] = t.now
         _append(t, rec, event)
-        _apply_command(t, rec, event, followups, eager)
+        _apply_command(t, rec, event, followups, eager, ran)
     _release_wft(t, rec)
     rec.pop("tfail", None)
     if closing is not None:
@@ -690,11 +733,15 @@ def _release_wft(t: Txn, rec: dict[str, Any]) -> None:
 
 
 def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups: list[dict[str, Any]],
-                   eager: Eager | None = None) -> None:
+                   eager: Eager | None = None, ran: Container[int] = ()) -> None:
     kind = event["k"]
     num = rec["num"]
     if kind == ev.ACTIVITY_SCHEDULED:
         seq = event["seq"]
+        if seq in ran:  # run ahead and over: its result follows in this transaction
+            rec["n_act"] += 1
+            rec["n_att"] += 1
+            return
         opts = event["opts"]
         queue = opts.get("queue") or rec["queue"]
         st: dict[str, Any] = {

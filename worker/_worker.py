@@ -460,11 +460,12 @@ class Worker:
         """Run the activities a workflow task schedules before recording it (one synced commit
         less on the way of each workflow): each attempt's first step runs here, as `_run_inline`
         runs them. If every one finishes, the instance goes on with their results, and the task,
-        the attempts and their results, and the next task's commands are recorded in one
-        transaction (`_record_ahead`), as the usual path would have recorded them in two. Else
-        the task is recorded with its activities claimed the usual way, and the attempts that
-        ran go on under the claims: results and failures reported, one that waits resumed in a
-        task of its own, the others not started run as usual.
+        their results and the next task's commands are recorded in one transaction
+        (`_record_ahead`; the attempts need no record of their own), as the usual path would have
+        recorded them in two. Else the task is recorded with its activities claimed the usual
+        way, and the attempts that ran go on under the claims: results and failures reported,
+        one that waits driven on in this task while another records the task and hands it its
+        claim, the others not started run as usual.
 
         An attempt run here that is not recorded (the task's lease was lost, the process died
         before the commit) has run once more than the history says: activities are at least
@@ -526,7 +527,7 @@ class Worker:
         if nxt is not None:
             rt, hlen, commands2, seqs2 = nxt
             op = self._claimed_then(item, lambda t, tok: self._record_ahead(
-                t, num, tok, now, commands, seqs, events, hlen, commands2, seqs2))
+                t, num, tok, now, commands, events, hlen, commands2, seqs2))
             try:
                 written = await self._write(op)
             except BaseException:
@@ -540,13 +541,12 @@ class Worker:
                 await self._in_engine(rt.close)
                 self._notify_local()
                 return
-            status, _, second = written
-            if status != "ok" or second is None:  # lease lost, or closing with signals: replay next time
+            status, status2, claimed2 = written
+            if status != "ok":  # lease lost: replay next time
                 await self._in_engine(rt.close)
                 return
-            accepted, status2, claimed2 = second
             self.stats["wft"] += 1
-            self.stats["act"] += sum(accepted)
+            self.stats["act"] += len(done)
             self.stats["ahead"] += 1
             if status2 == "ok":
                 self.stats["wft"] += 1
@@ -633,27 +633,16 @@ class Worker:
         hlen, commands = advanced
         return rt, hlen, commands, self._eager_seqs(commands, self.queue)
 
-    def _record_ahead(self, t: Txn, num: int, token: int, started: int, commands: list[dict[str, Any]], seqs: list[int],
+    def _record_ahead(self, t: Txn, num: int, token: int, started: int, commands: list[dict[str, Any]],
                       events: list[dict[str, Any]], hlen: int, commands2: list[dict[str, Any]],
-                      seqs2: list[int]) -> tuple[str, list[dict[str, Any]], Any]:
-        """Writer thread: record a task run ahead: its commands with every activity claimed, each
-        attempt's result under the claim just made, and the next task's commands, whose activities
-        are claimed too (see `_run_ahead`). The first task's events are dated `started` (when its
-        activities began to run), so that the history's times keep their order."""
+                      seqs2: list[int]) -> tuple[str, str | None, list[dict[str, Any]]]:
+        """Writer thread: record a task run ahead, its activities' results and the next task's
+        commands (`_ops.complete_task_run_ahead`), the activities of those claimed for us: (the
+        first task's status, the second's, the claimed attempts)."""
         claimed: list[dict[str, Any]] = []
-        now, t.now = t.now, min(t.now, started)
-        try:
-            status = _ops.complete_workflow_task(t, num, token, commands, self._eager(seqs, claimed))
-        finally:
-            t.now = now
-        if status != "ok" or len(claimed) != len(seqs):
-            return status, claimed, None
-        tokens = {c["seq"]: c["token"] for c in claimed}
-        results = [(e["seq"], tokens[e["seq"]], e) for e in events]
-        claimed2: list[dict[str, Any]] = []
-        accepted, status2 = _ops.complete_activities_and_continue(
-            t, num, results, hlen, commands2, self._eager(seqs2, claimed2))
-        return status, claimed, (accepted, status2, claimed2)
+        status, status2 = _ops.complete_task_run_ahead(
+            t, num, token, started, commands, events, hlen, commands2, self._eager(seqs2, claimed))
+        return status, status2, claimed
 
     def _claimed_then(self, item: dict[str, Any], op: Callable[[Txn, int], Any]) -> Callable[[Txn], Any]:
         """`op(t, token)` under the task's token; for a task not claimed yet, claim it first in the
