@@ -26,7 +26,7 @@ from durable._store import unpack_u64
 from tests.conftest import worker_thread
 from tests.fault._util import wait_until
 from tests.wfs import basic
-from tests.worker.test_store_fencing import LEASE, Harness
+from tests.worker.test_store_fencing import LEASE, Harness, one_step
 
 
 @durable.activity
@@ -577,3 +577,33 @@ def test_activities_run_ahead_that_wait_or_fail_go_on_under_the_claims_of_their_
     description = client.get_handle("mixed").describe()
     assert (description.activity_attempts, description.activity_retries) == (4, 1)
     assert client._store.read(lambda t: [k for k, _ in t.scan("act", b"")]) == []
+
+
+def test_a_task_run_ahead_is_recorded_only_under_its_lease_and_without_its_next_task_if_signals_came_in(
+        data_dir: str) -> None:
+    """`_ops.complete_task_run_ahead`: under a lost token nothing is written; with a signal in the
+    inbox (it came in while the task ran), the task and the results are recorded but not the
+    next task's commands, which did not see the signal ("plain"): a new task is queued instead."""
+    h = Harness(data_dir)  # wf's first task is recorded; its activity seq 1 is queued
+    h.client.start(one_step, id="w2")
+    [wft] = h.claim("A", wft=1)
+    num, now = wft["num"], h.clock.now_ns()
+    payload = h.store.converter.to_payload([1], "input")
+    schedule = {"k": "ActivityScheduled", "seq": 1, "name": "step", "in": payload, "opts": {}}
+    result = {"k": "ActivityCompleted", "seq": 1, "out": h.store.converter.to_payload(2, "r"), "attempt": 1, "t": now}
+    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(2, "result")}
+
+    def run_ahead(token: int) -> Any:
+        return h.write(lambda t: _ops.complete_task_run_ahead(t, num, token, now, [schedule], [result], 2, [done]))
+
+    before = h.client.get_handle("w2").history()
+    assert run_ahead(wft["token"] + 1000) == ("lost", None)
+    assert h.client.get_handle("w2").history() == before
+    h.client.get_handle("w2").signal("poke", "x")  # into the inbox: the task runs
+    assert run_ahead(wft["token"]) == ("ok", "plain")
+    kinds = [e["kind"] for e in h.client.get_handle("w2").history()]
+    assert kinds == ["WorkflowStarted", "ActivityScheduled", "SignalReceived", "ActivityCompleted"]
+    d = h.client.get_handle("w2").describe()
+    assert (d.status, d.activities_scheduled, d.activity_attempts) == ("running", 1, 1)
+    assert h.claim("B", wft=1)[0]["num"] == num  # the next task is queued, to run on the whole history
+    assert h.store.read(lambda t: t.get_rec("act", _ops.u64x2(num, 1))) is None  # no attempt record
