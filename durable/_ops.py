@@ -594,12 +594,38 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
     new signals are refused (`WorkflowClosed`): otherwise a steady stream of signals could keep
     the workflow from ever closing, every retry finding new ones.
     """
-    rec = _fenced_wft(t, num, token)
+    rec = _ending_wft(t, num, token)
     if rec is None:
         return "lost"
+    return _record_commands(t, rec, commands, eager)
+
+
+def _ending_wft(t: Txn, num: int, token: int) -> dict[str, Any] | None:
+    """The record of run `num` if `token` holds its running workflow task, which the caller ends
+    in this transaction: waiting clients, and workers with queries waiting for it, look again."""
+    rec = _fenced_wft(t, num, token)
+    if rec is None:
+        return None
     t.wake = True  # a waiting client may look again
     if t.first("tasks", _task_prefix(b"q", rec["queue"])) is not None:
         t.ready(t.now)  # queries wait for the workflow's task to end: a worker may claim them now
+    return rec
+
+
+def _results_then(t: Txn, rec: dict[str, Any], events: list[dict[str, Any]], hlen: int,
+                  commands: list[dict[str, Any]], eager: Eager | None, plain: bool = False) -> str:
+    """Record activities' results (ActivityCompleted events as given to the live instance) and
+    the commands of the workflow task they made, if the history is still the one the instance
+    had seen (`hlen` events, no task queued or running, nothing in the inbox) and not `plain`:
+    the task's status. Else the results alone, delivered as inputs (a task is queued): "plain"."""
+    if plain or rec["wft"] != WFT_NONE or rec["hlen"] != hlen or rec["ilen"]:
+        for event in events:
+            _deliver(t, rec, {k: v for k, v in event.items() if k != "t"})
+        _save_wf(t, rec)
+        return "plain"
+    for event in events:
+        _append(t, rec, event)
+    t.wake = True
     return _record_commands(t, rec, commands, eager)
 
 
@@ -626,16 +652,8 @@ def complete_activities_and_continue(
     for (seq, _, _), st in zip(results, states):
         if st is not None:
             _drop_activity(t, u64x2(num, seq), st)
-    if not all(accepted) or rec["wft"] != WFT_NONE or rec["hlen"] != hlen or rec["ilen"]:
-        for (_, _, event), st in zip(results, states):
-            if st is not None:
-                _deliver(t, rec, {k: v for k, v in event.items() if k != "t"})
-        _save_wf(t, rec)
-        return accepted, "plain"
-    for _, _, event in results:
-        _append(t, rec, event)
-    t.wake = True
-    return accepted, _record_commands(t, rec, commands, eager)
+    events = [event for (_, _, event), st in zip(results, states) if st is not None]
+    return accepted, _results_then(t, rec, events, hlen, commands, eager, plain=not all(accepted))
 
 
 def complete_task_run_ahead(
@@ -656,12 +674,9 @@ def complete_task_run_ahead(
     meanwhile (signals in the inbox): then the results alone are recorded and a task queued, as
     `complete_activities_and_continue` does, and the worker drops its instance.
     """
-    rec = _fenced_wft(t, num, token)
+    rec = _ending_wft(t, num, token)
     if rec is None:
         return "lost", None
-    t.wake = True  # a waiting client may look again
-    if t.first("tasks", _task_prefix(b"q", rec["queue"])) is not None:
-        t.ready(t.now)  # queries wait for the workflow's task to end: a worker may claim them now
     now, t.now = t.now, min(t.now, started)
     try:
         status = _record_commands(t, rec, commands, None, frozenset(e["seq"] for e in results))
@@ -669,14 +684,7 @@ def complete_task_run_ahead(
         t.now = now
     if status != "ok":
         return status, None
-    if rec["wft"] != WFT_NONE or rec["hlen"] != hlen or rec["ilen"]:
-        for event in results:
-            _deliver(t, rec, {k: v for k, v in event.items() if k != "t"})
-        _save_wf(t, rec)
-        return status, "plain"
-    for event in results:
-        _append(t, rec, event)
-    return status, _record_commands(t, rec, commands2, eager)
+    return status, _results_then(t, rec, results, hlen, commands2, eager)
 
 
 def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]], eager: Eager | None,

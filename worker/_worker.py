@@ -377,11 +377,11 @@ class Worker:
         claimed: list[dict[str, Any]] = []  # the attempts its transaction claimed, run below
         try:
             commands, written = await self._engine_then_write(self._activate_and_record, item)
+            if item["token"] is None:
+                self.stats["unclaimed"] += 1
             if isinstance(commands, _Ahead):
                 await self._run_ahead(item, commands.commands)
                 return
-            if item["token"] is None:
-                self.stats["unclaimed"] += 1
             if written is UNCLAIMED_LOST:  # another worker took it, or events came in: drop ours
                 self.stats["unclaimed_lost"] += 1
                 await self._in_engine(self._evict, num)
@@ -471,8 +471,6 @@ class Worker:
         before the commit) has run once more than the history says: activities are at least
         once, as they are when a process dies between an attempt and its result's commit."""
         num = item["num"]
-        if item["token"] is None:
-            self.stats["unclaimed"] += 1
         now = self.store.clock.now_ns()
         entries: list[tuple[dict[str, Any], _activity.ActivityContext]] = []
         for c in commands:
