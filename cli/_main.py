@@ -97,6 +97,11 @@ def _one_line_usage_errors() -> Iterator[None]:
 
 
 class _Group(click.Group):
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        # every subcommand takes the store options after its name as well (see _shared_options)
+        cmd.params.extend(_shared_options())
+        super().add_command(cmd, name)
+
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         with _one_line_usage_errors():
             return super().make_context(*args, **kwargs)
@@ -177,17 +182,56 @@ def _data_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
+_DATA_HELP = "Store directory (default: $DURABLE_DATA, else ./.durable)."
+_CODEC_HELP = ("Payload codec (e.g. encryption) applied to every payload: an object with encode "
+               "and decode, or a class to instantiate (default: $DURABLE_CODEC).")
+_DEBUG_HELP = "Show tracebacks for errors."
+
+
+def _set_state(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback that puts a shared option given after the subcommand into the group's state."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if attr == "data":
+            value = _data_dir(ctx, param, value)
+        if value is None or value is False:
+            return  # not given here: the group's value (or its environment variable) stands
+        state = ctx.find_object(_State)
+        if state is not None:
+            setattr(state, attr, value)
+
+    return callback
+
+
+def _shared_options() -> list[click.Option]:
+    """--data, --codec and --debug for a subcommand, so that they are accepted after it too.
+
+    Given in both places, the one after the subcommand wins. The environment variables are
+    read by the group's options, so they apply whichever place the user writes options in.
+    """
+    return [
+        click.Option(["--data"], default=None, metavar="DIR", expose_value=False,
+                     callback=_set_state("data"), help=_DATA_HELP),
+        click.Option(["--codec", "codec_spec"], default=None, metavar="MODULE:NAME", expose_value=False,
+                     callback=_set_state("codec_spec"), help=_CODEC_HELP),
+        click.Option(["--debug"], is_flag=True, default=False, expose_value=False,
+                     callback=_set_state("debug"), help=_DEBUG_HELP),
+    ]
+
+
 @click.group(cls=_Group)
 @click.option("--data", envvar="DURABLE_DATA", default=None, metavar="DIR", callback=_data_dir,
-              help="Store directory (default: $DURABLE_DATA, else ./.durable).")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--codec", envvar="DURABLE_CODEC", default=None, metavar="MODULE:NAME",
-              help="Payload codec (e.g. encryption) applied to every payload: an object with encode "
-                   "and decode, or a class to instantiate (default: $DURABLE_CODEC).")
+              help=_DATA_HELP)
+@click.option("--debug", is_flag=True, help=_DEBUG_HELP)
+@click.option("--codec", envvar="DURABLE_CODEC", default=None, metavar="MODULE:NAME", help=_CODEC_HELP)
 @click.version_option(package_name="durable")
 @click.pass_context
 def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -> None:
-    """Durable workflows on an embedded store: run workers, start and manage workflows."""
+    """Durable workflows on an embedded store: run workers, start and manage workflows.
+
+    --data, --codec and --debug may be given before or after the command
+    (durable --data DIR list, or durable list --data DIR).
+    """
     ctx.obj = _State(data, debug, codec)
 
 

@@ -371,3 +371,42 @@ def test_start_creates_a_missing_store(tmp_path: Path) -> None:
     data = tmp_path / "new"
     assert ok(cli(str(data), "start", "three_steps", "--input", "1", "--id", "w")) == "w\n"
     assert json.loads(ok(cli(str(data), "describe", "w", "--json")))["status"] == "running"
+
+
+# --- shared options after the subcommand -------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_accepts_data_after_it_and_shows_it_in_help(command: str) -> None:
+    """`durable worker examples.hello --data DIR` (the README's own form) once failed with
+    "No such option '--data'": each command takes the store options after its name too."""
+    text = ok(CliRunner().invoke(main, [command, "--help"], prog_name="durable"))
+    for option in ("--data", "--codec", "--debug"):
+        assert option in text, f"durable {command} --help lacks {option}"
+
+
+def test_data_after_the_command_equals_data_before_it(data_dir: str, tmp_path: Path) -> None:
+    with serving(data_dir, hello):
+        wid = ok(CliRunner().invoke(main, ["start", "three_steps", "--input", "2", "--data", data_dir,
+                                           "--wait", "--timeout", "20"], prog_name="durable"))
+        assert wid == "7\n"
+    after = ok(CliRunner().invoke(main, ["list", "--data", data_dir, "--json"], prog_name="durable"))
+    before = ok(cli(data_dir, "list", "--json"))
+    assert after == before and "three_steps" in after
+    # given in both places, the one after the command wins; the environment applies to both forms
+    other = str(tmp_path / "empty")
+    fails(CliRunner().invoke(main, ["--data", data_dir, "list", "--data", other], prog_name="durable"),
+          1, "no durable store at")
+    env_form = ok(CliRunner().invoke(main, ["list", "--json"], prog_name="durable", env={"DURABLE_DATA": data_dir}))
+    assert env_form == before
+    # a bad value after the command is refused like one before it
+    fails(CliRunner().invoke(main, ["list", "--data", ""], prog_name="durable"), 2, "must name a directory")
+
+
+def test_debug_after_the_command_shows_the_traceback(data_dir: str) -> None:
+    with serving(data_dir, hello):
+        pass
+    quiet = CliRunner().invoke(main, ["describe", "nope", "--data", data_dir], prog_name="durable")
+    assert quiet.exit_code == 1 and isinstance(quiet.exception, SystemExit)
+    loud = CliRunner().invoke(main, ["describe", "nope", "--data", data_dir, "--debug"], prog_name="durable")
+    assert isinstance(loud.exception, durable.WorkflowNotFound)
