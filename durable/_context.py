@@ -25,11 +25,14 @@ def current_or_none() -> Runtime | None:
     return getattr(_local, "runtime", None)
 
 
-def current(what: str) -> Runtime:
-    """The runtime of the current activation; a clear error outside workflow code."""
+def current(what: str, hint: str = "") -> Runtime:
+    """The runtime of the current activation; a clear error outside workflow code.
+
+    The error reads "{what} can only be used inside workflow code", then `hint` if given.
+    """
     rt = getattr(_local, "runtime", None)
     if rt is None:
-        raise DurableError(f"{what} can only be used inside workflow code")
+        raise DurableError(f"{what} can only be used inside workflow code{hint}")
     return rt
 
 

@@ -118,7 +118,10 @@ class Activity(Generic[P, R]):
             raise InvalidArgument(
                 f"activity {self.name!r} takes positional arguments only (got {sorted(kwargs)})"
             )
-        rt = _context.current(f"activity {self.name!r}: calling it (use .fn(...) outside a workflow)")
+        rt = _context.current(
+            f"activity {self.name!r}",
+            f"; outside a workflow, call its function directly: {self.__name__}.fn(...)",
+        )
         return rt.schedule_activity(self.name, args, self.options)
 
     def with_options(self, **options: Any) -> Activity[P, R]:

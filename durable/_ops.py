@@ -282,8 +282,13 @@ def publish_registry(t: Txn, queue: str, desc: dict[str, Any]) -> None:
 def _running(t: Txn, wid: str, action: str) -> dict[str, Any]:
     rec = load_wf(t, wid)
     if rec["status"] != RUNNING:
-        raise WorkflowClosed(f"cannot {action} workflow {wid!r}: it has already {rec['status']}")
+        raise WorkflowClosed(f"cannot {action} workflow {wid!r}: it {_was(rec['status'])}")
     return rec
+
+
+def _was(status: str) -> str:
+    """How a closed workflow's status reads after "it": "has completed", "was cancelled"..."""
+    return f"has {status}" if status in ("completed", "failed") else f"was {status}"
 
 
 def signal(t: Txn, wid: str, name: str, payload: bytes) -> None:

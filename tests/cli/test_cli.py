@@ -157,9 +157,9 @@ def test_signal_query_cancel_terminate(data_dir: str) -> None:
         assert ok(cli(data_dir, "list", "--status", "terminated")).split()[0] == "ap-3"
 
         # a closed workflow can no longer be signalled, cancelled or terminated
-        fails(cli(data_dir, "signal", "ap-1", "decide", '"no"'), 1, "it has already completed")
-        fails(cli(data_dir, "cancel", "ap-3"), 1, "it has already terminated")
-        fails(cli(data_dir, "terminate", "ap-2"), 1, "it has already cancelled")
+        fails(cli(data_dir, "signal", "ap-1", "decide", '"no"'), 1, "it has completed")
+        fails(cli(data_dir, "cancel", "ap-3"), 1, "it was terminated")
+        fails(cli(data_dir, "terminate", "ap-2"), 1, "it was cancelled")
 
 
 def test_failed_workflow_shows_its_error_tree(data_dir: str) -> None:
