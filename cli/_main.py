@@ -391,8 +391,31 @@ def describe(state: _State, workflow_id: str, as_json: bool) -> None:
             continue
         elif key == "task_error":
             click.echo(f"task_error: {value}")
+        elif key == "pending_activities":
+            if value:
+                click.echo("pending activities:")
+                for pending in desc.pending_activities:
+                    click.echo(f"  {_pending_line(pending)}")
         else:
             click.echo(f"{key}: {value}")
+
+
+def _pending_line(p: durable.PendingActivity) -> str:
+    """One activity of `describe`: what it is, where it is, and why it is not done yet."""
+    parts = [f"seq {p.seq} {p.name}: {p.state.replace('_', ' ')}, attempt {p.attempt}"]
+    if p.worker:
+        parts.append(f"on {p.worker}")
+    if p.next_attempt_at is not None:
+        parts.append(f"next attempt at {p.next_attempt_at.isoformat(timespec='milliseconds')}")
+    if p.last_heartbeat_at is not None:
+        parts.append(f"last heartbeat {p.last_heartbeat_at.isoformat(timespec='milliseconds')}")
+    if p.cancel_requested:
+        parts.append("cancel requested")
+    line = ", ".join(parts)
+    if p.last_failure_type is not None:
+        message = (p.last_failure_message or "").splitlines()[0][:200] if p.last_failure_message else ""
+        line += f"; last failure: {p.last_failure_type}: {message}"
+    return line
 
 
 @main.command()

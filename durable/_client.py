@@ -15,14 +15,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import _events as ev
 from . import _ops, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
-from ._defs import workflow_def
+from ._defs import arity_from_record, check_arity, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
 from ._store import Store
@@ -37,6 +37,45 @@ def default_data_dir() -> str:
 
 def _time(ns: int | None) -> _dt.datetime | None:
     return None if ns is None else _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class PendingActivity:
+    """An activity of a running workflow that has no final event yet (see `describe`)."""
+
+    seq: int
+    name: str
+    #: "scheduled" (waiting for a worker), "running", or "backing_off" (waiting to be retried)
+    state: str
+    #: attempts started so far (the running one included)
+    attempt: int
+    #: the last failed attempt's error type and message, if one failed
+    last_failure_type: str | None
+    last_failure_message: str | None
+    #: when the next attempt may start (a retry's backoff), if it is waiting
+    next_attempt_at: _dt.datetime | None
+    #: the worker holding the running attempt's lease
+    worker: str | None
+    started_at: _dt.datetime | None
+    last_heartbeat_at: _dt.datetime | None
+    cancel_requested: bool
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> PendingActivity:
+        """Build from `_ops.pending_activities` output."""
+        err = rec.get("last_failure") if isinstance(rec.get("last_failure"), dict) else None
+        return cls(
+            seq=rec["seq"], name=str(rec["name"]), state=rec["state"], attempt=int(rec["attempt"]),
+            last_failure_type=None if err is None else str(err.get("type", "Error")),
+            last_failure_message=None if err is None else str(err.get("msg", "")),
+            next_attempt_at=_time(rec["next_attempt"]), worker=rec["worker"],
+            started_at=_time(rec["started"]), last_heartbeat_at=_time(rec["heartbeat"]),
+            cancel_requested=rec["cancel_requested"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready data (times as ISO 8601 strings)."""
+        return {k: v.isoformat() if isinstance(v, _dt.datetime) else v for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -58,10 +97,12 @@ class WorkflowDescription:
     cancel_requested: bool
     task_failures: int
     task_error: str | None
+    #: activities with no final event yet (filled in by `describe`, empty in `list`)
+    pending_activities: tuple[PendingActivity, ...] = ()
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> WorkflowDescription:
-        """Build from a stored workflow record."""
+    def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = ()) -> WorkflowDescription:
+        """Build from a stored workflow record (and its pending activities)."""
         tfail = rec.get("tfail") or {}
         return cls(
             workflow_id=rec["id"], workflow_type=rec["type"], run_id=f"{rec['num']:x}",
@@ -71,12 +112,15 @@ class WorkflowDescription:
             activity_attempts=rec["n_att"], activity_retries=rec["n_retry"],
             cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
             task_error=tfail.get("err"),
+            pending_activities=tuple(PendingActivity.from_record(p) for p in pending),
         )
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready data (times as ISO 8601 strings)."""
         out: dict[str, Any] = {}
         for key, value in self.__dict__.items():
+            if key == "pending_activities":
+                value = [p.to_json() for p in value]
             out[key] = value.isoformat() if isinstance(value, _dt.datetime) else value
         return out
 
@@ -107,14 +151,23 @@ class Client:
 
         A workflow id is unique: starting an existing id raises `WorkflowAlreadyExists`, or with
         ``reuse_existing=True`` returns the handle of the existing one (idempotent start).
-        A name is checked against the names the queue's workers registered.
+        A name is checked against the names the queue's workers registered. The arguments are
+        checked against the workflow's parameters before anything is written (`InvalidArgument`):
+        by its signature when given the workflow, by the signature its workers published when
+        given a name.
         """
-        if isinstance(workflow, str):
-            name, check = check_name(workflow, "workflow name"), True
-        else:
-            name, check = workflow_def(workflow).name, False
         check_name(queue, "queue")
         wid = _check_id(id) if id is not None else str(uuid.uuid4())
+        if isinstance(workflow, str):
+            name, check = check_name(workflow, "workflow name"), True
+            known = self._store.read(lambda t: _ops.registered_workflow(t, queue, name))
+            fits = arity_from_record((known or {}).get("params"))
+            if fits is not None:  # a caller's mistake is refused before anything is written
+                check_arity(f"workflow {name!r}", fits, len(args))
+        else:
+            defn = workflow_def(workflow)
+            name, check = defn.name, False
+            defn.check_start_args(args)
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         self._store.write(lambda t: _ops.start_workflow(t, wid, name, queue, payload, reuse_existing, check))
         return WorkflowHandle(self, wid)
@@ -276,8 +329,12 @@ class WorkflowHandle:
         return f"<WorkflowHandle {self.id!r}>"
 
     def describe(self) -> WorkflowDescription:
-        """Status, type, times, queue and counters of the workflow."""
-        return WorkflowDescription.from_record(self._store.read(lambda t: _ops.load_wf(t, self.id)))
+        """Status, type, times, queue and counters of the workflow, and its pending activities."""
+        def read(t: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            rec = _ops.load_wf(t, self.id)
+            return rec, (_ops.pending_activities(t, rec["num"]) if rec["status"] == _ops.RUNNING else [])
+
+        return WorkflowDescription.from_record(*self._store.read(read))
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the workflow to end; return its result or raise `WorkflowFailed`.
@@ -324,7 +381,7 @@ class WorkflowHandle:
         """Send signal `name` with `args`: recorded in history, delivered once, in order."""
         check_name(name, "signal name")
         payload = self._converter.to_payload(list(args), f"signal {name!r}")
-        self._store.write(lambda t: _ops.signal(t, self.id, name, payload))
+        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, len(args)))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""

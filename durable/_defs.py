@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _context
-from ._errors import InvalidArgument, NotRegistered
+from ._errors import ActivityError, ApplicationError, CompensationFailed, InvalidArgument, NotRegistered, TooSlowError
 from ._limits import MAX_DURATION_SECONDS, MAX_NAME_BYTES
 from ._retry import RetryPolicy
 
@@ -172,6 +172,58 @@ def activity(fn: Any = None, /, *, name: str | None = None, retry: RetryPolicy |
     return wrap
 
 
+#: The errors that fail a workflow when they leave its code: failures that carry through history
+#: (an activity's, a durable deadline's, a saga's, or one the code raises on purpose). Any other
+#: exception is a bug in the code: it fails the workflow task, not the workflow (Temporal's rule),
+#: so that the workflow waits, its history untouched, until fixed code is deployed.
+FAILURE_TYPES: tuple[type[BaseException], ...] = (ApplicationError, ActivityError, TooSlowError, CompensationFailed)
+
+#: How many positional arguments a function takes: (least, most); most is None with *args.
+Arity = tuple[int, "int | None"]
+
+
+def arity(fn: Callable[..., Any], *, method: bool = False) -> Arity:
+    """The positional arguments `fn` takes (without `self` if `method`)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: anything goes
+        return (0, None)
+    if method and params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        params = params[1:]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    least = sum(1 for p in positional if p.default is p.empty)
+    most = None if any(p.kind is p.VAR_POSITIONAL for p in params) else len(positional)
+    return (least, most)
+
+
+def check_arity(what: str, fits: Arity, count: int, params: str = "") -> None:
+    """Refuse `count` arguments for `what` unless `fits` admits them; the message names both."""
+    least, most = fits
+    if least <= count and (most is None or count <= most):
+        return
+    if most is None:
+        takes = f"at least {least}"
+    elif least == most:
+        takes = str(least)
+    else:
+        takes = f"{least} to {most}"
+    noun = "argument" if (most if most is not None else least) == 1 else "arguments"
+    raise InvalidArgument(f"{what} takes {takes} {noun}{f' ({params})' if params else ''}, not {count}")
+
+
+def signature_text(fn: Callable[..., Any], *, method: bool = False) -> str:
+    """The parameters of `fn` as written, for error messages (without `self` if `method`)."""
+    try:
+        sig = inspect.signature(fn, eval_str=True)
+    except Exception:  # noqa: BLE001 - an annotation that does not evaluate: shown as written
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return ""
+    params = list(sig.parameters.values())
+    return ", ".join(str(p) for p in (params[1:] if method else params))
+
+
 @dataclass(frozen=True)
 class WorkflowDef:
     """What the runtime needs to know about a workflow type."""
@@ -181,10 +233,39 @@ class WorkflowDef:
     is_class: bool
     signals: dict[str, str]  # signal name -> method name
     queries: dict[str, str]  # query name -> method name
+    #: errors that fail the workflow when they leave its code (FAILURE_TYPES and the declared)
+    failure_types: tuple[type[BaseException], ...] = FAILURE_TYPES
+    params: Arity = (0, None)  # of the workflow function (or `run`)
+    signal_params: dict[str, Arity] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
-        """Plain data published to the store, so clients can check names."""
-        return {"signals": sorted(self.signals), "queries": sorted(self.queries)}
+        """Plain data published to the store, so clients can check names and argument counts."""
+        return {
+            "signals": sorted(self.signals), "queries": sorted(self.queries),
+            "params": _arity_record(self.params),
+            "signal_params": {name: _arity_record(a) for name, a in sorted(self.signal_params.items())},
+        }
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The function the workflow's arguments go to (the class's `run`)."""
+        return self.target.run if self.is_class else self.target  # type: ignore[no-any-return]
+
+    def check_start_args(self, args: tuple[Any, ...] | list[Any]) -> None:
+        """`InvalidArgument` unless `args` fit the workflow's parameters."""
+        check_arity(f"workflow {self.name!r}", self.params, len(args),
+                    signature_text(self.function, method=self.is_class))
+
+
+def _arity_record(a: Arity) -> list[int]:
+    return [a[0], -1 if a[1] is None else a[1]]
+
+
+def arity_from_record(rec: Any) -> Arity | None:
+    """The arity a worker published (see `WorkflowDef.describe`), or None if it is not there."""
+    if isinstance(rec, list) and len(rec) == 2 and all(isinstance(n, int) for n in rec):
+        return (rec[0], None if rec[1] < 0 else rec[1])
+    return None
 
 
 def _mark(attr: str, kind: str) -> Callable[..., Any]:
@@ -212,15 +293,27 @@ query.__doc__ = """Mark a method of a workflow class as a query handler (sync, r
 A query runs on a worker against the workflow's live state and never changes its history."""
 
 
-def workflow(target: Any = None, /, *, name: str | None = None) -> Any:
+def workflow(target: Any = None, /, *, name: str | None = None,
+             failure_exceptions: Iterable[type[BaseException]] = ()) -> Any:
     """Declare a workflow: an ``async def`` function, or a class with an ``async def run``.
 
     The class form may have `signal` and `query` methods. The decorated object is returned
     unchanged, with its definition attached; pass it (or its name) to `Client.start`.
+
+    An exception that leaves workflow code fails the workflow if it is an `ApplicationError`,
+    an `ActivityError`, a `TooSlowError` or a `CompensationFailed`, or of a type named in
+    `failure_exceptions`. Any other is taken for a bug: it fails the workflow *task*; the workflow
+    keeps running with its history untouched, `describe` shows the error, and the task is
+    tried again with a growing delay, so that deploying fixed code lets it go on.
     """
+    declared = tuple(failure_exceptions)
+    for exc_type in declared:
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise InvalidArgument(f"failure_exceptions must be exception classes, not {exc_type!r}")
 
     def wrap(obj: Any) -> Any:
         wf_name = check_name(name or getattr(obj, "__name__", ""), "workflow name")
+        extra: dict[str, Any] = {"failure_types": FAILURE_TYPES + declared}
         if inspect.isclass(obj):
             run = getattr(obj, "run", None)
             if run is None or not inspect.iscoroutinefunction(run):
@@ -234,9 +327,10 @@ def workflow(target: Any = None, /, *, name: str | None = None) -> Any:
                     if inspect.iscoroutinefunction(member):
                         raise InvalidArgument(f"query {attr!r} of {wf_name!r} must be a plain (sync) method")
                     queries[member.__durable_query__] = attr
-            defn = WorkflowDef(wf_name, obj, True, signals, queries)
+            extra["signal_params"] = {sig: arity(getattr(obj, attr), method=True) for sig, attr in signals.items()}
+            defn = WorkflowDef(wf_name, obj, True, signals, queries, params=arity(run, method=True), **extra)
         elif inspect.iscoroutinefunction(obj):
-            defn = WorkflowDef(wf_name, obj, False, {}, {})
+            defn = WorkflowDef(wf_name, obj, False, {}, {}, params=arity(obj), **extra)
         else:
             raise InvalidArgument(f"@durable.workflow needs an async function or a class, not {obj!r}")
         obj.__durable_workflow__ = defn

@@ -30,6 +30,7 @@ from typing import Any
 
 from . import _crashpoint
 from . import _events as ev
+from ._defs import arity_from_record, check_arity
 from ._codec import _SCAN_ABOVE, decode, decode_run, encode, error_to_record
 from ._errors import (
     HistoryLimitError,
@@ -214,6 +215,12 @@ def _check_registered(t: Txn, queue: str, wtype: str) -> None:
         raise NotRegistered(f"unknown workflow {wtype!r} on queue {queue!r} (registered: {known})")
 
 
+def registered_workflow(t: Txn, queue: str, wtype: str) -> dict[str, Any] | None:
+    """What the workers of `queue` published about workflow type `wtype`, or None."""
+    types = _types(t, queue)
+    return None if not types else types.get("workflows", {}).get(wtype)
+
+
 def read_history(t: Txn, num: int, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
     """Events of run `num` from index `start` (to `end`), checked as they are decoded."""
     raws: list[bytes] = []
@@ -291,8 +298,12 @@ def _was(status: str) -> str:
     return f"has {status}" if status in ("completed", "failed") else f"was {status}"
 
 
-def signal(t: Txn, wid: str, name: str, payload: bytes) -> None:
-    """Append a signal to the workflow's history (or inbox) and schedule its task."""
+def signal(t: Txn, wid: str, name: str, payload: bytes, nargs: int | None = None) -> None:
+    """Append a signal to the workflow's history (or inbox) and schedule its task.
+
+    With `nargs`, the count of its arguments is checked against the handler's signature, when
+    the queue's workers have published it: a caller's mistake is refused before it is recorded.
+    """
     rec = _running(t, wid, f"signal {name!r} to")
     if rec.get("closing"):
         raise WorkflowClosed(
@@ -304,6 +315,10 @@ def signal(t: Txn, wid: str, name: str, payload: bytes) -> None:
     if known is not None and name not in known.get("signals", []):
         names = ", ".join(known.get("signals", [])) or "none"
         raise NotRegistered(f"workflow type {rec['type']!r} has no signal {name!r} (signals: {names})")
+    if known is not None and nargs is not None:
+        fits = arity_from_record(known.get("signal_params", {}).get(name))
+        if fits is not None:
+            check_arity(f"signal {name!r} of workflow type {rec['type']!r}", fits, nargs)
     _deliver(t, rec, {"k": ev.SIGNAL_RECEIVED, "name": name, "in": payload})
     _save_wf(t, rec)
 
@@ -845,11 +860,19 @@ def complete_activity(t: Txn, num: int, seq: int, token: int, payload: bytes) ->
     return True
 
 
-def fail_activity(t: Txn, num: int, seq: int, token: int, err: dict[str, Any], retryable: bool, cancelled: bool) -> bool:
-    """Record a failed (or, after a cancel request, cancelled) attempt if it holds the lease."""
+def fail_activity(t: Txn, num: int, seq: int, token: int, err: dict[str, Any], retryable: bool, cancelled: bool,
+                  details: bytes | None = None) -> bool:
+    """Record a failed (or, after a cancel request, cancelled) attempt if it holds the lease.
+
+    `details` are heartbeat details the attempt gave after its last heartbeat was sent: kept,
+    like those of a heartbeat, for the next attempt.
+    """
     st = _fenced_act(t, num, seq, token)
     if st is None:
         return False
+    if details is not None:
+        st["hb"] = details
+        st["hbt"] = t.now
     rec = _wf_by_num(t, num)
     assert rec is not None
     key = u64x2(num, seq)
@@ -882,6 +905,10 @@ def _retry_or_fail(t: Txn, rec: dict[str, Any], key: bytes, st: dict[str, Any], 
             _reset_act_due(t, st, unpack_u64(key), unpack_u64(key, 8))
             t.put_rec("act", key, st)
             return
+        # the next attempt would start after the deadline: the step timed out, the last error its cause
+        err = {"type": "ScheduleToCloseTimeout", "cause": err,
+               "msg": f"schedule_to_close timeout of {sched2c:g} s: no time left for attempt {attempt + 1}"}
+        why = "timed_out"
     _drop_activity(t, key, st)
     seq = unpack_u64(key, 8)
     if st["cancel"]:
@@ -934,6 +961,28 @@ def activity_status(t: Txn, items: list[tuple[int, int, int]]) -> list[str]:
             out.append("lost")
         else:
             out.append("cancel" if st["cancel"] else "ok")
+    return out
+
+
+def pending_activities(t: Txn, num: int) -> list[dict[str, Any]]:
+    """The activities of run `num` that have no final event yet, in the order they were
+    scheduled: name, state, attempt, last failure, when the next attempt may start, the worker
+    running the current one, and when it last sent a heartbeat."""
+    out = []
+    for key, raw in t.scan("act", u64(num)):
+        st = decode(raw, what="activity record")
+        if not isinstance(st, dict) or "st" not in st:
+            continue
+        running = st["st"] == "r"
+        tkey = st.get("tkey")
+        out.append({
+            "seq": unpack_u64(key, 8), "name": st.get("name"), "attempt": st.get("attempt", 0),
+            "state": "running" if running else ("backing_off" if st.get("lerr") else "scheduled"),
+            "last_failure": st.get("lerr"), "worker": st.get("owner") if running else None,
+            "next_attempt": unpack_u64(tkey, len(tkey) - 16) if isinstance(tkey, bytes) and not running else None,
+            "started": st.get("start") if running else None, "heartbeat": st.get("hbt"),
+            "cancel_requested": bool(st.get("cancel")), "scheduled": st.get("sched"),
+        })
     return out
 
 

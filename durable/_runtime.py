@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import logging
+import os
 import random as _random
 import uuid as _uuid
 from collections import deque
@@ -43,6 +45,8 @@ from ._errors import (
 )
 
 T = TypeVar("T")
+
+_log = logging.getLogger("durable.workflow")
 
 
 class Cancelled(BaseException):
@@ -510,6 +514,16 @@ class Runtime:
         if method is None or self.instance is None:
             return  # the client refuses unknown signals; an old history may still hold one
         args = self.converter.from_payload(payload, f"signal {name!r}")
+        fits = self.defn.signal_params.get(name)
+        if fits is not None and not _fits(fits, args):
+            # A caller's mistake, recorded before the workers published the handler's signature:
+            # dropped (the same way on every replay) rather than failing the workflow.
+            if not self._replaying:
+                _log.warning(
+                    "workflow %r: signal %r dropped: its handler takes %s arguments, it came with %d",
+                    self.workflow_id, name, _arity_text(fits), len(args),
+                )
+            return
         handler = getattr(self.instance, method)
         if inspect.iscoroutinefunction(handler):
             task = _Task(_call(handler, args), self._root_scope, self._root, f"signal {name}")
@@ -518,8 +532,10 @@ class Runtime:
             return
         try:
             handler(*args)
-        except Exception as exc:  # a failing signal handler fails the workflow
-            self._root._errors.append(exc)
+        except Exception as exc:
+            if not self._fails_workflow(exc):
+                raise  # a bug in the handler fails the workflow task, as in any workflow code
+            self._root._errors.append(exc)  # a failure raised on purpose fails the workflow
             self._root_scope.cancel()
 
     # --- the scheduler ---------------------------------------------------------------------
@@ -543,7 +559,10 @@ class Runtime:
         except StopIteration as stop:
             self._task_done(task, stop.value, None)
         except BaseException as exc:  # noqa: BLE001 - the task's outcome, whatever it is
-            self._task_done(task, None, _explain_foreign(exc))
+            exc = _explain_foreign(exc)
+            if not self._fails_workflow(exc):
+                raise exc  # a bug: the activation fails (see WorkflowDef)
+            self._task_done(task, None, exc)
         else:
             if not isinstance(yielded, _Waiter):
                 err = DurableError(
@@ -561,6 +580,13 @@ class Runtime:
                 self._abort(task, yielded)
         finally:
             self._current = None
+
+    def _fails_workflow(self, exc: BaseException) -> bool:
+        """Whether `exc` leaving workflow code is the workflow's outcome (else a bug in the code:
+        the workflow task fails and nothing of this activation is recorded)."""
+        if isinstance(exc, BaseExceptionGroup):
+            return all(self._fails_workflow(e) for e in exc.exceptions)
+        return isinstance(exc, Cancelled) or isinstance(exc, self.defn.failure_types)
 
     def _task_done(self, task: _Task, value: Any, error: BaseException | None) -> None:
         if task is self._main and error is None:
@@ -868,6 +894,31 @@ def uuid4() -> _uuid.UUID:
 def info() -> WorkflowInfo:
     """Facts about the current workflow: id, type, run id, queue, start time."""
     return _context.current("durable.info").info()
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def task_error_text(exc: BaseException) -> str:
+    """One line for a workflow task that failed: the error, and where in the user's code it was
+    raised (the innermost frame outside durable itself), for `describe` and the worker's log."""
+    text = f"{type(exc).__name__}: {exc}"
+    where = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_OWN_DIR + os.sep):
+            where = f"{os.path.relpath(filename) if not filename.startswith('<') else filename}, line {tb.tb_lineno}, in {tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return f"{text} ({where})" if where else text
+
+
+def _fits(fits: tuple[int, int | None], args: list[Any]) -> bool:
+    return fits[0] <= len(args) and (fits[1] is None or len(args) <= fits[1])
+
+
+def _arity_text(fits: tuple[int, int | None]) -> str:
+    return f"at least {fits[0]}" if fits[1] is None else str(fits[0]) if fits[0] == fits[1] else f"{fits[0]} to {fits[1]}"
 
 
 async def _call(fn: Callable[..., Awaitable[Any]], args: list[Any]) -> Any:

@@ -41,11 +41,11 @@ import trio
 from durable import _activity, _crashpoint, _ops
 from durable import _events as ev
 from durable import _wake
-from durable._codec import PayloadCodec, error_to_record
+from durable._codec import PayloadCodec, error_to_record, format_error_record
 from durable._defs import Activity, Registry
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
 from durable._limits import DEFAULT_LEASE_SECONDS, MAX_CLAIM_BATCH, POLL_FALLBACK_SECONDS
-from durable._runtime import Runtime
+from durable._runtime import Runtime, task_error_text
 from durable._store import Store, Txn
 from durable._wake import Listener
 
@@ -668,8 +668,9 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a workflow-code failure: kept in the record
             if rt is not None:
                 rt.close()
-            text = f"{type(exc).__name__}: {exc}"
-            log.warning("workflow task of %r failed: %s", item["id"], text)
+            text = task_error_text(exc)
+            log.warning("workflow task of %r failed (the workflow goes on once its code is fixed): %s",
+                        item["id"], text)
             return text
         self._cache[num] = rt
         self._trim_cache()
@@ -938,13 +939,28 @@ class Worker:
                 self._dispatch(follow)
         else:
             _, err, retryable, cancelled = report
+            details = self._unsent_details(item)
             accepted = await self._write(
-                lambda t: _ops.fail_activity(t, num, seq, token, err, retryable, cancelled)
+                lambda t: _ops.fail_activity(t, num, seq, token, err, retryable, cancelled, details)
             )
+            if accepted and not cancelled:
+                log.warning("activity %r of workflow %r failed, attempt %d: %s", item["name"], item["wid"],
+                            item["attempt"], format_error_record(err).split("\n", 1)[0])
         if not accepted:
             self.stats["refused"] += 1
             log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
         self.stats["act"] += 1
+
+    def _unsent_details(self, item: dict[str, Any]) -> bytes | None:
+        """Heartbeat details an attempt gave since its last heartbeat went out, encoded, or None."""
+        running = self._running_acts.get((item["num"], item["seq"]))
+        if running is None or not running[1].details_dirty or running[1].details is None:
+            return None
+        try:
+            return self.store.converter.to_payload(running[1].details, "heartbeat details")
+        except PayloadError as exc:
+            log.warning("heartbeat details of %r dropped: %s", item["name"], exc)
+            return None
 
     def _join_continue(self, item: dict[str, Any], report: tuple[Any, ...] | None) -> tuple[_Result | None, bool]:
         """Queue an attempt's result for the next round of its run, if it is a result and can

@@ -96,7 +96,7 @@ FOREIGN: dict[str, Callable[[], Any]] = {
 
 @pytest.mark.parametrize("what", sorted(FOREIGN))
 @pytest.mark.parametrize("in_child", [False, True], ids=["main", "child"])
-def test_awaiting_something_not_durable_fails_the_workflow_clearly(what: str, in_child: bool) -> None:
+def test_awaiting_something_not_durable_fails_the_workflow_task_clearly(what: str, in_child: bool) -> None:
     @durable.workflow(name="foreign")
     async def foreign() -> str:
         async def child() -> None:
@@ -110,10 +110,10 @@ def test_awaiting_something_not_durable_fails_the_workflow_clearly(what: str, in
         return "finished"
 
     d = Driver(foreign)
-    assert kinds(d.start()) == [ev.WORKFLOW_FAILED]  # at once: no hang, nothing scheduled
-    err = d.error["children"][0] if in_child else d.error
-    assert err["type"] == "durable.DurableError"
-    assert "not a durable operation" in err["msg"]
+    # at once: no hang; a bug in the code fails the activation, and nothing of it is recorded
+    with pytest.raises(durable.DurableError, match="not a durable operation"):
+        d.start()
+    assert kinds(d.history) == [ev.WORKFLOW_STARTED]
 
 
 # --- isolation between instances (F04) ------------------------------------------------------
@@ -302,6 +302,10 @@ class Log:
     def explode(self) -> None:
         raise KeyError("bad signal")
 
+    @durable.signal
+    def refuse(self) -> None:
+        raise durable.ApplicationError("no thanks", type="Refused")
+
     @durable.query
     def notes_so_far(self) -> list[Any]:
         return list(self.notes)
@@ -363,8 +367,47 @@ def test_a_signal_that_came_with_the_start_is_seen_before_the_first_await() -> N
     assert d.result[:2] == [["early"], ["early"]]
 
 
-def test_a_failing_signal_handler_fails_the_workflow() -> None:
+def test_a_signal_handler_with_a_bug_fails_the_workflow_task_not_the_workflow() -> None:
+    """A handler that raises a plain exception (a bug) fails the activation: nothing of it is
+    recorded, the workflow stays open, and fixed code replays the same history and goes on."""
     d = Driver(Log)
+    d.start(1)
+    before = list(d.history)
+    with pytest.raises(KeyError, match="bad signal"):
+        d.signal("explode")
+    assert d.history == before + [d.history[-1]] and d.history[-1]["k"] == ev.SIGNAL_RECEIVED
+    assert d.closed is None
+
+
+def test_a_signal_handler_raising_an_application_error_fails_the_workflow() -> None:
+    d = Driver(Log)
+    d.start(1)
+    assert kinds(d.signal("refuse")) == [ev.TIMER_CANCELLED, ev.WORKFLOW_FAILED]
+    assert (d.error["type"], d.error["msg"]) == ("Refused", "no thanks")
+
+
+def test_a_signal_whose_arguments_do_not_fit_its_handler_is_dropped() -> None:
+    """A caller's typo recorded by name (before any worker published the handler's signature)
+    never fails the workflow: the signal is dropped, the same way on every replay."""
+    d = Driver(Log)
+    d.start(3)
+    assert kinds(d.signal("note", "a", "too many")) == [ev.TASK_COMPLETED]
+    assert kinds(d.signal("note")) == [ev.TASK_COMPLETED]
+    d.signal("note", "a")
+    d.signal("note", "b")
+    d.signal("note", "c")
+    assert d.closed == ev.WORKFLOW_COMPLETED and d.result[1] == ["a", "b", "c"]
+    rt, commands = replay(Log, d.history[: last_commands(d.history)])
+    assert strip(commands) == strip(d.history[last_commands(d.history):])
+
+
+@durable.workflow(failure_exceptions=(KeyError,))
+class Strict(Log):
+    """The same handlers; a KeyError is declared to fail the workflow."""
+
+
+def test_declared_failure_exceptions_fail_the_workflow() -> None:
+    d = Driver(Strict)
     d.start(1)
     assert kinds(d.signal("explode")) == [ev.TIMER_CANCELLED, ev.WORKFLOW_FAILED]
     assert d.error["type"] == "KeyError"

@@ -81,7 +81,7 @@ async def interpret(node: Any, path: str, saga: tuple[str, durable.Saga] | None)
     elif kind == "sleep":
         await durable.sleep(node[1])
     elif kind == "raise":
-        raise ValueError(path)
+        raise durable.ApplicationError(path, type="ValueError")
     elif kind == "seq":
         for i, child in enumerate(node[1]):
             await interpret(child, f"{path}.{i}", saga)

@@ -284,10 +284,14 @@ def test_schedule_to_close_ends_a_hanging_attempt(data_dir: str) -> None:
 
 
 def test_schedule_to_close_stops_retries_that_would_pass_it(data_dir: str) -> None:
-    """Attempt 2 starts 1.2 s after attempt 1; a third would start after the 2 s deadline."""
+    """Attempt 2 starts 1.2 s after attempt 1; a third would start after the 2 s deadline: the
+    step ends as timed out (Temporal's schedule-to-close timeout), the last error its cause."""
     wid = "s2close-retry"
     result, desc = run(data_dir, wid, "fails_until_deadline")
-    assert result["kind"] == "failed" and result["attempts"] == 2 and result["type"] == "RuntimeError"
+    assert result["kind"] == "timed_out" and result["attempts"] == 2 and result["type"] == "ScheduleToCloseTimeout"
+    [failed] = final_events_by_seq(history(durable.Client(data_dir), wid))[1]
+    assert failed["why"] == "timed_out" and failed["error"]["cause"]["type"] == "RuntimeError"
+    assert failed["error"]["cause"]["msg"] == "attempt 2 failed"
     assert attempts(wid) == [1, 2]
     assert (desc.activity_attempts, desc.activity_retries) == (2, 1)
 
