@@ -62,9 +62,10 @@ UNCLAIMED_LOST = "unclaimed-lost"  # what recording a run-before-claimed task gi
 class Worker:
     """Serves one queue of a store with the given workflows and activities.
 
-    ``Worker(data, workflows=[...], activities=[...]).run_sync()`` runs until SIGINT/SIGTERM;
-    ``await worker.run()`` runs inside a trio program until `shutdown` is called or it is
-    cancelled. Several workers (in one process or many) can serve the same store and queue.
+    ``Worker(data, workflows=[...], activities=[...]).run_sync()`` runs until SIGINT/SIGTERM
+    (in the main thread) or `shutdown` (from any thread); ``await worker.run()`` runs inside a
+    trio program until `shutdown` is called or it is cancelled. Several workers (in one process
+    or many) can serve the same store and queue.
     """
 
     def __init__(
@@ -115,8 +116,13 @@ class Worker:
     # --- running -----------------------------------------------------------------------------
 
     def run_sync(self) -> None:
-        """Run until SIGINT or SIGTERM, then shut down gracefully."""
-        trio.run(self._run_with_signals)
+        """Run until `shutdown` is called or, in the main thread, a signal comes (see
+        `_watch_signals`). In another thread no signal handler is installed (Python allows
+        them in the main thread only): `shutdown` stops it."""
+        if threading.current_thread() is threading.main_thread():
+            trio.run(self._run_with_signals)
+        else:
+            trio.run(self.run)
 
     async def _run_with_signals(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -132,9 +138,25 @@ class Worker:
             nursery.cancel_scope.cancel()
 
     def shutdown(self) -> None:
-        """Stop claiming; let running work finish within the grace period; hand back the rest."""
-        self._stopping = True
-        self._notify_local()
+        """Stop claiming; let running work finish within the grace period; hand back the rest.
+
+        Safe to call from any thread, and before or after the worker runs; it returns at once
+        (`run` returns once the running work is done or handed back)."""
+        self._stopping = True  # read by the poller, and by the writer and engine threads
+        token = self._trio_token
+        if token is None:  # not running yet: `run` sees the flag before it claims anything
+            return
+        try:
+            here = trio.lowlevel.current_trio_token() is token
+        except RuntimeError:  # not in a trio thread
+            here = False
+        if here:
+            self._notify_local()
+            return
+        try:
+            token.run_sync_soon(self._notify_local)  # the worker's events belong to its own thread
+        except trio.RunFinishedError:
+            pass
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the queue until `shutdown` is called (or the caller cancels)."""
