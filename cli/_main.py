@@ -306,10 +306,18 @@ def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -
               help="Lease on claimed tasks, in seconds.")
 @click.option("--cache", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="Most live workflows kept in memory.")
+@click.option("--graceful-timeout", default=10.0, show_default=True, type=click.FloatRange(0, 86_400),
+              metavar="SECONDS", help="On Ctrl-C or SIGTERM, wait this long for running work, then hand it back.")
 @click.pass_obj
 @handle_errors
-def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int) -> None:
-    """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello)."""
+def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int,
+           graceful_timeout: float) -> None:
+    """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello, or
+    a file: examples/hello.py).
+
+    The first Ctrl-C (or SIGTERM) stops claiming and waits for the running work, at most
+    --graceful-timeout seconds; a second Ctrl-C stops at once (what ran is retried elsewhere once
+    its lease expires)."""
     registry = durable._defs.Registry.from_modules(_import_modules(modules))
     if not registry.workflows and not registry.activities:
         _fail(f"no workflows or activities found in {', '.join(modules)}")
@@ -319,7 +327,7 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
         workflows=[d.target for d in registry.workflows.values()],
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
-        codec=state.codec,
+        graceful_timeout=graceful_timeout, codec=state.codec,
     )
     # What is alive now (modules, classes, the registry) lives as long as the process: keep it
     # out of the garbage collector's full passes, which then only walk the workflows' objects.
