@@ -16,6 +16,9 @@ import json
 import logging
 import os
 import sys
+import sysconfig
+import traceback
+import types
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -137,18 +140,121 @@ def handle_errors(fn: F) -> F:
 
 
 def _import_modules(names: tuple[str, ...]) -> list[Any]:
-    """Import the modules named on the command line (from the current directory too)."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """Import the modules named on the command line (from the current directory too). A path to
+    a file under the current directory names the module there (app/orders.py: app.orders).
+
+    A module that fails to import is one line naming the error and where in the operator's code
+    it happened, or with --debug its traceback (from the module's code on)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(_State) if ctx is not None else None
     loaded = []
-    for name in names:
-        if not name or name.startswith(".") or not name.isprintable():
-            _fail(f"cannot import module {name!r}: give the absolute dotted name of a module (e.g. examples.hello)")
+    for arg in names:
+        name = _module_name(arg, cwd)
         try:
             loaded.append(importlib.import_module(name))
         except Exception as exc:  # noqa: BLE001 - ImportError, or any error raised by the module's code
-            _fail(f"cannot import module {name!r}: {type(exc).__name__}: {exc}")
+            if _not_found(exc, name):
+                assert isinstance(exc, ModuleNotFoundError)
+                _fail(f"cannot import module {name!r}: no module named {exc.name!r} in the current directory ({cwd}) "
+                      "or on PYTHONPATH: run durable from the directory that holds it, or add that directory to PYTHONPATH")
+            frames = _user_frames(exc.__traceback__)
+            if state is not None and state.debug:  # the traceback from the module's code on
+                traceback.print_exception(type(exc), exc, frames[0] if frames else None)
+                sys.exit(1)
+            where = _where(exc, frames, cwd)
+            text = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+            _fail(f"cannot import module {name!r}: {type(exc).__name__}: {text}{where}; run with --debug for the traceback")
     return loaded
+
+
+def _module_name(arg: str, cwd: str) -> str:
+    """The dotted name of the module `arg` names: itself, or for a path to a .py file under `cwd`,
+    the name it has there; a clear error for anything else."""
+    if not arg or not arg.isprintable():
+        _fail(f"cannot import module {arg!r}: give the absolute dotted name of a module (e.g. examples.hello)")
+    is_path = "/" in arg or os.sep in arg or (arg.endswith(".py") and os.path.isfile(arg))
+    if not is_path:
+        if arg.startswith("."):
+            _fail(f"cannot import module {arg!r}: give the absolute dotted name of a module (e.g. examples.hello)")
+        return arg
+    if os.path.isdir(arg):
+        _fail(f"cannot import {arg!r}: a directory; name a module (e.g. app.orders) or a .py file")
+    if not arg.endswith(".py"):
+        _fail(f"cannot import {arg!r}: name a module (e.g. app.orders) or a .py file (e.g. app/orders.py)")
+    if not os.path.isfile(arg):
+        _fail(f"cannot import {arg!r}: no such file")
+    for path, base in ((os.path.abspath(arg), cwd), (os.path.realpath(arg), os.path.realpath(cwd))):
+        rel = os.path.relpath(path, base)
+        if not (rel == os.pardir or rel.startswith(os.pardir + os.sep)):
+            break
+    else:
+        root, dotted = _package_root(os.path.abspath(arg))
+        _fail(f"cannot import {arg!r}: it is outside the current directory; use {dotted} (a module name), "
+              f"not {arg}, from {root} (or with {root} on PYTHONPATH)")
+    parts = rel[:-3].split(os.sep)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    for part in parts:
+        if not part.isidentifier():
+            _fail(f"cannot import {arg!r}: {part!r} is not a valid module name")
+    return ".".join(parts)
+
+
+def _package_root(path: str) -> tuple[str, str]:
+    """The directory a .py file is imported from, and its dotted name there (up through the
+    directories that hold an __init__.py)."""
+    parts = [os.path.basename(path)[:-3]]
+    root = os.path.dirname(path)
+    if parts[0] == "__init__":
+        parts = [os.path.basename(root)]
+        root = os.path.dirname(root)
+    while os.path.isfile(os.path.join(root, "__init__.py")):
+        parts.insert(0, os.path.basename(root))
+        root = os.path.dirname(root)
+    return root, ".".join(parts)
+
+
+def _not_found(exc: Exception, name: str) -> bool:
+    """Whether `exc` says the module `name` itself (or a package it is in) does not exist, as
+    opposed to an import inside its code that failed."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    return missing is not None and (name == missing or name.startswith(missing + "."))
+
+
+#: Where our own code and Python's are: the frames of a failed import that are not the operator's.
+_NOT_USER_DIRS = tuple(
+    os.path.join(os.path.dirname(os.path.abspath(sys.modules[m].__file__ or "")), "")
+    for m in ("durable", "durable.cli", "durable.worker")
+) + tuple(os.path.join(os.path.abspath(sysconfig.get_path(k)), "") for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+
+
+def _user_frames(tb: types.TracebackType | None) -> list[types.TracebackType]:
+    """The traceback entries of the operator's code, outermost first (not the import machinery,
+    the standard library, installed packages or durable's own)."""
+    frames = []
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<") and not os.path.abspath(filename).startswith(_NOT_USER_DIRS):
+            frames.append(tb)
+        tb = tb.tb_next
+    return frames
+
+
+def _where(exc: Exception, frames: list[types.TracebackType], cwd: str) -> str:
+    """Where the operator's code failed, as " (app/orders.py, line 12)": its innermost frame, or
+    the place of a syntax error, relative to `cwd` if it is under it; "" if unknown."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        filename, line = exc.filename, exc.lineno
+    elif frames:
+        filename, line = frames[-1].tb_frame.f_code.co_filename, frames[-1].tb_lineno
+    else:
+        return ""
+    rel = os.path.relpath(os.path.abspath(filename), cwd)
+    shown = filename if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+    return f" ({shown}, line {line})"
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -244,10 +350,18 @@ def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -
               help="Lease on claimed tasks, in seconds.")
 @click.option("--cache", default=10_000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="Most live workflows kept in memory.")
+@click.option("--graceful-timeout", default=10.0, show_default=True, type=click.FloatRange(0, 86_400),
+              metavar="SECONDS", help="On Ctrl-C or SIGTERM, wait this long for running work, then hand it back.")
 @click.pass_obj
 @handle_errors
-def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int) -> None:
-    """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello)."""
+def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int,
+           graceful_timeout: float) -> None:
+    """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello, or
+    a file: examples/hello.py).
+
+    The first Ctrl-C (or SIGTERM) stops claiming and waits for the running work, at most
+    --graceful-timeout seconds; a second Ctrl-C stops at once (what ran is retried elsewhere once
+    its lease expires)."""
     registry = durable._defs.Registry.from_modules(_import_modules(modules))
     if not registry.workflows and not registry.activities:
         _fail(f"no workflows or activities found in {', '.join(modules)}")
@@ -257,7 +371,7 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
         workflows=[d.target for d in registry.workflows.values()],
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
-        codec=state.codec,
+        graceful_timeout=graceful_timeout, codec=state.codec,
     )
     # What is alive now (modules, classes, the registry) lives as long as the process: keep it
     # out of the garbage collector's full passes, which then only walk the workflows' objects.

@@ -28,6 +28,7 @@ import math
 import os
 import signal as _signal
 import socket
+import sys
 import threading
 import types
 import uuid
@@ -62,9 +63,10 @@ UNCLAIMED_LOST = "unclaimed-lost"  # what recording a run-before-claimed task gi
 class Worker:
     """Serves one queue of a store with the given workflows and activities.
 
-    ``Worker(data, workflows=[...], activities=[...]).run_sync()`` runs until SIGINT/SIGTERM;
-    ``await worker.run()`` runs inside a trio program until `shutdown` is called or it is
-    cancelled. Several workers (in one process or many) can serve the same store and queue.
+    ``Worker(data, workflows=[...], activities=[...]).run_sync()`` runs until SIGINT/SIGTERM
+    (in the main thread) or `shutdown` (from any thread); ``await worker.run()`` runs inside a
+    trio program until `shutdown` is called or it is cancelled. Several workers (in one process
+    or many) can serve the same store and queue.
     """
 
     def __init__(
@@ -85,6 +87,8 @@ class Worker:
             raise DurableError("max_concurrent_activities and max_cached_workflows must be at least 1")
         if not (0.05 <= lease <= 3600):
             raise DurableError(f"lease must be between 0.05 and 3600 seconds, not {lease!r}")
+        if not graceful_timeout >= 0:
+            raise DurableError(f"graceful_timeout must be 0 or more seconds, not {graceful_timeout!r}")
         self.registry = Registry(workflows, activities)
         self.store = Store.open(data, create=True, codec=codec)
         self.queue = queue
@@ -108,6 +112,7 @@ class Worker:
         self._engine = trio.CapacityLimiter(1)
         self._threads = trio.CapacityLimiter(max_concurrent_activities)
         self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._listener: Listener | None = None
         self._quiet: str | None = None  # our listener: our own commits wake us directly (_write_batch)
         self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0, "timer_claims": 0,
                       "unclaimed": 0, "unclaimed_lost": 0, "inline": 0, "ahead": 0}
@@ -115,26 +120,100 @@ class Worker:
     # --- running -----------------------------------------------------------------------------
 
     def run_sync(self) -> None:
-        """Run until SIGINT or SIGTERM, then shut down gracefully."""
-        trio.run(self._run_with_signals)
+        """Run until `shutdown` is called or, in the main thread, a signal comes (see
+        `_watch_signals`). In another thread no signal handler is installed (Python allows
+        them in the main thread only): `shutdown` stops it."""
+        if threading.current_thread() is threading.main_thread():
+            trio.run(self._run_with_signals)
+        else:
+            trio.run(self.run)
 
     async def _run_with_signals(self) -> None:
         async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                with trio.open_signal_receiver(_signal.SIGINT, _signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        log.info("signal received: shutting down")
-                        self.shutdown()
-
-            nursery.start_soon(watch)
+            await nursery.start(self._watch_signals)
             await self.run()
             nursery.cancel_scope.cancel()
 
+    async def _watch_signals(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The first SIGINT or SIGTERM shuts down gracefully, saying what it waits for; a SIGINT
+        after that ends the process at once (`_stop_now`). Another SIGTERM changes nothing: a
+        service manager that wants it gone sooner sends SIGKILL after its own delay."""
+        with trio.open_signal_receiver(_signal.SIGINT, _signal.SIGTERM) as signals:
+            task_status.started()
+            async for sig in signals:
+                if not self._stopping:
+                    running = self._describe_running()
+                    if running:
+                        hint = "Ctrl-C again" if sig == _signal.SIGINT else "Ctrl-C (SIGINT)"
+                        log.warning("waiting for %s (%s to stop now)", running, hint)
+                    else:
+                        log.info("%s received: stopping", _signal.Signals(sig).name)
+                    self.shutdown()
+                elif sig == _signal.SIGINT:
+                    self._stop_now()
+
+    def _describe_running(self) -> str:
+        """What runs here, for the operator: "1 running activity: charge and 1 workflow task"
+        ("" if nothing)."""
+        parts = [self._describe_activities()] if self._running_acts else []
+        if self._running_wfts:
+            parts.append(_count(len(self._running_wfts), "workflow task", "workflow tasks"))
+        return " and ".join(parts)
+
+    def _describe_activities(self) -> str:
+        """The activities running here, by name, for the operator: "3 running activities: charge,
+        ship (x2)"."""
+        names: dict[str, int] = {}
+        for item, _, _ in self._running_acts.values():
+            names[item["name"]] = names.get(item["name"], 0) + 1
+        listed = ", ".join(name if n == 1 else f"{name} (x{n})" for name, n in sorted(names.items()))
+        return f"{_count(len(self._running_acts), 'running activity', 'running activities')}: {listed}"
+
+    def _stop_now(self) -> None:
+        """End the process at once (exit code 130), recording nothing: the attempts and workflow
+        tasks running here keep their leases until those expire, then other workers run them
+        again. Nothing is lost; a step in flight runs again (activities are at least once). The
+        process must end: a sync activity cannot be stopped, and it must not go on running
+        here once another worker may run it."""
+        acts, wfts = len(self._running_acts), len(self._running_wfts)
+        left = [_count(acts, "activity", "activities")] if acts else []
+        if wfts:
+            left.append(_count(wfts, "workflow task", "workflow tasks"))
+        if left:
+            leases = "its lease expires" if acts + wfts == 1 else "their leases expire"
+            log.warning("stopped now: %s left to be retried after %s", " and ".join(left), leases)
+        else:
+            log.warning("stopped now")
+        if self._listener is not None:
+            self._listener.close()
+        logging.shutdown()  # flush what was logged
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+
     def shutdown(self) -> None:
-        """Stop claiming; let running work finish within the grace period; hand back the rest."""
-        self._stopping = True
-        self._notify_local()
+        """Stop claiming; let running work finish within the grace period; hand back the rest.
+
+        Safe to call from any thread, and before or after the worker runs; it returns at once
+        (`run` returns once the running work is done or handed back)."""
+        self._stopping = True  # read by the poller, and by the writer and engine threads
+        token = self._trio_token
+        if token is None:  # not running yet: `run` sees the flag before it claims anything
+            return
+        try:
+            here = trio.lowlevel.current_trio_token() is token
+        except RuntimeError:  # not in a trio thread
+            here = False
+        if here:
+            self._notify_local()
+            return
+        try:
+            token.run_sync_soon(self._notify_local)  # the worker's events belong to its own thread
+        except trio.RunFinishedError:
+            pass
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the queue until `shutdown` is called (or the caller cancels)."""
@@ -144,7 +223,7 @@ class Worker:
         # the results): the writer commits (group commit), the engine runs workflow code.
         self._writer = _BatchThread("durable-writer", self._write_batch, token)
         self._engine_thread = _BatchThread("durable-engine", _run_jobs, token, forward_to=self._writer)
-        listener = Listener(os.path.join(self.store.path, "wake"), self.store.notifier)
+        listener = self._listener = Listener(os.path.join(self.store.path, "wake"), self.store.notifier)
         self._quiet = listener.path
         try:
             async with trio.open_nursery() as nursery:
@@ -172,9 +251,12 @@ class Worker:
                 await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
 
     async def _drain(self, work: trio.Nursery) -> None:
-        with trio.move_on_after(self.graceful_timeout):
+        with trio.move_on_after(self.graceful_timeout) as grace:
             while self._running_acts or self._running_wfts:
                 await self._wait_changed(0.05)
+        if grace.cancelled_caught and self._running_acts:
+            log.warning("grace period of %g s over: handing back %s (a sync activity stops at its next "
+                        "durable.heartbeat(), or when it returns)", self.graceful_timeout, self._describe_activities())
         # Hand back the attempts that did not finish. Each releases its lease itself once its code
         # has stopped (see _run_attempt), under heartbeats until then: a sync activity cannot be
         # interrupted unless it calls heartbeat(), and handing it back while it still runs would let
@@ -1266,6 +1348,10 @@ class Worker:
             if hb:
                 interval = min(interval, hb / 3)
         return max(interval, 0.01) if math.isfinite(interval) else 1.0
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 class _BatchThread:

@@ -6,6 +6,7 @@ places at once.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -75,11 +76,21 @@ def assert_runs_disjoint(wid: str) -> list[list[float]]:
 # --- real processes: exit codes ----------------------------------------------------------------
 
 
+def logged(proc: subprocess.Popen[str], text: str) -> bool:
+    """Whether a worker process started by `start_worker_process` wrote `text` to stderr."""
+    return any(text in line for line in proc.log_lines)  # type: ignore[attr-defined]
+
+
+def stop_hint(sig: signal.Signals) -> str:
+    return "Ctrl-C again to stop now" if sig == signal.SIGINT else "Ctrl-C (SIGINT) to stop now"
+
+
 @SIGNALS
 def test_idle_worker_process_exits_0(data_dir: str, sig: signal.Signals) -> None:
     proc = start_worker_process(data_dir, MODULE)
     assert stop_worker_process(proc, sig) == 0
-    assert any("worker stopped" in line for line in proc.log_lines)  # type: ignore[attr-defined]
+    assert logged(proc, "worker stopped")
+    assert not logged(proc, "waiting for")  # nothing ran: it just stops
 
 
 @SIGNALS
@@ -98,6 +109,59 @@ def test_busy_worker_process_finishes_running_steps_and_exits_0(data_dir: str, s
     desc = handle.describe()
     assert (desc.activities_scheduled, desc.activity_attempts) == (4, 4)  # the step in flight finished
     assert_each_step_recorded_once(history(client, "chain"), "chain")
+
+
+@SIGNALS
+def test_second_ctrl_c_stops_at_once_and_another_worker_runs_the_step_again(data_dir: str, tmp_path: Path,
+                                                                            sig: signal.Signals) -> None:
+    """The first signal says what the worker waits for: a sync step that never heartbeats, which
+    nothing can interrupt; a second Ctrl-C ends the process at once, recording nothing. The step's
+    lease expires and another worker runs it again."""
+    client = durable.Client(data_dir)
+    proc = start_worker_process(data_dir, MODULE, lease=0.5)
+    try:
+        handle = client.start(faults.hold_workflow, str(tmp_path), 600.0, id="held")
+        wait_until(lambda: faults.markers(str(tmp_path), "hold"), timeout=20, what="the step to start")
+        proc.send_signal(sig)
+        waiting = f"waiting for 1 running activity: hold_then_finish ({stop_hint(sig)})"
+        wait_until(lambda: logged(proc, waiting), timeout=20, what=repr(waiting))
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    finally:
+        code = stop_worker_process(proc, signal.SIGKILL)
+    assert code == 130
+    assert logged(proc, "stopped now: 1 activity left to be retried after its lease expires")
+    assert not logged(proc, "worker stopped")
+    assert handle.describe().status == "running"
+    assert kinds(history(client, "held")).count("ActivityCompleted") == 0
+    with worker_process(data_dir, MODULE, lease=0.5) as other:
+        result: dict[str, Any] = handle.result(timeout=30)
+    assert result["pid"] == other.pid and result["attempt"] == 2  # the first attempt's lease expired
+    assert [(a, pid) for a, pid, _ in faults.markers(str(tmp_path), "hold")] == [(1, proc.pid), (2, other.pid)]
+    assert_each_step_recorded_once(history(client, "held"), "held")
+
+
+@SIGNALS
+def test_graceful_timeout_bounds_the_wait_and_hands_the_step_back(data_dir: str, tmp_path: Path,
+                                                                  sig: signal.Signals) -> None:
+    """--graceful-timeout: an async step still running when it ends is handed back (not counted)
+    and the worker exits 0; a SIGTERM meanwhile does not stop it at once."""
+    client = durable.Client(data_dir)
+    proc = start_worker_process(data_dir, MODULE, lease=1.0, extra=("--graceful-timeout", "0.2"))
+    try:
+        handle = client.start(faults.wait_workflow, str(tmp_path), 600.0, id="long")
+        wait_until(lambda: faults.markers(str(tmp_path), "wait"), timeout=20, what="the step to start")
+        proc.send_signal(sig)
+        waiting = f"waiting for 1 running activity: wait_then_finish ({stop_hint(sig)})"
+        wait_until(lambda: logged(proc, waiting), timeout=20, what=repr(waiting))
+    finally:
+        assert stop_worker_process(proc, signal.SIGTERM) == 0
+    assert logged(proc, "worker stopped")
+    assert handle.describe().activity_attempts == 0  # handed back: not counted
+    with worker_process(data_dir, MODULE, lease=1.0) as other:
+        result: dict[str, Any] = handle.result(timeout=30)
+    assert result["pid"] == other.pid and result["attempt"] == 1
+    assert [(a, pid) for a, pid, _ in faults.markers(str(tmp_path), "wait")] == sorted([(1, proc.pid), (1, other.pid)])
 
 
 # --- handing back what cannot finish within the grace period (workers in threads) -----------------
