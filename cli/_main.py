@@ -29,6 +29,9 @@ from durable._codec import format_error_record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The client logs a start on a queue no worker serves; the CLI says it itself, on one line.
+logging.getLogger("durable.client").addHandler(logging.NullHandler())
+
 
 class _State:
     def __init__(self, data: str | None, debug: bool, codec: str | None = None) -> None:
@@ -394,6 +397,8 @@ def start(state: _State, workflow: str, inputs: tuple[str, ...], wid: str | None
     """Start WORKFLOW (by name) and print its id (or, with --wait, its result as JSON)."""
     args = [_json_arg(text, f"--input {i + 1}") for i, text in enumerate(inputs)]
     handle = state.client(create=True).start(workflow, *args, id=wid, queue=queue)
+    if handle.warning is not None:
+        click.echo(f"warning: {_one_line(handle.warning)}", err=True)
     if wait:
         click.echo(_to_json(handle.result(timeout=timeout)))
     else:
@@ -501,10 +506,12 @@ def describe(state: _State, workflow_id: str, as_json: bool) -> None:
         if key == "error":
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
-        elif key in ("task_error", "closed_at") and value is None:
+        elif key in ("task_error", "closed_at", "queue_warning") and value is None:
             continue
         elif key == "task_error":
             click.echo(f"task_error: {value}")
+        elif key == "queue_warning":
+            click.echo(f"warning: {value}")
         elif key == "pending_activities":
             if value:
                 click.echo("pending activities:")

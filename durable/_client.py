@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import logging
 import os
 import select
 import threading
@@ -28,6 +29,8 @@ from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL
 from ._store import Store
 
 DEFAULT_QUEUE = "default"
+
+_log = logging.getLogger("durable.client")
 
 
 def default_data_dir() -> str:
@@ -99,10 +102,14 @@ class WorkflowDescription:
     task_error: str | None
     #: activities with no final event yet (filled in by `describe`, empty in `list`)
     pending_activities: tuple[PendingActivity, ...] = ()
+    #: for a running workflow whose queue no worker serves now (filled in by `describe`):
+    #: "no worker has polled queue 'q' since ...", else None
+    queue_warning: str | None = None
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = ()) -> WorkflowDescription:
-        """Build from a stored workflow record (and its pending activities)."""
+    def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
+                    queue_warning: str | None = None) -> WorkflowDescription:
+        """Build from a stored workflow record (and its pending activities, and a queue warning)."""
         tfail = rec.get("tfail") or {}
         return cls(
             workflow_id=rec["id"], workflow_type=rec["type"], run_id=f"{rec['num']:x}",
@@ -113,6 +120,7 @@ class WorkflowDescription:
             cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
             task_error=tfail.get("err"),
             pending_activities=tuple(PendingActivity.from_record(p) for p in pending),
+            queue_warning=queue_warning,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +145,7 @@ class Client:
         # this client's own: a store is shared by everything in the process that opens it, and a
         # client must not change the codec of a worker running there (nor take up another's)
         self._converter = Converter(codec)
+        self._served_until: dict[str, int] = {}  # queue -> until when a worker is known to serve it
 
     @property
     def data_dir(self) -> str:
@@ -170,7 +179,20 @@ class Client:
             defn.check_start_args(args)
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         self._store.write(lambda t: _ops.start_workflow(t, wid, name, queue, payload, reuse_existing, check))
-        return WorkflowHandle(self, wid)
+        handle = WorkflowHandle(self, wid)
+        handle.warning = self._nobody_serves(queue)
+        if handle.warning is not None:
+            _log.warning("workflow %r started, but %s", wid, handle.warning)
+        return handle
+
+    def _nobody_serves(self, queue: str) -> str | None:
+        """A warning if no worker serves `queue` now (looked up at most once per presence period)."""
+        now = self._store.clock.now_ns()
+        if self._served_until.get(queue, 0) > now:
+            return None
+        presence = self._store.read(lambda t: _ops.queue_presence(t, queue))
+        self._served_until[queue] = presence[0]
+        return _ops.nobody_serves(queue, now, presence)
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle to an existing workflow (checked when used)."""
@@ -324,15 +346,21 @@ class WorkflowHandle:
         self._store = client._store
         self._converter = client._converter
         self.id = workflow_id
+        #: set by `Client.start` when no worker served the workflow's queue at the time (the
+        #: workflow waits for one): "no worker has polled queue 'q' since ...", else None
+        self.warning: str | None = None
 
     def __repr__(self) -> str:
         return f"<WorkflowHandle {self.id!r}>"
 
     def describe(self) -> WorkflowDescription:
         """Status, type, times, queue and counters of the workflow, and its pending activities."""
-        def read(t: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def read(t: Any) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
             rec = _ops.load_wf(t, self.id)
-            return rec, (_ops.pending_activities(t, rec["num"]) if rec["status"] == _ops.RUNNING else [])
+            if rec["status"] != _ops.RUNNING:
+                return rec, [], None
+            warning = _ops.nobody_serves(rec["queue"], t.now, _ops.queue_presence(t, rec["queue"]))
+            return rec, _ops.pending_activities(t, rec["num"]), warning
 
         return WorkflowDescription.from_record(*self._store.read(read))
 

@@ -50,3 +50,11 @@ MAX_CLAIM_BATCH = 64
 INITIAL_MAP_BYTES = 1 << 30
 #: Largest LMDB map the store will grow to.
 MAX_MAP_BYTES = 1 << 40
+
+#: A worker shows that it serves its queue (see `_ops.record_presence`) with its heartbeats, at
+#: least this often apart even with a short lease, and an idle worker as often.
+MIN_PRESENCE_SECONDS = 1.0
+
+#: The records of workers gone for longer than this are forgotten when a worker of their queue
+#: starts (the latest is always kept, for "no worker has polled queue X since T").
+PRESENCE_KEEP_NS = 7 * 86_400 * 1_000_000_000

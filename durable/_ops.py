@@ -17,6 +17,8 @@ Layout (keys sort as bytes; integers are big-endian u64):
 - ``idx``    "s" + status + NUL + workflow id -> empty (list by status)
 - ``types``  queue -> names registered by the workers of that queue
 - ``query``  "r"/"a" + query number -> query request / answer
+- ``workers`` queue + NUL + worker identity -> when the worker last showed it serves the queue,
+  and until when that holds (see `record_presence`)
 - ``meta``   format version, counters, and the close log: "C" + close number -> workflow id for
   the most recent closes (`CLOSE_LOG_KEEP`), so that a waiting client learns which workflows
   ended from one small read per wake-up (kept here: the counters' page is written anyway)
@@ -24,6 +26,7 @@ Layout (keys sort as bytes; integers are big-endian u64):
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from collections.abc import Container
 from typing import Any
@@ -281,6 +284,62 @@ def publish_registry(t: Txn, queue: str, desc: dict[str, Any]) -> None:
     old["workflows"].update(desc["workflows"])
     old["activities"] = sorted(set(old["activities"]) | set(desc["activities"]))
     t.put_rec("types", queue.encode(), old)
+
+
+# --- which workers serve a queue ---------------------------------------------------------------
+
+
+def record_presence(t: Txn, queue: str, identity: str, until: int, info: dict[str, Any]) -> None:
+    """Worker `identity` serves `queue` now and will show it again before `until` (ns); `info`
+    says what it is (pid, host, start time). A worker stopping writes `until` = now."""
+    t.put_rec("workers", _task_prefix(b"", queue) + identity.encode(), {**info, "seen": t.now, "until": until})
+
+
+def prune_presence(t: Txn, queue: str, before: int) -> None:
+    """Forget the workers of `queue` gone since before `before` (ns), keeping the latest one."""
+    records = [(key, decode(raw, what="worker record")) for key, raw in t.scan("workers", _task_prefix(b"", queue))]
+    records.sort(key=lambda kr: kr[1].get("until", 0) if isinstance(kr[1], dict) else 0)
+    for key, rec in records[:-1]:
+        if not isinstance(rec, dict) or rec.get("until", 0) < before:
+            t.delete("workers", key)
+
+
+def queue_presence(t: Txn, queue: str) -> tuple[int, int | None]:
+    """(Until when a worker is known to serve `queue`, in ns, 0 if none; when one was last seen
+    there, or None if no worker ever served it). A worker serves it now if the first is past now."""
+    until, last = 0, None
+    for _, raw in t.scan("workers", _task_prefix(b"", queue)):
+        rec = decode(raw, what="worker record")
+        if not isinstance(rec, dict):
+            continue
+        if isinstance(rec.get("until"), int):
+            until = max(until, rec["until"])
+        seen = rec.get("seen")
+        if isinstance(seen, int) and (last is None or seen > last):
+            last = seen
+    return until, last
+
+
+def nobody_serves(queue: str, now: int, presence: tuple[int, int | None]) -> str | None:
+    """The warning for a queue no worker serves now (see `queue_presence`), or None."""
+    until, last = presence
+    if until > now:
+        return None
+    if last is None:
+        return f"no worker has polled queue {queue!r} yet: the workflow waits until one does"
+    when = _dt.datetime.fromtimestamp(last / 1e9, tz=_dt.timezone.utc).isoformat(timespec="seconds")
+    return f"no worker has polled queue {queue!r} since {when}: the workflow waits until one does"
+
+
+def workers(t: Txn, queue: str | None = None) -> list[dict[str, Any]]:
+    """The worker records of `queue` (or of every queue), with their queue and identity."""
+    out = []
+    for key, raw in t.scan("workers", b"" if queue is None else _task_prefix(b"", queue)):
+        rec = decode(raw, what="worker record")
+        if isinstance(rec, dict):
+            q, _, ident = key.partition(b"\x00")
+            out.append({**rec, "queue": q.decode(errors="replace"), "identity": ident.decode(errors="replace")})
+    return out
 
 
 # --- signals, cancellation, termination ------------------------------------------------------

@@ -41,7 +41,7 @@ FORMAT_VERSION = 1
 #: Free space under which a write LMDB reports as an I/O error is taken for a full disk.
 _FULL_DISK_BYTES = 1 << 20
 
-_DBS = ("meta", "wf", "num", "hist", "inbox", "act", "tasks", "due", "idx", "types", "query")
+_DBS = ("meta", "wf", "num", "hist", "inbox", "act", "tasks", "due", "idx", "types", "query", "workers")
 _U64 = struct.Struct(">Q")
 _U64X2 = struct.Struct(">QQ")
 

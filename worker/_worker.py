@@ -22,6 +22,7 @@ the same code path.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import math
@@ -30,6 +31,7 @@ import signal as _signal
 import socket
 import sys
 import threading
+import time
 import types
 import uuid
 from collections import OrderedDict
@@ -45,7 +47,13 @@ from durable import _wake
 from durable._codec import PayloadCodec, error_to_record, format_error_record
 from durable._defs import Activity, Registry
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
-from durable._limits import DEFAULT_LEASE_SECONDS, MAX_CLAIM_BATCH, POLL_FALLBACK_SECONDS
+from durable._limits import (
+    DEFAULT_LEASE_SECONDS,
+    MAX_CLAIM_BATCH,
+    MIN_PRESENCE_SECONDS,
+    POLL_FALLBACK_SECONDS,
+    PRESENCE_KEEP_NS,
+)
 from durable._runtime import Runtime, task_error_text
 from durable._store import Store, Txn
 from durable._wake import Listener
@@ -114,6 +122,8 @@ class Worker:
         self._trio_token: trio.lowlevel.TrioToken | None = None
         self._listener: Listener | None = None
         self._quiet: str | None = None  # our listener: our own commits wake us directly (_write_batch)
+        self._presence = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time_ns()}
+        self._presence_at = 0.0  # trio time of the last presence record written
         self.stats = {"wft": 0, "act": 0, "query": 0, "refused": 0, "continued": 0, "timer_claims": 0,
                       "unclaimed": 0, "unclaimed_lost": 0, "inline": 0, "ahead": 0}
 
@@ -227,7 +237,8 @@ class Worker:
         self._quiet = listener.path
         try:
             async with trio.open_nursery() as nursery:
-                await self._write(lambda t: _ops.publish_registry(t, self.queue, self.registry.describe()))
+                await self._write(self._announce)
+                self._presence_at = trio.current_time()
                 log.info(
                     "worker %s serving queue %r of %s: workflows %s, activities %s", self.identity, self.queue,
                     self.store.path, sorted(self.registry.workflows), sorted(self.registry.activities),
@@ -242,6 +253,8 @@ class Worker:
                     self._started.set()
                     await self._poll(work)
                     await self._drain(work)
+                with contextlib.suppress(DurableError):  # clients learn at once that nobody serves here
+                    await self._write(lambda t: _ops.record_presence(t, self.queue, self.identity, t.now, self._presence))
                 nursery.cancel_scope.cancel()
         finally:
             listener.close()
@@ -249,6 +262,20 @@ class Worker:
                 await trio.to_thread.run_sync(self._engine_thread.stop)  # before the writer it forwards to
                 await trio.to_thread.run_sync(self._writer.stop)
                 await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
+
+    def _announce(self, t: Txn) -> None:
+        """Publish the names this worker serves and show that it serves the queue (one write)."""
+        _ops.publish_registry(t, self.queue, self.registry.describe())
+        _ops.prune_presence(t, self.queue, t.now - PRESENCE_KEEP_NS)
+        self._present(t)
+
+    def _present(self, t: Txn) -> None:
+        """Show that this worker serves its queue, until a while after its next heartbeat is due."""
+        until = t.now + max(self.lease_ns, int(3 * _NS * self._presence_interval()))
+        _ops.record_presence(t, self.queue, self.identity, until, self._presence)
+
+    def _presence_interval(self) -> float:
+        return max(self.lease_ns / _NS / 3, MIN_PRESENCE_SECONDS)
 
     async def _drain(self, work: trio.Nursery) -> None:
         with trio.move_on_after(self.graceful_timeout) as grace:
@@ -1304,10 +1331,22 @@ class Worker:
                 if token is not None:  # one run before it is claimed holds no lease yet
                     items.append(("wft", num, token))
                     keys.append(None)
+            present = trio.current_time() >= self._presence_at + self._presence_interval()
+            if present:
+                self._presence_at = trio.current_time()
             if not items:
+                if present:  # an idle worker still shows that it serves the queue
+                    with contextlib.suppress(DurableError):
+                        await self._write(self._present)
                 continue
+
+            def beat(t: Txn) -> list[str]:
+                if present:
+                    self._present(t)
+                return _ops.heartbeat(t, self.identity, self.lease_ns, items)
+
             try:
-                statuses = await self._write(lambda t: _ops.heartbeat(t, self.identity, self.lease_ns, items))
+                statuses = await self._write(beat)
             except DurableError as exc:
                 log.error("heartbeat failed: %s", exc)
                 continue

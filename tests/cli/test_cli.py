@@ -369,7 +369,9 @@ def test_a_data_file_that_is_not_lmdb_is_refused_untouched(tmp_path: Path, args:
 def test_start_creates_a_missing_store(tmp_path: Path) -> None:
     """The one command that writes a new workflow may create the store (no worker needed yet)."""
     data = tmp_path / "new"
-    assert ok(cli(str(data), "start", "three_steps", "--input", "1", "--id", "w")) == "w\n"
+    result = cli(str(data), "start", "three_steps", "--input", "1", "--id", "w")
+    assert result.exit_code == 0 and result.stdout == "w\n"
+    assert result.stderr.startswith("warning: no worker has polled queue 'default' yet")  # accepted, waits
     assert json.loads(ok(cli(str(data), "describe", "w", "--json")))["status"] == "running"
 
 
