@@ -156,6 +156,36 @@ class Txn:
                 return
             yield key, value
 
+    def scan_back(self, db: str, prefix: bytes, before: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with `prefix`, in reverse key order: from the last one, or
+        from the last one below `before` (exclusive)."""
+        cur = self._txn.cursor(db=self._dbs[db])
+        end = _past(prefix)
+        if before is not None and (end is None or before < end):
+            end = before
+        if end is None or not cur.set_range(end):
+            found = cur.last()
+        else:
+            found = cur.prev()
+        if not found:
+            return
+        for key, value in cur.iterprev():
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def count_prefix(self, db: str, prefix: bytes) -> int:
+        """Number of keys that start with `prefix` (the keys alone are read)."""
+        cur = self._txn.cursor(db=self._dbs[db])
+        if not cur.set_range(prefix):
+            return 0
+        n = 0
+        for key in cur.iternext(keys=True, values=False):
+            if not key.startswith(prefix):
+                break
+            n += 1
+        return n
+
     def first(self, db: str, prefix: bytes) -> tuple[bytes, bytes] | None:
         """The first item whose key starts with `prefix`, or None."""
         for item in self.scan(db, prefix):
@@ -165,6 +195,14 @@ class Txn:
     def count(self, db: str) -> int:
         """Number of entries in a database."""
         return int(self._txn.stat(self._dbs[db])["entries"])
+
+
+def _past(prefix: bytes) -> bytes | None:
+    """The smallest key above every key that starts with `prefix` (None: there is none)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class _Outcome:
