@@ -12,6 +12,7 @@ import datetime as _dt
 import functools
 import importlib
 import gc
+import io
 import json
 import logging
 import os
@@ -123,12 +124,24 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            _reader_gone()
         except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
             if state is not None and state.debug:
                 raise
             _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
     return wrapper  # type: ignore[return-value]
+
+
+def _reader_gone() -> None:
+    """The reader of our output went away (`durable list | head -1`): end at once and quietly,
+    as Python's documentation recommends: what is still buffered for stdout goes to /dev/null
+    instead of raising again, with a traceback, when the interpreter flushes it at exit."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):  # no file under a test runner
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
 
 
 def _import_modules(names: tuple[str, ...]) -> list[Any]:
