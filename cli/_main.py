@@ -12,6 +12,7 @@ import datetime as _dt
 import functools
 import importlib
 import gc
+import io
 import json
 import logging
 import os
@@ -134,12 +135,24 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            _reader_gone()
         except Exception as exc:  # noqa: BLE001 - never a traceback without --debug
             if state is not None and state.debug:
                 raise
             _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
     return wrapper  # type: ignore[return-value]
+
+
+def _reader_gone() -> None:
+    """The reader of our output went away (`durable list | head -1`): end at once and quietly,
+    as Python's documentation recommends: what is still buffered for stdout goes to /dev/null
+    instead of raising again, with a traceback, when the interpreter flushes it at exit."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):  # no file under a test runner
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
 
 
 def _import_modules(names: tuple[str, ...]) -> list[Any]:
@@ -389,14 +402,22 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
               help="One argument of the workflow, as JSON (repeat for several).")
 @click.option("--id", "wid", default=None, help="Workflow id (default: a random UUID).")
 @click.option("--queue", default="default", show_default=True)
+@click.option("--id-reuse-policy", "reuse", default="allow_duplicate", show_default=True,
+              type=click.Choice(durable._ops.ID_REUSE_POLICIES),
+              help="If a workflow with this id has closed: start a new run; only if it did not complete; never.")
+@click.option("--id-conflict-policy", "conflict", default="fail", show_default=True,
+              type=click.Choice(durable._ops.ID_CONFLICT_POLICIES),
+              help="If a workflow with this id is running: fail, or print its id as if started.")
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option("--timeout", default=None, type=click.FloatRange(0), help="With --wait: give up after this many seconds.")
 @click.pass_obj
 @handle_errors
-def start(state: _State, workflow: str, inputs: tuple[str, ...], wid: str | None, queue: str, wait: bool, timeout: float | None) -> None:
+def start(state: _State, workflow: str, inputs: tuple[str, ...], wid: str | None, queue: str, reuse: str,
+          conflict: str, wait: bool, timeout: float | None) -> None:
     """Start WORKFLOW (by name) and print its id (or, with --wait, its result as JSON)."""
     args = [_json_arg(text, f"--input {i + 1}") for i, text in enumerate(inputs)]
-    handle = state.client(create=True).start(workflow, *args, id=wid, queue=queue)
+    handle = state.client(create=True).start(workflow, *args, id=wid, queue=queue, id_reuse_policy=reuse,
+                                             id_conflict_policy=conflict)
     if handle.warning is not None:
         click.echo(f"warning: {_one_line(handle.warning)}", err=True)
     if wait:
@@ -463,37 +484,99 @@ def terminate(state: _State, workflow_id: str, reason: str) -> None:
     click.echo(f"terminated: {workflow_id}")
 
 
-_COLUMNS = ("workflow_id", "workflow_type", "status", "created_at", "queue", "task_error")
+class _Time(click.ParamType):
+    """An ISO 8601 date or datetime; without an offset, UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> _dt.datetime:
+        if isinstance(value, _dt.datetime):
+            return value
+        try:
+            when = _dt.datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an ISO 8601 date or datetime (e.g. 2026-12-03, 2026-12-03T05:21:00, "
+                      "2026-12-03T06:21:00+01:00)", param, ctx)
+        return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
+
+
+def _filters(fn: F) -> F:
+    """The options `list` and `count` share: which workflows."""
+    for option in reversed([
+        click.option("--status", type=click.Choice(durable._ops.STATUSES)),
+        click.option("--workflow", "--type", "workflow", default=None, metavar="NAME", help="Only workflows of this type."),
+        click.option("--since", type=_Time(), default=None,
+                     help="Only those started at or after TIME: an ISO 8601 date or datetime "
+                          "(2026-12-03, 2026-12-03T05:21:00+01:00); without an offset, UTC."),
+        click.option("--until", type=_Time(), default=None, help="Only those started before TIME (as --since)."),
+        click.option("--all-runs", is_flag=True, help="Every run of each id, not only its latest."),
+    ]):
+        fn = option(fn)
+    return fn
 
 
 @main.command("list")
-@click.option("--status", type=click.Choice(["running", "completed", "failed", "cancelled", "terminated"]))
-@click.option("--workflow", default=None, help="Only workflows of this type.")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1))
+@_filters
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1), help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
 @handle_errors
-def list_(state: _State, status: str | None, workflow: str | None, limit: int, as_json: bool) -> None:
-    """List workflows, newest state first from the index."""
-    rows = state.client().list(status=status, workflow=workflow, limit=limit)
-    for row in rows:
-        if as_json:
+def list_(state: _State, status: str | None, workflow: str | None, since: _dt.datetime | None,
+          until: _dt.datetime | None, all_runs: bool, limit: int, as_json: bool) -> None:
+    """List workflows, newest first by start time (the latest run of each id, unless --all-runs).
+
+    A table with a header line, or with --json one object per line; if more workflows match
+    than --limit, a line on stderr says so."""
+    rows = state.client().list(status=status, workflow=workflow, since=since, until=until, all_runs=all_runs,
+                               limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if as_json:
+        for row in rows:
             click.echo(_to_json(row.to_json()))
-        else:
-            cells = [row.workflow_id, row.workflow_type, row.status, row.created_at.isoformat(timespec="seconds"), row.queue]
-            if row.task_error:
-                cells.append(f"task failing: {row.task_error.splitlines()[0][:80]}")
-            click.echo("  ".join(cells))
+    else:
+        _print_table(rows, all_runs)
+    if more:
+        click.echo(f"... more; showing the newest {limit}, use --limit", err=True)
+
+
+def _print_table(rows: list[durable.WorkflowDescription], all_runs: bool) -> None:
+    """Rows under a header, each column as wide as its widest cell among those printed."""
+    header = ["ID", *(["RUN"] if all_runs else []), "TYPE", "STATUS", "STARTED", "QUEUE"]
+    errors = any(row.task_error for row in rows)
+    if errors:
+        header.append("TASK_ERROR")
+    table = [header]
+    for row in rows:
+        cells = [row.workflow_id, *([row.run_id] if all_runs else []), row.workflow_type, row.status,
+                 row.created_at.isoformat(timespec="seconds"), row.queue]
+        if errors:
+            cells.append(row.task_error.splitlines()[0][:80] if row.task_error else "")
+        table.append([_one_line(cell) for cell in cells])
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+@main.command()
+@_filters
+@click.pass_obj
+@handle_errors
+def count(state: _State, status: str | None, workflow: str | None, since: _dt.datetime | None,
+          until: _dt.datetime | None, all_runs: bool) -> None:
+    """Print how many workflows there are (the latest run of each id, unless --all-runs)."""
+    click.echo(state.client().count(status=status, workflow=workflow, since=since, until=until, all_runs=all_runs))
 
 
 @main.command()
 @click.argument("workflow_id")
+@click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 @handle_errors
-def describe(state: _State, workflow_id: str, as_json: bool) -> None:
+def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool) -> None:
     """Show a workflow's status, type, times, queue and counters (and its error, if failed)."""
-    handle = state.client().get_handle(workflow_id)
+    handle = state.client().get_handle(workflow_id, run_id=run_id)
     desc = handle.describe()
     data = desc.to_json()
     if desc.status == "failed":
@@ -541,12 +624,13 @@ def _pending_line(p: durable.PendingActivity) -> str:
 
 @main.command()
 @click.argument("workflow_id")
+@click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.pass_obj
 @handle_errors
-def history(state: _State, workflow_id: str, as_json: bool) -> None:
+def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool) -> None:
     """Print a workflow's history as a readable timeline."""
-    events = state.client().get_handle(workflow_id).history()
+    events = state.client().get_handle(workflow_id, run_id=run_id).history()
     if not events:
         return
     t0 = events[0]["time"]

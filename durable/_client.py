@@ -42,6 +42,20 @@ def _time(ns: int | None) -> _dt.datetime | None:
     return None if ns is None else _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _time_ns(value: Any, what: str) -> int | None:
+    """A datetime given to the client as ns since the epoch (a naive one is UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, _dt.datetime):
+        raise InvalidArgument(f"{what} must be a datetime (a naive one is taken as UTC), not {_short(value)}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    return (value - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
+
+
 @dataclass(frozen=True)
 class PendingActivity:
     """An activity of a running workflow that has no final event yet (see `describe`)."""
@@ -155,16 +169,24 @@ class Client:
     # --- starting ----------------------------------------------------------------------------
 
     def start(self, workflow: Any, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
-              reuse_existing: bool = False) -> WorkflowHandle:
-        """Start `workflow` (a decorated workflow or its name) with `args`; return its handle.
+              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail") -> WorkflowHandle:
+        """Start `workflow` (a decorated workflow or its name) with `args`; return the handle of
+        the run started (its `run_id` set).
 
-        A workflow id is unique: starting an existing id raises `WorkflowAlreadyExists`, or with
-        ``reuse_existing=True`` returns the handle of the existing one (idempotent start).
+        At most one run of an id runs at a time. If the id's workflow is running, `id_conflict_policy`
+        decides: "fail" raises `WorkflowAlreadyExists`, "use_existing" returns the running one's
+        handle (idempotent start). If it is closed, `id_reuse_policy` decides (Temporal's
+        policies): "allow_duplicate" starts a new run, "allow_duplicate_failed_only" only if the
+        last run failed, was cancelled or terminated, "reject_duplicate" never; a refused start
+        raises `WorkflowAlreadyExists`. Earlier runs stay readable through their run ids.
         A name is checked against the names the queue's workers registered. The arguments are
         checked against the workflow's parameters before anything is written (`InvalidArgument`):
         by its signature when given the workflow, by the signature its workers published when
         given a name.
         """
+        _check_choice(id_reuse_policy, "id_reuse_policy", _ops.ID_REUSE_POLICIES)
+        _check_choice(id_conflict_policy, "id_conflict_policy", _ops.ID_CONFLICT_POLICIES)
+        use_existing = id_conflict_policy == "use_existing"
         check_name(queue, "queue")
         wid = _check_id(id) if id is not None else str(uuid.uuid4())
         if isinstance(workflow, str):
@@ -178,8 +200,10 @@ class Client:
             name, check = defn.name, False
             defn.check_start_args(args)
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
-        self._store.write(lambda t: _ops.start_workflow(t, wid, name, queue, payload, reuse_existing, check))
-        handle = WorkflowHandle(self, wid)
+        num, _ = self._store.write(
+            lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy)
+        )
+        handle = WorkflowHandle(self, wid, run_id=f"{num:x}")
         handle.warning = self._nobody_serves(queue)
         if handle.warning is not None:
             _log.warning("workflow %r started, but %s", wid, handle.warning)
@@ -194,18 +218,36 @@ class Client:
         self._served_until[queue] = presence[0]
         return _ops.nobody_serves(queue, now, presence)
 
-    def get_handle(self, workflow_id: str) -> WorkflowHandle:
-        """A handle to an existing workflow (checked when used)."""
-        return WorkflowHandle(self, _check_id(workflow_id))
+    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+        """A handle to an existing workflow (checked when used): to its latest run, or with
+        `run_id` (as `describe` and `list` show it) to that run."""
+        return WorkflowHandle(self, _check_id(workflow_id), run_id=run_id)
 
-    def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000) -> list[WorkflowDescription]:
-        """Workflows, optionally only those with `status` or of type `workflow`."""
-        if not isinstance(limit, int) or limit < 1:
+    def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
+             since: _dt.datetime | None = None, until: _dt.datetime | None = None,
+             all_runs: bool = False) -> list[WorkflowDescription]:
+        """Workflows, newest first by start time: at most `limit`, optionally only those with
+        `status`, of type `workflow`, started at or after `since` and before `until` (naive
+        datetimes are UTC). One entry per id, its latest run; with `all_runs`, every run."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgument(f"limit must be a positive integer, not {limit!r}")
+        args = self._filters(workflow, since, until)
+        recs = self._store.read(lambda t: _ops.list_workflows(t, status, args[0], limit, since=args[1],
+                                                              until=args[2], all_runs=bool(all_runs)))
+        return [WorkflowDescription.from_record(r) for r in recs]
+
+    def count(self, *, status: str | None = None, workflow: str | None = None, since: _dt.datetime | None = None,
+              until: _dt.datetime | None = None, all_runs: bool = False) -> int:
+        """How many workflows `list` would give without a limit (with the same filters)."""
+        args = self._filters(workflow, since, until)
+        return self._store.read(lambda t: _ops.count_workflows(t, status, args[0], since=args[1], until=args[2],
+                                                               all_runs=bool(all_runs)))
+
+    @staticmethod
+    def _filters(workflow: str | None, since: Any, until: Any) -> tuple[str | None, int | None, int | None]:
         if workflow is not None:
             check_name(workflow, "workflow name")
-        recs = self._store.read(lambda t: _ops.list_workflows(t, status, workflow, limit))
-        return [WorkflowDescription.from_record(r) for r in recs]
+        return workflow, _time_ns(since, "since"), _time_ns(until, "until")
 
     # --- waiting -----------------------------------------------------------------------------
 
@@ -307,6 +349,26 @@ def _check_id(wid: Any) -> str:
     )
 
 
+def _check_choice(value: Any, what: str, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidArgument(f"{what} must be one of {', '.join(map(repr, allowed))}, not {_short(value)}")
+
+
+def _check_run_id(run_id: Any) -> int:
+    """The run number a run id names (the hexadecimal form `WorkflowDescription.run_id` has)."""
+    if isinstance(run_id, str) and 0 < len(run_id) <= 16 and run_id.isascii():
+        try:
+            num = int(run_id, 16)
+        except ValueError:
+            num = 0
+        if num > 0 and f"{num:x}" == run_id:
+            return num
+    raise InvalidArgument(
+        f"a run id must be a run's number as describe() and list() show it (1 to 16 lowercase hexadecimal "
+        f"digits, no leading zero), not {_short(run_id)}"
+    )
+
+
 def _check_reason(reason: Any) -> None:
     # kept in the history as it is: anything else would make the history unreadable
     if not isinstance(reason, str) or not _is_unicode(reason) or len(reason.encode()) > MAX_REASON_BYTES:
@@ -339,24 +401,32 @@ def _short(value: Any) -> str:
 
 
 class WorkflowHandle:
-    """A handle on one workflow, by id."""
+    """A handle on one workflow, by id: on its latest run, or with `run_id`, on that run.
 
-    def __init__(self, client: Client, workflow_id: str) -> None:
+    Reads (`describe`, `result`, `history`, `query`) see the handle's run. Signals, cancel and
+    terminate reach the id's current run only: on a handle whose run is an earlier one, they
+    raise `WorkflowClosed`.
+    """
+
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
         self._client = client
         self._store = client._store
         self._converter = client._converter
         self.id = workflow_id
+        self._num = None if run_id is None else _check_run_id(run_id)
+        #: the run this handle is bound to (None: whichever run of the id is the latest)
+        self.run_id = run_id
         #: set by `Client.start` when no worker served the workflow's queue at the time (the
         #: workflow waits for one): "no worker has polled queue 'q' since ...", else None
         self.warning: str | None = None
 
     def __repr__(self) -> str:
-        return f"<WorkflowHandle {self.id!r}>"
+        return f"<WorkflowHandle {self.id!r}>" if self.run_id is None else f"<WorkflowHandle {self.id!r} run {self.run_id}>"
 
     def describe(self) -> WorkflowDescription:
-        """Status, type, times, queue and counters of the workflow, and its pending activities."""
+        """Status, type, times, queue and counters of the workflow's run, and its pending activities."""
         def read(t: Any) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
-            rec = _ops.load_wf(t, self.id)
+            rec = _ops.load_run(t, self.id, self._num)
             if rec["status"] != _ops.RUNNING:
                 return rec, [], None
             warning = _ops.nobody_serves(rec["queue"], t.now, _ops.queue_presence(t, rec["queue"]))
@@ -365,7 +435,8 @@ class WorkflowHandle:
         return WorkflowDescription.from_record(*self._store.read(read))
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait for the workflow to end; return its result or raise `WorkflowFailed`.
+        """Wait for the run to end; return its result or raise `WorkflowFailed`. Without a run
+        id, the latest run's: if the id starts a new run meanwhile, that one's.
 
         Raises `WaitTimeout` if it has not ended after `timeout` seconds.
         """
@@ -382,7 +453,7 @@ class WorkflowHandle:
                 ended.wait(POLL_FALLBACK_SECONDS if deadline is None else min(deadline - now, POLL_FALLBACK_SECONDS))
 
     def _closing_event(self, t: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        rec = _ops.load_wf(t, self.id)
+        rec = _ops.load_run(t, self.id, self._num)
         if rec["status"] == _ops.RUNNING:
             return rec, None
         events = _ops.read_history(t, rec["num"], rec["hlen"] - 1)
@@ -409,7 +480,7 @@ class WorkflowHandle:
         """Send signal `name` with `args`: recorded in history, delivered once, in order."""
         check_name(name, "signal name")
         payload = self._converter.to_payload(list(args), f"signal {name!r}")
-        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, len(args)))
+        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._num, len(args)))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
@@ -417,7 +488,7 @@ class WorkflowHandle:
         payload = self._converter.to_payload(list(args), f"query {name!r}")
         deadline = time.monotonic() + timeout
         with self._client._listening() as wait:
-            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload))
+            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, self._num))
             while True:
                 expired = time.monotonic() >= deadline
                 answer = self._store.read(lambda t: _ops.peek_query_answer(t, qnum))
@@ -438,15 +509,15 @@ class WorkflowHandle:
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason))
+        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason, self._num))
 
     def terminate(self, reason: str = "") -> None:
         """End the workflow at once; none of its code runs again."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.terminate(t, self.id, reason))
+        self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._num))
 
     def history(self) -> list[dict[str, Any]]:
-        """The workflow's history as readable dicts (payloads decoded, times as datetimes)."""
+        """The run's history as readable dicts (payloads decoded, times as datetimes)."""
         rec, events = self._store.read(lambda t: self._history(t))
         return [readable_event(i, e, self._converter) for i, e in enumerate(events)]
 
@@ -456,7 +527,7 @@ class WorkflowHandle:
         return encode(events)
 
     def _history(self, t: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        rec = _ops.load_wf(t, self.id)
+        rec = _ops.load_run(t, self.id, self._num)
         return rec, _ops.read_history(t, rec["num"])
 
 

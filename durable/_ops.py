@@ -7,14 +7,19 @@ the same transaction that records them (fencing: F06, F09, F11).
 
 Layout (keys sort as bytes; integers are big-endian u64):
 
-- ``wf``     workflow id -> workflow record (status, counters, workflow-task state)
-- ``num``    run number -> workflow id
+- ``wf``     workflow id -> record of its current (latest) run (status, counters, workflow-task state)
+- ``runs``   workflow id + NUL + run number -> record of an earlier run of that id (closed; moved
+  here from ``wf`` when the id started a new run: see `start_workflow`)
+- ``num``    run number -> workflow id (the record is the id's in ``wf`` only while the numbers match)
 - ``hist``   run number + event index -> event
 - ``inbox``  run number + n -> input event that arrived while a workflow task was running
 - ``act``    run number + seq -> state of a scheduled activity
 - ``tasks``  kind + queue + NUL + visible_at + seq -> reference to the task
 - ``due``    when + reference -> timers, activity deadlines, workflow-task lease expiries
-- ``idx``    "s" + status + NUL + workflow id -> empty (list by status)
+- ``idx``    the list index, newest last, every key ending in start time + run number (u64 each)
+  and holding the workflow id: "c" + when -> id (current runs), "s" + status + NUL + when -> id
+  (current runs by status); "C" and "S" the same for earlier runs (format 1: "s" + status + NUL +
+  workflow id -> empty; see `migrate`)
 - ``types``  queue -> names registered by the workers of that queue
 - ``query``  "r"/"a" + query number -> query request / answer
 - ``workers`` queue + NUL + worker identity -> when the worker last showed it serves the queue,
@@ -27,8 +32,9 @@ Layout (keys sort as bytes; integers are big-endian u64):
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
 import os
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from typing import Any
 
 from . import _crashpoint
@@ -52,6 +58,13 @@ WFT_NONE, WFT_QUEUED, WFT_RUNNING = 0, 1, 2
 
 RUNNING = "running"
 STATUSES = ("running", "completed", "failed", "cancelled", "terminated")
+
+#: What starting the id of a closed workflow does (Temporal's names): start a new run; start one
+#: only if the last run did not complete; refuse.
+ID_REUSE_POLICIES = ("allow_duplicate", "allow_duplicate_failed_only", "reject_duplicate")
+#: What starting the id of a running workflow does: refuse (`WorkflowAlreadyExists`); hand back
+#: the running one.
+ID_CONFLICT_POLICIES = ("fail", "use_existing")
 
 _NS = 1_000_000_000
 
@@ -84,8 +97,14 @@ def _set_due(t: Txn, when: int, ref: bytes) -> bytes:
     return key
 
 
-def _idx_key(status: str, wid: str) -> bytes:
-    return b"s" + status.encode() + b"\x00" + wid.encode()
+def _idx_key(status: str, when: bytes, earlier: bool = False) -> bytes:
+    """The list index's key of a run with `status` started `when` (see `_when`)."""
+    return (b"S" if earlier else b"s") + status.encode() + b"\x00" + when
+
+
+def _when(rec: dict[str, Any]) -> bytes:
+    """What ends a run's index keys: its start time, then its number (for runs started together)."""
+    return u64x2(rec["created"], rec["num"])
 
 
 def load_wf(t: Txn, wid: str) -> dict[str, Any]:
@@ -94,6 +113,22 @@ def load_wf(t: Txn, wid: str) -> dict[str, Any]:
     if rec is None:
         raise WorkflowNotFound(f"no workflow with id {wid!r}")
     return rec  # type: ignore[no-any-return]
+
+
+def load_run(t: Txn, wid: str, num: int | None) -> dict[str, Any]:
+    """The record of run `num` of workflow `wid` (its current run if `num` is None);
+    `WorkflowNotFound` if there is none."""
+    rec = load_wf(t, wid)
+    if num is None or rec["num"] == num:
+        return rec
+    earlier = t.get_rec("runs", _run_key(wid, num))
+    if earlier is None:
+        raise WorkflowNotFound(f"workflow {wid!r} has no run {f'{num:x}'!r} (its current run is {rec['num']:x})")
+    return earlier  # type: ignore[no-any-return]
+
+
+def _run_key(wid: str, num: int) -> bytes:
+    return wid.encode() + b"\x00" + u64(num)
 
 
 def _wf_by_num(t: Txn, num: int) -> dict[str, Any] | None:
@@ -108,10 +143,12 @@ def _wf_by_num(t: Txn, num: int) -> dict[str, Any] | None:
 
 def _save_wf(t: Txn, rec: dict[str, Any], old_status: str | None = None) -> None:
     rec["updated"] = t.now
+    wid = rec["id"].encode()
     if old_status is not None and old_status != rec["status"]:
-        t.delete("idx", _idx_key(old_status, rec["id"]))
-        t.put("idx", _idx_key(rec["status"], rec["id"]), b"")
-    t.put_rec("wf", rec["id"].encode(), rec)
+        when = _when(rec)
+        t.delete("idx", _idx_key(old_status, when))
+        t.put("idx", _idx_key(rec["status"], when), wid)
+    t.put_rec("wf", wid, rec)
 
 
 def _append(t: Txn, rec: dict[str, Any], event: dict[str, Any]) -> None:
@@ -163,18 +200,31 @@ def _ref_act(num: int, seq: int) -> bytes:
 
 
 def start_workflow(
-    t: Txn, wid: str, wtype: str, queue: str, payload: bytes, reuse_existing: bool, check_type: bool
+    t: Txn, wid: str, wtype: str, queue: str, payload: bytes, use_existing: bool, check_type: bool,
+    reuse: str = "allow_duplicate",
 ) -> tuple[int, bool]:
-    """Create a workflow, its first event and its first task. Return (run number, created)."""
+    """Create a workflow, its first event and its first task. Return (run number, created).
+
+    If `wid` is running, hand back its run with `use_existing` (id conflict policy "use_existing"),
+    else refuse. If it is closed, start a new run as the id reuse policy `reuse` allows (see
+    `ID_REUSE_POLICIES`): the closed run's record moves to "runs", its history stays."""
     existing = t.get_rec("wf", wid.encode())
     if existing is not None:
-        if reuse_existing:
-            return existing["num"], False
-        raise WorkflowAlreadyExists(
-            f"a workflow with id {wid!r} already exists ({existing['status']}, type {existing['type']!r})"
-        )
+        if existing["status"] == RUNNING:
+            if use_existing:
+                return existing["num"], False
+            raise WorkflowAlreadyExists(
+                f"a workflow with id {wid!r} is already running (type {existing['type']!r}, run {existing['num']:x})"
+            )
+        if reuse == "reject_duplicate" or (reuse == "allow_duplicate_failed_only" and existing["status"] == "completed"):
+            raise WorkflowAlreadyExists(
+                f"a workflow with id {wid!r} already ran ({existing['status']}, type {existing['type']!r}) "
+                f"and the id reuse policy is {reuse!r}"
+            )
     if check_type:
         _check_registered(t, queue, wtype)
+    if existing is not None:
+        _retire(t, existing)
     num = _counter(t, b"runnum")
     rec: dict[str, Any] = {
         "num": num, "id": wid, "type": wtype, "queue": queue, "status": RUNNING,
@@ -184,9 +234,21 @@ def start_workflow(
     t.put("num", u64(num), wid.encode())
     seed = int.from_bytes(os.urandom(8), "big") >> 1
     _deliver(t, rec, {"k": ev.WORKFLOW_STARTED, "type": wtype, "in": payload, "seed": seed, "id": wid, "queue": queue})
-    t.put("idx", _idx_key(RUNNING, wid), b"")
+    when = _when(rec)
+    t.put("idx", b"c" + when, wid.encode())
+    t.put("idx", _idx_key(RUNNING, when), wid.encode())
     _save_wf(t, rec)
     return num, True
+
+
+def _retire(t: Txn, rec: dict[str, Any]) -> None:
+    """Keep the closed run `rec` as an earlier run of its id (its history stays where it is)."""
+    when, wid = _when(rec), rec["id"].encode()
+    t.delete("idx", b"c" + when)
+    t.put("idx", b"C" + when, wid)
+    t.delete("idx", _idx_key(rec["status"], when))
+    t.put("idx", _idx_key(rec["status"], when, earlier=True), wid)
+    t.put_rec("runs", _run_key(rec["id"], rec["num"]), rec)
 
 
 #: The registrations of a queue as last decoded, by their bytes: starts, signals and queries check
@@ -258,24 +320,89 @@ def read_history(t: Txn, num: int, start: int = 0, end: int | None = None) -> li
     return events
 
 
-def list_workflows(t: Txn, status: str | None, wtype: str | None, limit: int) -> list[dict[str, Any]]:
-    """Workflow records, optionally by status (from the index) and type."""
-    if status is not None and status not in STATUSES:
-        raise InvalidArgument(f"unknown status {status!r} (one of: {', '.join(STATUSES)})")
+def list_workflows(t: Txn, status: str | None, wtype: str | None, limit: int, *, since: int | None = None,
+                   until: int | None = None, all_runs: bool = False) -> list[dict[str, Any]]:
+    """Records of current runs (with `all_runs`, of every run), newest first by start time,
+    optionally only those with `status`, of type `wtype`, started at or after `since` and
+    before `until` (ns). Read from the index, from the newest entry on, until `limit` are found."""
     out: list[dict[str, Any]] = []
-    if status is not None:
-        prefix = b"s" + status.encode() + b"\x00"
-        ids = (key[len(prefix):] for key, _ in t.scan("idx", prefix))
-        recs = (t.get_rec("wf", wid) for wid in ids)
-    else:
-        recs = (decode(raw, what="workflow record") for _, raw in t.scan("wf", b""))
-    for rec in recs:
-        if rec is None or (wtype is not None and rec["type"] != wtype):
-            continue
+    for rec in _listed(t, status, wtype, since, until, all_runs):
         out.append(rec)
         if len(out) >= limit:
             break
     return out
+
+
+def count_workflows(t: Txn, status: str | None, wtype: str | None, *, since: int | None = None,
+                    until: int | None = None, all_runs: bool = False) -> int:
+    """How many runs `list_workflows` would list with no limit (from the index alone unless by type)."""
+    if wtype is None and since is None and until is None:
+        _check_status(status)
+        prefixes = [_index_prefix(status, False)] + ([_index_prefix(status, True)] if all_runs else [])
+        return sum(t.count_prefix("idx", prefix) for prefix in prefixes)
+    if wtype is None:
+        return sum(1 for _ in _indexed(t, status, since, until, all_runs))
+    return sum(1 for _ in _listed(t, status, wtype, since, until, all_runs))
+
+
+def _listed(t: Txn, status: str | None, wtype: str | None, since: int | None, until: int | None,
+            all_runs: bool) -> Iterator[dict[str, Any]]:
+    for when, wid, earlier in _indexed(t, status, since, until, all_runs):
+        rec = t.get_rec("runs", wid + b"\x00" + when[8:]) if earlier else t.get_rec("wf", wid)
+        if rec is not None and (wtype is None or rec["type"] == wtype):
+            yield rec
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise InvalidArgument(f"unknown status {status!r} (one of: {', '.join(STATUSES)})")
+
+
+def _index_prefix(status: str | None, earlier: bool) -> bytes:
+    if status is None:
+        return b"C" if earlier else b"c"
+    return _idx_key(status, b"", earlier)
+
+
+def _indexed(t: Txn, status: str | None, since: int | None, until: int | None,
+             all_runs: bool) -> Iterator[tuple[bytes, bytes, bool]]:
+    """(start time + run number, workflow id, whether an earlier run) of the index's entries,
+    newest first; with `all_runs`, the current and earlier runs' entries merged."""
+    _check_status(status)
+    since = max(since or 0, 0)
+    if until is not None and until <= since:
+        return iter(())
+    scans = [_scan_index(t, _index_prefix(status, False), since, until, False)]
+    if all_runs:
+        scans.append(_scan_index(t, _index_prefix(status, True), since, until, True))
+        return heapq.merge(*scans, key=lambda entry: entry[0], reverse=True)
+    return scans[0]
+
+
+def _scan_index(t: Txn, prefix: bytes, since: int, until: int | None, earlier: bool) -> Iterator[tuple[bytes, bytes, bool]]:
+    before = prefix + u64(until) if until is not None and until < 1 << 64 else None
+    n = len(prefix)
+    for key, wid in t.scan_back("idx", prefix, before):
+        if since and unpack_u64(key, n) < since:
+            return
+        yield key[n:], wid, earlier
+
+
+def migrate(t: Txn, version: int) -> None:
+    """Rewrite a store of format `version` in this version's layout (`_store` calls it when it
+    opens an older store, in one transaction with the new format marker)."""
+    if version < 2:
+        # format 1 indexed the status by workflow id alone, and nothing by start time
+        for key in [key for key, _ in t.scan("idx", b"")]:
+            t.delete("idx", key)
+        for wid, raw in t.scan("wf", b""):
+            try:
+                rec = decode(raw, what="workflow record")
+                when, status = _when(rec), rec["status"]
+            except Exception:  # noqa: BLE001 - a record that does not decode stays out of the index
+                continue  # (describe reports its error, as before)
+            t.put("idx", b"c" + when, wid)
+            t.put("idx", _idx_key(status, when), wid)
 
 
 def publish_registry(t: Txn, queue: str, desc: dict[str, Any]) -> None:
@@ -345,10 +472,17 @@ def workers(t: Txn, queue: str | None = None) -> list[dict[str, Any]]:
 # --- signals, cancellation, termination ------------------------------------------------------
 
 
-def _running(t: Txn, wid: str, action: str) -> dict[str, Any]:
-    rec = load_wf(t, wid)
+def _running(t: Txn, wid: str, action: str, num: int | None = None) -> dict[str, Any]:
+    """The record of `wid`'s current run, if it is run `num` (when given) and running."""
+    rec = load_run(t, wid, num)
     if rec["status"] != RUNNING:
-        raise WorkflowClosed(f"cannot {action} workflow {wid!r}: it {_was(rec['status'])}")
+        if num is None:
+            raise WorkflowClosed(f"cannot {action} workflow {wid!r}: it {_was(rec['status'])}")
+        current = load_wf(t, wid)["num"]
+        raise WorkflowClosed(
+            f"cannot {action} run {num:x} of workflow {wid!r}: it {_was(rec['status'])}"
+            + ("" if current == num else f" (the current run is {current:x})")
+        )
     return rec
 
 
@@ -357,13 +491,14 @@ def _was(status: str) -> str:
     return f"has {status}" if status in ("completed", "failed") else f"was {status}"
 
 
-def signal(t: Txn, wid: str, name: str, payload: bytes, nargs: int | None = None) -> None:
-    """Append a signal to the workflow's history (or inbox) and schedule its task.
+def signal(t: Txn, wid: str, name: str, payload: bytes, num: int | None = None, nargs: int | None = None) -> None:
+    """Append a signal to the workflow's history (or inbox) and schedule its task (only if its
+    current run is run `num`, when given).
 
     With `nargs`, the count of its arguments is checked against the handler's signature, when
     the queue's workers have published it: a caller's mistake is refused before it is recorded.
     """
-    rec = _running(t, wid, f"signal {name!r} to")
+    rec = _running(t, wid, f"signal {name!r} to", num)
     if rec.get("closing"):
         raise WorkflowClosed(
             f"cannot signal {name!r} to workflow {wid!r}: its code has returned and it is closing "
@@ -382,9 +517,9 @@ def signal(t: Txn, wid: str, name: str, payload: bytes, nargs: int | None = None
     _save_wf(t, rec)
 
 
-def request_cancel(t: Txn, wid: str, reason: str) -> None:
+def request_cancel(t: Txn, wid: str, reason: str, num: int | None = None) -> None:
     """Ask the workflow to cancel: it sees `Cancelled` at its await points (idempotent)."""
-    rec = _running(t, wid, "cancel")
+    rec = _running(t, wid, "cancel", num)
     if rec["cancel"]:
         return
     rec["cancel"] = True
@@ -392,9 +527,9 @@ def request_cancel(t: Txn, wid: str, reason: str) -> None:
     _save_wf(t, rec)
 
 
-def terminate(t: Txn, wid: str, reason: str) -> None:
+def terminate(t: Txn, wid: str, reason: str, num: int | None = None) -> None:
     """End the workflow at once: no more of its code runs; its activities lose their leases."""
-    rec = _running(t, wid, "terminate")
+    rec = _running(t, wid, "terminate", num)
     event = {"k": ev.WORKFLOW_TERMINATED, "t": t.now, "reason": reason}
     _append(t, rec, event)
     _close(t, rec, "terminated")
@@ -1192,9 +1327,10 @@ def _expire_wft(t: Txn, num: int, due_key: bytes) -> None:
 # --- queries -------------------------------------------------------------------------------
 
 
-def put_query(t: Txn, wid: str, name: str, payload: bytes) -> int:
-    """Ask the workers of the workflow's queue to run a query; return the query number."""
-    rec = load_wf(t, wid)
+def put_query(t: Txn, wid: str, name: str, payload: bytes, num: int | None = None) -> int:
+    """Ask the workers of the workflow's queue to run a query (on run `num`, default the current
+    one); return the query number."""
+    rec = load_run(t, wid, num)
     types = _types(t, rec["queue"]) or {}
     known = types.get("workflows", {}).get(rec["type"])
     if known is not None and name not in known.get("queries", []):

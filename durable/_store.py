@@ -35,13 +35,16 @@ from ._limits import INITIAL_MAP_BYTES, MAX_MAP_BYTES
 
 T = TypeVar("T")
 
-#: On-disk format written by this version. A store with a larger number is refused.
-FORMAT_VERSION = 1
+#: On-disk format written by this version. A store with a larger number is refused; one with a
+#: smaller number is migrated when it is opened (`_migrate`). 2: the list index is keyed by start
+#: time (format 1 keyed it by status and id); closed runs of a reused id are kept in "runs".
+FORMAT_VERSION = 2
 
 #: Free space under which a write LMDB reports as an I/O error is taken for a full disk.
 _FULL_DISK_BYTES = 1 << 20
 
-_DBS = ("meta", "wf", "num", "hist", "inbox", "act", "tasks", "due", "idx", "types", "query", "workers")
+_DBS = ("meta", "wf", "num", "hist", "inbox", "act", "tasks", "due", "idx", "types", "query", "runs",
+        "workers")
 _U64 = struct.Struct(">Q")
 _U64X2 = struct.Struct(">QQ")
 
@@ -156,6 +159,36 @@ class Txn:
                 return
             yield key, value
 
+    def scan_back(self, db: str, prefix: bytes, before: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with `prefix`, in reverse key order: from the last one, or
+        from the last one below `before` (exclusive)."""
+        cur = self._txn.cursor(db=self._dbs[db])
+        end = _past(prefix)
+        if before is not None and (end is None or before < end):
+            end = before
+        if end is None or not cur.set_range(end):
+            found = cur.last()
+        else:
+            found = cur.prev()
+        if not found:
+            return
+        for key, value in cur.iterprev():
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def count_prefix(self, db: str, prefix: bytes) -> int:
+        """Number of keys that start with `prefix` (the keys alone are read)."""
+        cur = self._txn.cursor(db=self._dbs[db])
+        if not cur.set_range(prefix):
+            return 0
+        n = 0
+        for key in cur.iternext(keys=True, values=False):
+            if not key.startswith(prefix):
+                break
+            n += 1
+        return n
+
     def first(self, db: str, prefix: bytes) -> tuple[bytes, bytes] | None:
         """The first item whose key starts with `prefix`, or None."""
         for item in self.scan(db, prefix):
@@ -165,6 +198,14 @@ class Txn:
     def count(self, db: str) -> int:
         """Number of entries in a database."""
         return int(self._txn.stat(self._dbs[db])["entries"])
+
+
+def _past(prefix: bytes) -> bytes | None:
+    """The smallest key above every key that starts with `prefix` (None: there is none)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class _Outcome:
@@ -309,12 +350,17 @@ class Store:
                 except PermissionError:
                     pass
         env.reader_check()  # readers left behind by killed processes pin old pages
+        store = None
         try:
-            _check_format(env, path)  # before this version's databases are created in it
+            version = _check_format(env, path)  # before this version's databases are created in it
+            store = cls(path, env, clock)
+            if version < FORMAT_VERSION:
+                _migrate(store)
         except BaseException:  # a store we refuse must not keep its environment open
+            if store is not None:
+                store.notifier.close()
             env.close()
             raise
-        store = cls(path, env, clock)
         os.makedirs(os.path.join(path, "wake"), mode=0o700, exist_ok=True)
         return store
 
@@ -523,8 +569,9 @@ def _check_memo(db: str, key: bytes, raw: bytes, rec: Any) -> None:
         os._exit(70)
 
 
-def _check_format(env: lmdb.Environment, path: str) -> None:
+def _check_format(env: lmdb.Environment, path: str) -> int:
     """Mark a new store with this version's format; refuse one of a newer (or unknown) format.
+    Return the store's format (this version's for a new store).
 
     Only the "meta" database is opened: a newer store is refused before anything is created in it.
     """
@@ -533,7 +580,7 @@ def _check_format(env: lmdb.Environment, path: str) -> None:
         raw = txn.get(b"format", db=meta)
         if raw is None:
             txn.put(b"format", u64(FORMAT_VERSION), db=meta)
-            return
+            return FORMAT_VERSION
     if len(raw) != 8:
         raise StoreFormatError(f"{path}: the store's format marker is corrupt")
     version = unpack_u64(raw)
@@ -542,6 +589,24 @@ def _check_format(env: lmdb.Environment, path: str) -> None:
             f"{path} was written by a newer durable (format {version}; this version reads "
             f"format {FORMAT_VERSION}): upgrade durable to use it"
         )
+    return version
+
+
+def _migrate(store: Store) -> None:
+    """Bring a store of an older format to this version's layout, in one write transaction (a
+    crash leaves it as it was; a process that opens it meanwhile finds it migrated or not at all).
+    The layout is the domain's: `_ops.migrate` rewrites the keys."""
+    from . import _ops  # here: _ops is built on this module
+
+    def op(t: Txn) -> None:
+        version = unpack_u64(t.get("meta", b"format") or u64(FORMAT_VERSION))
+        if version < FORMAT_VERSION:  # not done by another process since we looked
+            _ops.migrate(t, version)
+            t.put("meta", b"format", u64(FORMAT_VERSION))
+
+    [result] = store.write_batch([op])
+    if isinstance(result, BaseException):
+        raise result
 
 
 def _foreign(env: lmdb.Environment) -> bool:

@@ -118,14 +118,14 @@ def test_start_wait_result_describe_history_list(data_dir: str) -> None:
         assert lines[3].split()[4:] == ["ActivityScheduled", "seq=2", 'name="double"', "input=[2]"]
         assert "WorkflowCompleted" in lines[-1] and "result=5" in lines[-1]
 
-        # list: readable, filtered, JSON
-        assert {line.split()[0] for line in ok(cli(data_dir, "list")).splitlines()} == {"wf-1", wid, "chain"}
+        # list: readable (a header, then a row per workflow), filtered, JSON
+        assert {line.split()[0] for line in ok(cli(data_dir, "list")).splitlines()[1:]} == {"wf-1", wid, "chain"}
         rows = json_lines(ok(cli(data_dir, "list", "--workflow", "three_steps", "--json")))
         assert sorted(r["workflow_id"] for r in rows) == sorted(["wf-1", wid])
         assert all(r["status"] == "completed" for r in rows)
-        assert ok(cli(data_dir, "list", "--status", "running")) == ""
-        assert ok(cli(data_dir, "list", "--workflow", "Approval")) == ""
-        row = ok(cli(data_dir, "list", "--status", "completed", "--workflow", "slow_chain")).split()
+        assert ok(cli(data_dir, "list", "--status", "running")).splitlines()[1:] == []
+        assert ok(cli(data_dir, "list", "--workflow", "Approval")).splitlines()[1:] == []
+        row = ok(cli(data_dir, "list", "--status", "completed", "--workflow", "slow_chain")).splitlines()[1].split()
         assert row[:3] == ["chain", "slow_chain", "completed"] and row[-1] == "basic"
 
 
@@ -154,7 +154,7 @@ def test_signal_query_cancel_terminate(data_dir: str) -> None:
 
         statuses = {r["workflow_id"]: r["status"] for r in json_lines(ok(cli(data_dir, "list", "--json")))}
         assert statuses == {"ap-1": "completed", "ap-2": "cancelled", "ap-3": "terminated"}
-        assert ok(cli(data_dir, "list", "--status", "terminated")).split()[0] == "ap-3"
+        assert ok(cli(data_dir, "list", "--status", "terminated")).splitlines()[1].split()[0] == "ap-3"
 
         # a closed workflow can no longer be signalled, cancelled or terminated
         fails(cli(data_dir, "signal", "ap-1", "decide", '"no"'), 1, "it has completed")
@@ -210,13 +210,13 @@ def test_data_directory_from_the_environment(data_dir: str) -> None:
     with serving(data_dir, hello):
         assert ok(cli(None, "start", "three_steps", "--input", "2", "--id", "e-1", "--wait",
                       env={"DURABLE_DATA": data_dir})) == "7\n"
-    assert ok(cli(None, "list", env={"DURABLE_DATA": data_dir})).split()[:3] == ["e-1", "three_steps", "completed"]
+    assert ok(cli(None, "list", env={"DURABLE_DATA": data_dir})).splitlines()[1].split()[:3] == ["e-1", "three_steps", "completed"]
 
 
 def test_version_and_help() -> None:
     assert "0.1.0" in ok(cli(None, "--version"))
     text = ok(cli(None, "--help"))
-    for command in ("worker", "start", "signal", "query", "result", "cancel", "terminate", "list",
+    for command in ("worker", "start", "signal", "query", "result", "cancel", "terminate", "list", "count",
                     "describe", "history", "replay"):
         assert f"  {command} " in text, command
 
@@ -243,7 +243,12 @@ def snapshot(data: str) -> Any:
 
 BAD_INPUT = [
     (["start", "nope", "--id", "x"], 1, "unknown workflow 'nope' on queue 'default' (registered: Approval, three_steps)"),
-    (["start", "three_steps", "--input", "1", "--id", "wf-1"], 1, "a workflow with id 'wf-1' already exists"),
+    (["start", "three_steps", "--input", "1", "--id", "ap-1"], 1, "a workflow with id 'ap-1' is already running"),
+    (["start", "three_steps", "--input", "1", "--id", "wf-1", "--id-reuse-policy", "reject_duplicate"], 1,
+     "a workflow with id 'wf-1' already ran (completed, type 'three_steps') and the id reuse policy is 'reject_duplicate'"),
+    (["start", "three_steps", "--id", "x", "--id-reuse-policy", "sometimes"], 2, "Invalid value for '--id-reuse-policy'"),
+    (["describe", "wf-1", "--run", "nope"], 1, "a run id must be"),
+    (["list", "--since", "noon"], 2, "Invalid value for '--since'"),
     (["start", "three_steps", "--input", "{oops", "--id", "x"], 2, "--input 1 is not valid JSON"),
     (["start", "three_steps", "--input", "1", "--input", "nan?", "--id", "x"], 2, "--input 2 is not valid JSON"),
     (["start", "three_steps", "--id", ""], 1, "a workflow id must be a non-empty string"),
@@ -299,7 +304,7 @@ def test_debug_shows_the_traceback(populated: str) -> None:
 
 
 READ_COMMANDS = [
-    ["list"], ["describe", "x"], ["history", "x"], ["result", "x"], ["signal", "x", "decide"],
+    ["list"], ["count"], ["describe", "x"], ["history", "x"], ["result", "x"], ["signal", "x", "decide"],
     ["query", "x", "status"], ["cancel", "x"], ["terminate", "x"], ["replay", "x", "examples.hello"],
 ]
 

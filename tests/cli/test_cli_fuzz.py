@@ -33,11 +33,15 @@ from durable.cli import main
 from tests.conftest import worker_thread
 from tests.wfs import basic
 
-COMMANDS = ["worker", "start", "signal", "query", "result", "cancel", "terminate", "list", "describe",
+COMMANDS = ["worker", "start", "signal", "query", "result", "cancel", "terminate", "list", "count", "describe",
             "history", "replay"]
 FLAGS = ["--queue", "--concurrency", "--lease", "--cache", "--input", "-i", "--id", "--wait", "--timeout",
-         "--reason", "--status", "--workflow", "--limit", "--json", "--help", "--version", "--data", "--",
-         "-", "--input=1", "--id=", "--status=running", "--limit=0", "--nope", "-x", "-h"]
+         "--reason", "--status", "--workflow", "--type", "--limit", "--json", "--help", "--version", "--data", "--",
+         "-", "--input=1", "--id=", "--status=running", "--limit=0", "--nope", "-x", "-h", "--since", "--until",
+         "--all-runs", "--run", "--run=1", "--id-reuse-policy", "--id-conflict-policy=use_existing",
+         "--since=2026-12-03"]
+TIMES = ["2026-12-03", "2026-12-03T05:21:00", "2026-12-03T05:21:00Z", "2026-12-03T05:21:00+01:00", "2026-13-01",
+         "0001-01-01", "9999-12-31T23:59:59.999999", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00+14:00", "now"]
 GROUP_FLAGS = ["--data", "--help", "--version", "--debug-not", "--", "-", "--data=", "--codec",
                "--codec=tests.wfs.codecs:XorCodec", "--codec=no_such_module_zz:X", "--codec=json:dumps",
                "--codec=tests.wfs.codecs"]
@@ -60,6 +64,7 @@ SLOW_EXAMPLES = 50_000
 @dataclass
 class Store:
     data: str
+    done_run: str
     ids: list[str]
     missing: str
     a_file: str
@@ -73,14 +78,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     data = str(root / "store")
     client = durable.Client(data)
     with worker_thread(data, [basic.three_steps, basic.Collector], [basic.add_one, basic.double]):
-        client.start(basic.three_steps, 1, id="done").result(timeout=20)
+        done = client.start(basic.three_steps, 1, id="done")
+        done.result(timeout=20)
         client.start(basic.Collector, id="open").signal("add", 3)
     client.start("sleeper", 1, id="other-queue", queue="elsewhere")
     (root / "a_file").write_text("not a store")
     unsafe = root / "unsafe"
     unsafe.mkdir()
     unsafe.chmod(0o777)
-    yield Store(data, ["done", "open", "other-queue"], str(root / "missing" / "deeper"), str(root / "a_file"),
+    yield Store(data, str(done.run_id), ["done", "open", "other-queue"], str(root / "missing" / "deeper"), str(root / "a_file"),
                 str(unsafe))
 
 
@@ -100,19 +106,27 @@ def _shaped(draw: st.DrawFn, s: Store, command: str) -> list[str]:
     """Arguments in the shape `command` expects, with random values: these get past the parser."""
     value = tokens(s)
     some_id = st.sampled_from(s.ids) | value
+    time = st.sampled_from(TIMES) | value
+    run = st.sampled_from([s.done_run, "1", "2", "ff", "0", "01", "x"]) | value
     name = st.sampled_from(["three_steps", "Collector", "sleeper", "add", "finish", "count"]) | value
     json_text = st.sampled_from(JSON_TEXTS) | st.sampled_from(NUMBERS) | value
+    filters = [["--status", value | st.sampled_from(["running", "completed", "terminated"])], ["--workflow", name],
+               ["--type", name], ["--since", time], ["--until", time], ["--all-runs"]]
     options = {
-        "start": [["--input", json_text], ["-i", json_text], ["--id", some_id], ["--queue", value], ["--wait"]],
-        "signal": [], "query": [], "result": [], "describe": [["--json"]], "history": [["--json"]],
+        "start": [["--input", json_text], ["-i", json_text], ["--id", some_id], ["--queue", value], ["--wait"],
+                  ["--id-reuse-policy", st.sampled_from(["allow_duplicate", "allow_duplicate_failed_only",
+                                                         "reject_duplicate"]) | value],
+                  ["--id-conflict-policy", st.sampled_from(["fail", "use_existing"]) | value]],
+        "signal": [], "query": [], "result": [], "describe": [["--json"], ["--run", run]],
+        "history": [["--json"], ["--run", run]],
         "cancel": [["--reason", value]], "terminate": [["--reason", value]],
-        "list": [["--status", value | st.sampled_from(["running", "completed", "terminated"])],
-                 ["--workflow", name], ["--limit", st.sampled_from(NUMBERS)], ["--json"]],
+        "list": filters + [["--limit", st.sampled_from(NUMBERS)], ["--json"]],
+        "count": filters,
     }[command]
     args = {
         "start": [name], "signal": [some_id, name, json_text], "query": [some_id, name, json_text],
         "result": [some_id], "describe": [some_id], "history": [some_id], "cancel": [some_id],
-        "terminate": [some_id], "list": [],
+        "terminate": [some_id], "list": [], "count": [],
     }[command]
     out = [draw(a) for a in args[:draw(st.integers(max(len(args) - 1, 0), len(args)))]]
     for option in draw(st.lists(st.sampled_from(options), max_size=3)) if options else []:
@@ -225,7 +239,7 @@ def test_random_command_lines(store: Store, n: int, tmp_path: Path, request: pyt
     assert figures.by_code and set(figures.by_code) <= {0, 1, 2}
     # the store is still a store, and what was there is still there
     client = durable.Client(store.data, create=False)
-    assert client.get_handle("done").result(timeout=1) == 5
+    assert client.get_handle("done", run_id=store.done_run).result(timeout=1) == 5
     assert os.stat(store.unsafe).st_mode & 0o777 == 0o777 and os.listdir(store.unsafe) == []
 
 
@@ -262,6 +276,8 @@ def test_json_that_python_cannot_parse_is_a_usage_error(store: Store, args: list
     (["signal", "open", "ad\udcffd", "1"], r"signal name .* is invalid"),
     (["query", "open", "co\udcffunt", "--timeout", "0.05"], r"query name .* is invalid"),
     (["list", "--workflow", "x\udcff"], r"workflow name .* is invalid"),
+    (["count", "--type", "x\udcff"], r"workflow name .* is invalid"),
+    (["describe", "done", "--run", "\udcff"], r"a run id must be"),
     (["cancel", "open", "--reason", "\udcff"], r"a reason must be Unicode text"),
     (["terminate", "open", "--reason", "x" * 10_000], r"a reason must be .* at most 8192 bytes"),
 ])

@@ -60,3 +60,29 @@ def test_main_flow_in_real_processes(data_dir: str, how: str) -> None:
     finally:
         assert stop_worker_process(worker) == 0
     assert "worker stopped\n" in worker.log_lines  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("args", [["list", "--limit", "10000"], ["list", "--json", "--limit", "10000"],
+                                  ["list", "--all-runs", "--limit", "10000"]], ids=" ".join)
+def test_output_into_a_pipe_closed_early_ends_quietly(data_dir: str, args: list[str]) -> None:
+    """`durable list | head -1`: the reader goes away while the command still writes; the command
+    ends at once, without a traceback or any message, with exit code 1 (Python's for EPIPE)."""
+    import durable
+    from durable import _ops
+
+    store = durable.Client(data_dir)._store
+    payload = store.converter.to_payload([], "input")
+    n = 3000  # about 200 KB of rows: well past a pipe's buffer (64 KiB)
+    store.write_batch([(lambda t, i=i: _ops.start_workflow(t, f"workflow-{i:05}", "Gate", "default", payload, False, False))
+                       for i in range(n)])
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with subprocess.Popen([sys.executable, "-m", "durable", "--data", data_dir, *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as `head -1` exits
+        stderr = proc.stderr.read()
+        code = proc.wait(60)
+    assert first.startswith(b"ID" if "--json" not in args else b"{"), first
+    assert stderr == b""
+    assert code == 1

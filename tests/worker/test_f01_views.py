@@ -1,11 +1,14 @@
-"""F01: every derived view of the store (the status index behind `list`, `describe`) agrees with
-a fold over the histories, after every step of random interleavings of many workflows' commands.
+"""F01: every derived view of the store (the list index behind `list` and `count`, by start
+time and by status, for current and earlier runs; `describe`) agrees with a fold over the
+histories, after every step of random interleavings of many workflows' commands.
 
-A hypothesis state machine starts workflows of several kinds, signals, cancels and terminates
-them (also when that must fail), and runs a real worker for a random while. After each step, with
-no worker running, `client.list(status=...)` must equal the statuses folded from the histories
-(the last event decides). While a worker runs, the same is checked inside single read
-transactions of the store, since the index and the history are written in one transaction.
+A hypothesis state machine starts workflows of several kinds, starts new runs of their ids under
+every id reuse and conflict policy, signals, cancels and terminates them (also when that must
+fail), and runs a real worker for a random while. After each step, with no worker running,
+`client.list(status=...)` must equal the statuses folded from the histories (the last event
+decides), for the latest runs and for every run. While a worker runs, the same is checked inside
+single read transactions of the store, with the index compared key by key with the one the
+records make, since the index and the history are written in one transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import durable
 from durable import _ops
+from durable._codec import decode
+from durable._store import u64x2
 from tests.conftest import worker_thread
 from tests.fault._util import STATUS_OF_LAST_EVENT, store_snapshot, status_from_history
 from tests.wfs import faults
@@ -60,17 +65,40 @@ def fold_raw(events: list[dict[str, Any]]) -> str:
 
 
 def check_in_one_transaction(store: Any) -> None:
-    """The index agrees with the histories inside one read transaction (even mid-flight)."""
+    """The index agrees with the records and the histories inside one read transaction (even
+    mid-flight)."""
 
     def check(t: Any) -> None:
-        recs = {rec["id"]: rec for rec in _ops.list_workflows(t, None, None, 10**9)}
-        folded = {wid: fold_raw(_ops.read_history(t, rec["num"])) for wid, rec in recs.items()}
+        listed = _ops.list_workflows(t, None, None, 10**9)
+        recs = {rec["id"]: rec for rec in listed}
+        assert len(recs) == len(listed) == t.count("wf")
+        earlier = [decode(raw) for _, raw in t.scan("runs", b"")]
+        every = _ops.list_workflows(t, None, None, 10**9, all_runs=True)
+        assert sorted(r["num"] for r in every) == sorted([r["num"] for r in listed] + [r["num"] for r in earlier])
+        for runs in (listed, every):  # newest first by start time
+            whens = [(r["created"], r["num"]) for r in runs]
+            assert whens == sorted(whens, reverse=True)
+        # the index holds exactly the entries the records make
+        expected = {}
+        for rec, old in [(r, False) for r in listed] + [(r, True) for r in earlier]:
+            when = u64x2(rec["created"], rec["num"])
+            expected[(b"C" if old else b"c") + when] = rec["id"].encode()
+            expected[(b"S" if old else b"s") + rec["status"].encode() + b"\x00" + when] = rec["id"].encode()
+            if old:
+                assert recs[rec["id"]]["num"] > rec["num"] and rec["status"] != "running", rec
+        assert dict(t.scan("idx", b"")) == expected
+        # every run's status is the fold over its own history
+        folded = {r["num"]: fold_raw(_ops.read_history(t, r["num"])) for r in every}
+        for rec in every:
+            assert rec["status"] == folded[rec["num"]], rec["id"]
+            assert len(_ops.read_history(t, rec["num"])) == rec["hlen"], rec["id"]
         for status in STATUSES:
-            indexed = {rec["id"] for rec in _ops.list_workflows(t, status, None, 10**9)}
-            assert indexed == {wid for wid, s in folded.items() if s == status}, status
-        for wid, rec in recs.items():
-            assert rec["status"] == folded[wid], wid
-            assert len(_ops.read_history(t, rec["num"])) == rec["hlen"], wid
+            for all_runs, runs in ((False, listed), (True, every)):
+                indexed = [r["num"] for r in _ops.list_workflows(t, status, None, 10**9, all_runs=all_runs)]
+                assert indexed == [r["num"] for r in runs if folded[r["num"]] == status], status
+                assert _ops.count_workflows(t, status, None, all_runs=all_runs) == len(indexed)
+        assert _ops.count_workflows(t, None, None) == len(listed)
+        assert _ops.count_workflows(t, None, None, all_runs=True) == len(every)
 
     store.read(check)
 
@@ -94,8 +122,9 @@ class StoreViews(RuleBasedStateMachine):
         super().__init__()
         self.data = tempfile.mkdtemp(dir=_BASE)
         self.client = durable.Client(self.data)
-        self.ids: dict[str, str] = {}  # id -> kind
-        self.opened: set[str] = set()
+        self.ids: dict[str, str] = {}  # id -> kind of its latest run
+        self.runs: dict[tuple[str, str], str] = {}  # (id, run id) -> kind, for every run
+        self.opened: set[str] = set()  # ids whose latest run was signalled
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -103,22 +132,35 @@ class StoreViews(RuleBasedStateMachine):
     def start(self, kind: str) -> None:
         wid = f"w{len(self.ids)}"
         workflow, args = KINDS[kind]
-        self.client.start(workflow, *args, id=wid)
+        handle = self.client.start(workflow, *args, id=wid)
         self.ids[wid] = kind
+        self.runs[(wid, handle.run_id)] = kind  # type: ignore[index]
 
     @precondition(lambda self: self.ids)
-    @rule(data=st.data())
-    def start_duplicate(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), kind=st.sampled_from(sorted(KINDS)), reuse=st.sampled_from(_ops.ID_REUSE_POLICIES),
+          conflict=st.sampled_from(_ops.ID_CONFLICT_POLICIES))
+    def start_again(self, data: st.DataObject, kind: str, reuse: str, conflict: str) -> None:
+        """Start an id that exists: a new run, the running one, or refused, as the policies say."""
         wid = data.draw(st.sampled_from(sorted(self.ids)))
+        current = self.client.get_handle(wid).describe()
+        workflow, args = KINDS[kind]
         before = store_snapshot(self.client)
+        allowed = current.status != "running" and (
+            reuse == "allow_duplicate" or (reuse == "allow_duplicate_failed_only" and current.status != "completed"))
         try:
-            self.client.start(faults.Gate, id=wid)
+            handle = self.client.start(workflow, *args, id=wid, id_reuse_policy=reuse, id_conflict_policy=conflict)
         except durable.WorkflowAlreadyExists:
-            pass
-        else:
-            raise AssertionError("a duplicate id was accepted")
-        assert self.client.start(nap, 1, id=wid, reuse_existing=True).id == wid
-        assert store_snapshot(self.client) == before
+            assert not allowed and not (current.status == "running" and conflict == "use_existing")
+            assert store_snapshot(self.client) == before
+            return
+        if current.status == "running":
+            assert conflict == "use_existing" and handle.run_id == current.run_id
+            assert store_snapshot(self.client) == before
+            return
+        assert allowed and handle.run_id != current.run_id
+        self.ids[wid] = kind
+        self.runs[(wid, handle.run_id)] = kind  # type: ignore[index]
+        self.opened.discard(wid)
 
     @precondition(lambda self: self.ids)
     @rule(data=st.data(), verb=st.sampled_from(["signal", "cancel", "terminate"]))
@@ -176,15 +218,26 @@ class StoreViews(RuleBasedStateMachine):
         for status in STATUSES:
             listed = {d.workflow_id for d in self.client.list(status=status, limit=10**6)}
             assert listed == {wid for wid, s in folded.items() if s == status}, status
+            assert self.client.count(status=status) == len(listed)
         for kind, (workflow, _) in KINDS.items():
             name = durable._defs.workflow_def(workflow).name
             listed = {d.workflow_id for d in self.client.list(workflow=name, limit=10**6)}
             assert listed == {wid for wid, k in self.ids.items() if k == kind}, kind
+            runs = {(d.workflow_id, d.run_id) for d in self.client.list(workflow=name, limit=10**6, all_runs=True)}
+            assert runs == {run for run, k in self.runs.items() if k == kind}, kind
         for wid, events in histories.items():
             desc = self.client.get_handle(wid).describe()
             assert desc.status == folded[wid] == everything[wid].status, wid
             assert desc.history_length == len(events), wid
             assert [e["index"] for e in events] == list(range(len(events))), wid  # no gaps
+        # every run, the earlier ones too: listed once, with the status of its own history
+        every = {(d.workflow_id, d.run_id): d for d in self.client.list(limit=10**6, all_runs=True)}
+        assert set(every) == set(self.runs) and self.client.count(all_runs=True) == len(self.runs)
+        for (wid, run_id), desc in every.items():
+            events = self.client.get_handle(wid, run_id=run_id).history()
+            assert desc.status == status_from_history(events), (wid, run_id)
+            assert desc.history_length == len(events), (wid, run_id)
+            assert events[0]["kind"] == "WorkflowStarted" and events[0]["id"] == wid
 
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]

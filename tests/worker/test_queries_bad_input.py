@@ -80,13 +80,13 @@ def test_duplicate_workflow_id_is_refused_or_reused(data_dir: str) -> None:
     client = durable.Client(data_dir)
     first = client.start(faults.Gate, id="dup")
     before = store_snapshot(client)
-    with pytest.raises(durable.WorkflowAlreadyExists, match="'dup' already exists.*running.*Gate"):
+    with pytest.raises(durable.WorkflowAlreadyExists, match="'dup' is already running.*Gate"):
         client.start(faults.Gate, id="dup")
     with pytest.raises(durable.WorkflowAlreadyExists):
         client.start(faults.inc_chain, 1, 1, 0.0, id="dup")  # another type does not help
     assert store_snapshot(client) == before
-    again = client.start(faults.inc_chain, 1, 1, 0.0, id="dup", reuse_existing=True)
-    assert again.id == first.id == "dup"
+    again = client.start(faults.inc_chain, 1, 1, 0.0, id="dup", id_conflict_policy="use_existing")
+    assert (again.id, again.run_id) == (first.id, first.run_id) == ("dup", first.run_id)
     assert store_snapshot(client) == before  # returned the existing one, wrote nothing
     assert again.describe().workflow_type == "Gate"
     with worker_thread(data_dir, *GATE):
