@@ -11,7 +11,6 @@ import contextlib
 import datetime as _dt
 import logging
 import os
-import select
 import threading
 import time
 import uuid
@@ -311,10 +310,9 @@ class _CloseWatcher:
                     del self._waiting[workflow_id]
 
     def _run(self) -> None:
-        sock = self._listener.sock
         try:
             while not self._stopping:
-                if select.select([sock], [], [], POLL_FALLBACK_SECONDS)[0]:
+                if self._listener.readable(POLL_FALLBACK_SECONDS):
                     self._listener.drain()
                 if self._stopping:
                     return

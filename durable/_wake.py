@@ -8,6 +8,7 @@ says "look at the store again"; losing one costs at most the polling fallback, n
 from __future__ import annotations
 
 import os
+import select
 import socket
 import uuid
 
@@ -91,11 +92,15 @@ class Listener:
 
     def wait(self, timeout: float) -> None:
         """Block (a plain thread) until a wake-up arrives or `timeout` seconds pass."""
-        import select
-
-        ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if ready:
+        if self.readable(timeout):
             self.drain()
+
+    def readable(self, timeout: float) -> bool:
+        """Whether a wake-up is waiting, after blocking up to `timeout` seconds for one. (poll,
+        not select: select fails on descriptors past 1023, which a busy process reaches.)"""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
 
     def close(self) -> None:
         """Stop listening and remove the socket file."""

@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 import trio  # noqa: E402
 
 import durable  # noqa: E402
+from durable import _store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def data_dir(tmp_path: Path) -> str:
     """A path for a fresh store (not yet created)."""
     return str(tmp_path / "store")
+
+
+@pytest.fixture(autouse=True)
+def _close_stores_opened_by_the_test(tmp_path: Path) -> Iterator[None]:
+    """A process keeps each store it opens open; the suite opens hundreds, each with its files,
+    sockets and a watcher thread. Close those of this test's directory when it ends."""
+    yield
+    root = str(tmp_path.resolve())
+    for path, store in list(_store._open_stores.items()):
+        if path.startswith(root + os.sep):
+            store.close()
 
 
 @contextlib.contextmanager

@@ -91,7 +91,8 @@ def test_readme_commands_run_verbatim(tmp_path: Path) -> None:
 
         # the client snippet as written, with the imports it takes for granted
         snippet = _python_block('client = durable.Client("./.durable")')
-        script = "import durable\nfrom examples.hello import Approval, three_steps\n" + snippet
+        runs = _python_block("h1 = client.start(")  # ids and runs: the same client goes on
+        script = "import durable\nfrom examples.hello import Approval, three_steps\n" + snippet + runs
         proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr

@@ -50,7 +50,8 @@ def clocked(data_dir: str) -> tuple[durable.Client, ManualClock]:
 
 def start_at(client: durable.Client, clock: ManualClock, seconds: float, wid: str, workflow: object = None) -> durable.WorkflowHandle:
     clock.ns = T0 + int(seconds * NS)
-    return client.start(workflow or basic.Collector, id=wid)
+    workflow = workflow or basic.Collector
+    return client.start(workflow, *([1] if workflow is basic.three_steps else []), id=wid)
 
 
 def ids(descs: list[durable.WorkflowDescription]) -> list[str]:

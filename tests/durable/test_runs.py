@@ -153,7 +153,7 @@ def test_signal_cancel_terminate_reach_the_current_run_only(data_dir: str) -> No
     before = store_snapshot(client)
     for action in (lambda: h1.signal("add", 1), lambda: h1.cancel("x"), lambda: h1.terminate("x")):
         with pytest.raises(durable.WorkflowClosed, match=(
-                f"^cannot .* run {h1.run_id} of workflow 'c': it has already terminated \\(the current run is {h2.run_id}\\)$")):
+                f"^cannot .* run {h1.run_id} of workflow 'c': it was terminated \\(the current run is {h2.run_id}\\)$")):
             action()
     with pytest.raises(durable.WorkflowClosed):
         client.get_handle("c", run_id=h1.run_id).signal("add", 1)
