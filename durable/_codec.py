@@ -6,7 +6,9 @@ tags that run code or build bombs (regular expressions, MIME messages, decimals,
 values). An input over 4 KiB is first walked without building anything (`scan`), which bounds the
 number of values it may hold (memory) and refuses map keys that could be made to collide in a
 hash table (time). Every failure to decode becomes our own `DecodeError`; nothing else escapes.
-Payloads are checked the same way when they are written, so what is written can be read.
+Payloads are checked the same way when they are written, so what is written can be read; and they
+hold plain data only (see `Converter`), so what is read is what was written: a value of any other
+type is refused with a message naming its path inside the value and what to pass instead.
 
 User payloads additionally pass through an optional `PayloadCodec` (for example encryption),
 applied to every payload written and read.
@@ -23,6 +25,7 @@ import cbor2
 
 from ._errors import ApplicationError, DecodeError, PayloadError
 from ._limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS, MAX_PAYLOAD_BYTES, MAX_RECORD_BYTES
+from ._plain import is_plain, refusal
 
 
 def _refuse_tag(decoder: Any) -> Any:
@@ -301,7 +304,14 @@ _MAYBE_REFUSED = re.compile(rb"[\xc0-\xdb\xf9-\xfb]")
 
 
 class Converter:
-    """Turns user values into payload bytes and back, through an optional `PayloadCodec`."""
+    """Turns user values into payload bytes and back, through an optional `PayloadCodec`.
+
+    A payload holds plain data only: None, bool, int, float, str, bytes, list, dict with str or
+    int keys, and timezone-aware datetime, each exactly of its type (an IntEnum, a NamedTuple or
+    an OrderedDict is not), so that what is read back is what was written. Anything else is
+    refused when written, with a `PayloadError` naming where it is inside the value, its type and
+    what to pass instead.
+    """
 
     def __init__(self, codec: PayloadCodec | None = None) -> None:
         self.codec = codec
@@ -310,15 +320,19 @@ class Converter:
         """Encode `value` (described by `what` in errors); raise `PayloadError` if impossible.
 
         What is written can be read back: a value that `decode` would refuse (a Decimal, a
-        regular expression, too many values...) is refused here, before anything is written.
+        regular expression, too many values...) is refused here, before anything is written, and
+        so is a value that would read back as something else (a tuple as a list).
         """
         try:
             data = cbor2.dumps(value)
         except Exception as exc:
-            raise PayloadError(
-                f"{what} cannot be stored: {_type_name(value, exc)} is not CBOR-encodable "
-                f"({_PLAIN_DATA})"
-            ) from None
+            raise refusal(value, what, f"{_type_name(value, exc)} is not CBOR-encodable") from None
+        try:
+            plain = is_plain(value)
+        except RecursionError:
+            plain = False
+        if not plain:
+            raise refusal(value, what, "it is not plain data")
         if len(data) > MAX_PAYLOAD_BYTES:
             raise PayloadError(
                 f"{what} is {len(data)} bytes encoded, over the payload limit of "
@@ -328,7 +342,7 @@ class Converter:
             try:
                 decode(data, limit=MAX_PAYLOAD_BYTES, what="it")
             except DecodeError as exc:
-                raise PayloadError(f"{what} cannot be stored: {exc} ({_PLAIN_DATA})") from None
+                raise refusal(value, what, str(exc)) from None
         if self.codec is not None:
             try:
                 data = self.codec.encode(data)
@@ -353,9 +367,6 @@ class Converter:
             if not isinstance(data, bytes):
                 raise DecodeError(f"{what}: the payload codec returned {type(data).__name__}, not bytes")
         return decode(data, limit=MAX_PAYLOAD_BYTES, what=what)
-
-
-_PLAIN_DATA = "use plain data: None, bool, int, float, str, bytes, list, dict, datetime"
 
 
 def _type_name(value: Any, exc: Exception) -> str:
