@@ -28,6 +28,7 @@ from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL
 from ._store import Store
 
 DEFAULT_QUEUE = "default"
+_PLAIN = Converter()
 
 
 def default_data_dir() -> str:
@@ -60,8 +61,8 @@ class WorkflowDescription:
     task_error: str | None
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> WorkflowDescription:
-        """Build from a stored workflow record."""
+    def from_record(cls, rec: dict[str, Any], converter: Converter | None = None) -> WorkflowDescription:
+        """Build from a stored workflow record (its task error decoded by `converter`'s codec)."""
         tfail = rec.get("tfail") or {}
         return cls(
             workflow_id=rec["id"], workflow_type=rec["type"], run_id=f"{rec['num']:x}",
@@ -70,7 +71,7 @@ class WorkflowDescription:
             history_length=rec["hlen"], activities_scheduled=rec["n_act"],
             activity_attempts=rec["n_att"], activity_retries=rec["n_retry"],
             cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
-            task_error=tfail.get("err"),
+            task_error=(converter or _PLAIN).readable_text(tfail.get("err")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -84,7 +85,8 @@ class WorkflowDescription:
 class Client:
     """Starts and manages workflows in the store at `data` (default: `default_data_dir()`).
 
-    With ``create=False`` a missing store is an error instead of being created.
+    With ``create=False`` a missing store is an error instead of being created. A payload `codec`
+    is this client's own; with it, the client also reads the failures a worker encoded.
     """
 
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
@@ -130,7 +132,7 @@ class Client:
         if workflow is not None:
             check_name(workflow, "workflow name")
         recs = self._store.read(lambda t: _ops.list_workflows(t, status, workflow, limit))
-        return [WorkflowDescription.from_record(r) for r in recs]
+        return [WorkflowDescription.from_record(r, self._converter) for r in recs]
 
     # --- waiting -----------------------------------------------------------------------------
 
@@ -277,7 +279,7 @@ class WorkflowHandle:
 
     def describe(self) -> WorkflowDescription:
         """Status, type, times, queue and counters of the workflow."""
-        return WorkflowDescription.from_record(self._store.read(lambda t: _ops.load_wf(t, self.id)))
+        return WorkflowDescription.from_record(self._store.read(lambda t: _ops.load_wf(t, self.id)), self._converter)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the workflow to end; return its result or raise `WorkflowFailed`.
@@ -308,9 +310,10 @@ class WorkflowHandle:
         if kind == ev.WORKFLOW_COMPLETED:
             return self._converter.from_payload(last["out"], "workflow result")
         if kind == ev.WORKFLOW_FAILED:
-            cause = error_from_record(last["err"])
+            failure = self._converter.readable_failure(last["err"])
+            cause = error_from_record(failure)
             err = WorkflowFailed(
-                f"workflow {self.id!r} failed: {format_error_record(last['err'])}",
+                f"workflow {self.id!r} failed: {format_error_record(failure)}",
                 workflow_id=self.id, status="failed",
             )
             err.__cause__ = cause
@@ -340,7 +343,8 @@ class WorkflowHandle:
                     answer = self._store.write(lambda t: _ops.take_query_answer(t, qnum, expired))
                 if answer is not None:
                     if "err" in answer:
-                        raise QueryFailed(f"query {name!r} on workflow {self.id!r}: {answer['err']}")
+                        raise QueryFailed(f"query {name!r} on workflow {self.id!r}: "
+                                          f"{self._converter.readable_text(answer['err'])}")
                     return self._converter.from_payload(answer["ok"], f"answer to query {name!r}")
                 if expired:
                     queue = self.describe().queue
@@ -378,17 +382,17 @@ class WorkflowHandle:
 _PAYLOAD_FIELDS = {"in": "input", "out": "result"}
 
 
-def readable_event(index: int, event: dict[str, Any], converter: Any) -> dict[str, Any]:
-    """An event as plain data for people and JSON: payloads decoded, errors kept as trees."""
+def readable_event(index: int, event: dict[str, Any], converter: Converter) -> dict[str, Any]:
+    """An event as plain data for people and JSON: payloads decoded, errors kept as trees (what
+    cannot be decoded, for want of the right codec or else, is shown as such)."""
     out: dict[str, Any] = {"index": index, "kind": event["k"], "time": _time(event["t"])}
     for key, value in event.items():
         if key in ("k", "t"):
             continue
         if key in _PAYLOAD_FIELDS and isinstance(value, bytes):
-            try:
-                out[_PAYLOAD_FIELDS[key]] = converter.from_payload(value)
-            except Exception as exc:  # noqa: BLE001 - show the event even if a payload is bad
-                out[_PAYLOAD_FIELDS[key]] = f"<undecodable payload: {exc}>"
+            out[_PAYLOAD_FIELDS[key]] = converter.readable(value)
+        elif key == "err":
+            out["error"] = converter.readable_failure(value)
         elif key == "hb":
             continue
         else:

@@ -41,10 +41,10 @@ import trio
 from durable import _activity, _crashpoint, _ops
 from durable import _events as ev
 from durable import _wake
-from durable._codec import PayloadCodec, error_to_record
+from durable._codec import Converter, PayloadCodec
 from durable._defs import Activity, Registry
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
-from durable._limits import DEFAULT_LEASE_SECONDS, MAX_CLAIM_BATCH, POLL_FALLBACK_SECONDS
+from durable._limits import DEFAULT_LEASE_SECONDS, MAX_CLAIM_BATCH, MAX_TASK_ERROR_CHARS, POLL_FALLBACK_SECONDS
 from durable._runtime import Runtime
 from durable._store import Store, Txn
 from durable._wake import Listener
@@ -65,6 +65,9 @@ class Worker:
     ``Worker(data, workflows=[...], activities=[...]).run_sync()`` runs until SIGINT/SIGTERM;
     ``await worker.run()`` runs inside a trio program until `shutdown` is called or it is
     cancelled. Several workers (in one process or many) can serve the same store and queue.
+
+    A payload `codec` is the worker's own (workers of one process may have different ones); it
+    encodes the failures the worker records as well, unless ``encode_failures=False``.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Worker:
         lease: float = DEFAULT_LEASE_SECONDS,
         graceful_timeout: float = 10.0,
         codec: PayloadCodec | None = None,
+        encode_failures: bool = True,
         identity: str | None = None,
     ) -> None:
         if max_concurrent_activities < 1 or max_cached_workflows < 1:
@@ -86,7 +90,9 @@ class Worker:
         if not (0.05 <= lease <= 3600):
             raise DurableError(f"lease must be between 0.05 and 3600 seconds, not {lease!r}")
         self.registry = Registry(workflows, activities)
-        self.store = Store.open(data, create=True, codec=codec)
+        self.store = Store.open(data, create=True)
+        # this worker's own: the store is shared by everything in the process that opens it
+        self.converter = Converter(codec, encode_failures=encode_failures)
         self.queue = queue
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.max_activities = max_concurrent_activities
@@ -422,7 +428,8 @@ class Worker:
         num, token = item["num"], item["token"]
         outcome = self._activate(item)
         if isinstance(outcome, str):
-            return _Forward(self._claimed_then(item, lambda t, tok: _ops.fail_workflow_task(t, num, tok, outcome)), None)
+            error = self.converter.encode_text(outcome[:MAX_TASK_ERROR_CHARS])
+            return _Forward(self._claimed_then(item, lambda t, tok: _ops.fail_workflow_task(t, num, tok, error)), None)
         commands = outcome
         if self._can_run_ahead(commands, item["queue"]):
             return _Ahead(commands)  # type: ignore[return-value]
@@ -661,7 +668,7 @@ class Worker:
         try:
             if rt is None:
                 defn = self.registry.workflow(item["type"])
-                rt = Runtime(defn, item["id"], f"{num:x}", self.store.converter)
+                rt = Runtime(defn, item["id"], f"{num:x}", self.converter)
             start = rt.processed
             events = self.store.read(lambda t: _ops.read_history(t, num, start, item["hlen"]))
             commands = rt.advance(events)
@@ -705,7 +712,7 @@ class Worker:
         try:
             rt = self._cache.get(num)
             if rt is None:
-                rt = Runtime(self.registry.workflow(item["type"]), item["id"], f"{num:x}", self.store.converter)
+                rt = Runtime(self.registry.workflow(item["type"]), item["id"], f"{num:x}", self.converter)
             if rt._pending_recorded == 0:  # otherwise it already holds the newest state
                 start = rt.processed
                 events = self.store.read(lambda t: _ops.read_history(t, num, start))
@@ -713,12 +720,13 @@ class Worker:
             if num not in self._cache and not rt.done:
                 self._cache[num] = rt
                 self._trim_cache()
-            args = self.store.converter.from_payload(item["in"], "query arguments")
+            args = self.converter.from_payload(item["in"], "query arguments")
             value = rt.query(item["name"], args)
-            return {"ok": self.store.converter.to_payload(value, f"answer to query {item['name']!r}")}
+            return {"ok": self.converter.to_payload(value, f"answer to query {item['name']!r}")}
         except Exception as exc:  # noqa: BLE001 - reported to the asker
             self._evict(num)
-            return {"err": str(exc) if isinstance(exc, DurableError) else f"{type(exc).__name__}: {exc}"}
+            text = str(exc) if isinstance(exc, DurableError) else f"{type(exc).__name__}: {exc}"
+            return {"err": self.converter.encode_text(text)}
 
     # --- activities --------------------------------------------------------------------------
 
@@ -729,7 +737,7 @@ class Worker:
         details = None
         if item.get("hb") is not None:
             try:
-                details = self.store.converter.from_payload(item["hb"], "heartbeat details")
+                details = self.converter.from_payload(item["hb"], "heartbeat details")
             except DurableError:
                 details = None
         return _activity.ActivityInfo(
@@ -813,9 +821,9 @@ class Worker:
             return _CANCELLED
         act = self.registry.activity(item["name"])
         try:
-            args = self.store.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+            args = self.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
         except DurableError as exc:
-            return ("err", error_to_record(exc), True, False)
+            return ("err", self.converter.failure(exc), True, False)
         token = _activity.set_current(ctx)
         try:
             coro = act.fn(*args)
@@ -842,17 +850,16 @@ class Worker:
 
     def _ok_report(self, item: dict[str, Any], result: Any) -> tuple[Any, ...]:
         try:
-            payload = self.store.converter.to_payload(result, f"result of activity {item['name']!r}")
+            payload = self.converter.to_payload(result, f"result of activity {item['name']!r}")
         except PayloadError as exc:  # F08: a result that cannot be stored fails the step, clearly
-            return ("err", {"type": "PayloadError", "msg": str(exc), "nr": True}, False, False)
+            return ("err", self.converter.encode_failure({"type": "PayloadError", "msg": str(exc), "nr": True}), False, False)
         return ("ok", payload)
 
-    @staticmethod
-    def _error_report(ctx: _activity.ActivityContext, exc: BaseException) -> tuple[Any, ...] | None:
+    def _error_report(self, ctx: _activity.ActivityContext, exc: BaseException) -> tuple[Any, ...] | None:
         if isinstance(exc, _activity.ActivityCancelled):
             return None if ctx.lost else _CANCELLED
         retryable = not (isinstance(exc, ApplicationError) and exc.non_retryable)
-        return ("err", error_to_record(exc), retryable, False)
+        return ("err", self.converter.failure(exc), retryable, False)
 
     @staticmethod
     def _cancelled_report(item: dict[str, Any], ctx: _activity.ActivityContext) -> tuple[Any, ...] | None:
@@ -1125,9 +1132,9 @@ class Worker:
         except NotRegistered as exc:
             return ("unknown", str(exc))
         try:
-            args = self.store.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+            args = self.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
         except DurableError as exc:
-            return ("err", error_to_record(exc), True, False)
+            return ("err", self.converter.failure(exc), True, False)
         s2c = item["opts"].get("s2c")
         if s2c is not None:
             scope.deadline = trio.current_time() + max(0.0, s2c - (self.store.clock.now_ns() - item["start"]) / _NS)
@@ -1196,7 +1203,7 @@ class Worker:
                 details = None
                 if ctx.details_dirty:
                     try:
-                        details = self.store.converter.to_payload(ctx.details, "heartbeat details")
+                        details = self.converter.to_payload(ctx.details, "heartbeat details")
                     except PayloadError as exc:
                         log.warning("heartbeat details of %r dropped: %s", item["name"], exc)
                     ctx.details_dirty = False
