@@ -28,6 +28,7 @@ from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL
 from ._store import Store
 
 DEFAULT_QUEUE = "default"
+_PLAIN = Converter()
 
 _log = logging.getLogger("durable.client")
 
@@ -77,9 +78,11 @@ class PendingActivity:
     cancel_requested: bool
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> PendingActivity:
-        """Build from `_ops.pending_activities` output."""
+    def from_record(cls, rec: dict[str, Any], converter: Converter | None = None) -> PendingActivity:
+        """Build from `_ops.pending_activities` output (a failure decoded by `converter`'s codec)."""
         err = rec.get("last_failure") if isinstance(rec.get("last_failure"), dict) else None
+        if err is not None:
+            err = (converter or _PLAIN).readable_failure(err)
         return cls(
             seq=rec["seq"], name=str(rec["name"]), state=rec["state"], attempt=int(rec["attempt"]),
             last_failure_type=None if err is None else str(err.get("type", "Error")),
@@ -121,8 +124,9 @@ class WorkflowDescription:
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
-                    queue_warning: str | None = None) -> WorkflowDescription:
-        """Build from a stored workflow record (and its pending activities, and a queue warning)."""
+                    queue_warning: str | None = None, converter: Converter | None = None) -> WorkflowDescription:
+        """Build from a stored workflow record (and its pending activities, and a queue warning;
+        its task error and failures decoded by `converter`'s codec)."""
         tfail = rec.get("tfail") or {}
         return cls(
             workflow_id=rec["id"], workflow_type=rec["type"], run_id=f"{rec['num']:x}",
@@ -131,8 +135,8 @@ class WorkflowDescription:
             history_length=rec["hlen"], activities_scheduled=rec["n_act"],
             activity_attempts=rec["n_att"], activity_retries=rec["n_retry"],
             cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
-            task_error=tfail.get("err"),
-            pending_activities=tuple(PendingActivity.from_record(p) for p in pending),
+            task_error=(converter or _PLAIN).readable_text(tfail.get("err")),
+            pending_activities=tuple(PendingActivity.from_record(p, converter) for p in pending),
             queue_warning=queue_warning,
         )
 
@@ -149,7 +153,8 @@ class WorkflowDescription:
 class Client:
     """Starts and manages workflows in the store at `data` (default: `default_data_dir()`).
 
-    With ``create=False`` a missing store is an error instead of being created.
+    With ``create=False`` a missing store is an error instead of being created. A payload `codec`
+    is this client's own; with it, the client also reads the failures a worker encoded.
     """
 
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
@@ -233,7 +238,7 @@ class Client:
         args = self._filters(workflow, since, until)
         recs = self._store.read(lambda t: _ops.list_workflows(t, status, args[0], limit, since=args[1],
                                                               until=args[2], all_runs=bool(all_runs)))
-        return [WorkflowDescription.from_record(r) for r in recs]
+        return [WorkflowDescription.from_record(r, converter=self._converter) for r in recs]
 
     def count(self, *, status: str | None = None, workflow: str | None = None, since: _dt.datetime | None = None,
               until: _dt.datetime | None = None, all_runs: bool = False) -> int:
@@ -430,7 +435,7 @@ class WorkflowHandle:
             warning = _ops.nobody_serves(rec["queue"], t.now, _ops.queue_presence(t, rec["queue"]))
             return rec, _ops.pending_activities(t, rec["num"]), warning
 
-        return WorkflowDescription.from_record(*self._store.read(read))
+        return WorkflowDescription.from_record(*self._store.read(read), converter=self._converter)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the run to end; return its result or raise `WorkflowFailed`. Without a run
@@ -462,9 +467,10 @@ class WorkflowHandle:
         if kind == ev.WORKFLOW_COMPLETED:
             return self._converter.from_payload(last["out"], "workflow result")
         if kind == ev.WORKFLOW_FAILED:
-            cause = error_from_record(last["err"])
+            failure = self._converter.readable_failure(last["err"])
+            cause = error_from_record(failure)
             err = WorkflowFailed(
-                f"workflow {self.id!r} failed: {format_error_record(last['err'])}",
+                f"workflow {self.id!r} failed: {format_error_record(failure)}",
                 workflow_id=self.id, status="failed",
             )
             err.__cause__ = cause
@@ -494,7 +500,8 @@ class WorkflowHandle:
                     answer = self._store.write(lambda t: _ops.take_query_answer(t, qnum, expired))
                 if answer is not None:
                     if "err" in answer:
-                        raise QueryFailed(f"query {name!r} on workflow {self.id!r}: {answer['err']}")
+                        raise QueryFailed(f"query {name!r} on workflow {self.id!r}: "
+                                          f"{self._converter.readable_text(answer['err'])}")
                     return self._converter.from_payload(answer["ok"], f"answer to query {name!r}")
                 if expired:
                     queue = self.describe().queue
@@ -532,17 +539,17 @@ class WorkflowHandle:
 _PAYLOAD_FIELDS = {"in": "input", "out": "result"}
 
 
-def readable_event(index: int, event: dict[str, Any], converter: Any) -> dict[str, Any]:
-    """An event as plain data for people and JSON: payloads decoded, errors kept as trees."""
+def readable_event(index: int, event: dict[str, Any], converter: Converter) -> dict[str, Any]:
+    """An event as plain data for people and JSON: payloads decoded, errors kept as trees (what
+    cannot be decoded, for want of the right codec or else, is shown as such)."""
     out: dict[str, Any] = {"index": index, "kind": event["k"], "time": _time(event["t"])}
     for key, value in event.items():
         if key in ("k", "t"):
             continue
         if key in _PAYLOAD_FIELDS and isinstance(value, bytes):
-            try:
-                out[_PAYLOAD_FIELDS[key]] = converter.from_payload(value)
-            except Exception as exc:  # noqa: BLE001 - show the event even if a payload is bad
-                out[_PAYLOAD_FIELDS[key]] = f"<undecodable payload: {exc}>"
+            out[_PAYLOAD_FIELDS[key]] = converter.readable(value)
+        elif key == "err":
+            out["error"] = converter.readable_failure(value)
         elif key == "hb":
             continue
         else:

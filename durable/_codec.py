@@ -6,10 +6,15 @@ tags that run code or build bombs (regular expressions, MIME messages, decimals,
 values). An input over 4 KiB is first walked without building anything (`scan`), which bounds the
 number of values it may hold (memory) and refuses map keys that could be made to collide in a
 hash table (time). Every failure to decode becomes our own `DecodeError`; nothing else escapes.
-Payloads are checked the same way when they are written, so what is written can be read.
+Payloads are checked the same way when they are written, so what is written can be read; and they
+hold plain data only (see `Converter`), so what is read is what was written: a value of any other
+type is refused with a message naming its path inside the value and what to pass instead.
 
 User payloads additionally pass through an optional `PayloadCodec` (for example encryption),
-applied to every payload written and read.
+applied to every payload written and read, and to failures (error messages and stack traces)
+unless asked not to; what a codec made is marked as such (`_ENCODED`), so that a reader without
+the codec, or with another, says so instead of failing to decode it. Each client and worker has
+its own `Converter` (and so codec): the store, shared by everything in a process, has none.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import cbor2
 
 from ._errors import ApplicationError, DecodeError, PayloadError
 from ._limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS, MAX_PAYLOAD_BYTES, MAX_RECORD_BYTES
+from ._plain import is_plain, refusal
 
 
 def _refuse_tag(decoder: Any) -> Any:
@@ -301,24 +307,41 @@ _MAYBE_REFUSED = re.compile(rb"[\xc0-\xdb\xf9-\xfb]")
 
 
 class Converter:
-    """Turns user values into payload bytes and back, through an optional `PayloadCodec`."""
+    """Turns user values into payload bytes and back, through an optional `PayloadCodec`.
 
-    def __init__(self, codec: PayloadCodec | None = None) -> None:
+    A payload holds plain data only: None, bool, int, float, str, bytes, list, dict with str or
+    int keys, and timezone-aware datetime, each exactly of its type (an IntEnum, a NamedTuple or
+    an OrderedDict is not), so that what is read back is what was written. Anything else is
+    refused when written, with a `PayloadError` naming where it is inside the value, its type and
+    what to pass instead (`_plain`).
+
+    With a codec, failures written through the converter are encoded too (`encode_failures`),
+    all but their type. Reading needs no such option: encoded bytes are marked as such.
+    """
+
+    def __init__(self, codec: PayloadCodec | None = None, *, encode_failures: bool = True) -> None:
         self.codec = codec
+        #: whether failures written through this converter (error messages and stack traces) are
+        #: encoded by the codec too (`encode_failure`, `encode_text`): on whenever there is a codec
+        self.encode_failures = codec is not None and encode_failures
 
     def to_payload(self, value: Any, what: str) -> bytes:
         """Encode `value` (described by `what` in errors); raise `PayloadError` if impossible.
 
         What is written can be read back: a value that `decode` would refuse (a Decimal, a
-        regular expression, too many values...) is refused here, before anything is written.
+        regular expression, too many values...) is refused here, before anything is written, and
+        so is a value that would read back as something else (a tuple as a list).
         """
         try:
             data = cbor2.dumps(value)
         except Exception as exc:
-            raise PayloadError(
-                f"{what} cannot be stored: {_type_name(value, exc)} is not CBOR-encodable "
-                f"({_PLAIN_DATA})"
-            ) from None
+            raise refusal(value, what, f"{_type_name(value, exc)} is not CBOR-encodable") from None
+        try:
+            plain = is_plain(value)
+        except RecursionError:
+            plain = False
+        if not plain:
+            raise refusal(value, what, "it is not plain data")
         if len(data) > MAX_PAYLOAD_BYTES:
             raise PayloadError(
                 f"{what} is {len(data)} bytes encoded, over the payload limit of "
@@ -328,34 +351,138 @@ class Converter:
             try:
                 decode(data, limit=MAX_PAYLOAD_BYTES, what="it")
             except DecodeError as exc:
-                raise PayloadError(f"{what} cannot be stored: {exc} ({_PLAIN_DATA})") from None
+                raise refusal(value, what, str(exc)) from None
         if self.codec is not None:
-            try:
-                data = self.codec.encode(data)
-            except Exception as exc:
-                raise PayloadError(f"{what}: the payload codec could not encode it: {exc}") from None
-            if not isinstance(data, bytes):
-                raise PayloadError(f"{what}: the payload codec returned {type(data).__name__}, not bytes")
-            if len(data) > MAX_PAYLOAD_BYTES:
-                raise PayloadError(
-                    f"{what} is {len(data)} bytes once encoded by the payload codec, over the payload "
-                    f"limit of {MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES)"
-                )
+            data = self._encode(data, what)
         return data
 
     def from_payload(self, data: bytes, what: str = "payload") -> Any:
-        """Decode payload bytes read from the store."""
-        if self.codec is not None:
+        """Decode payload bytes read from the store; raise `DecodeError` if impossible (saying
+        so clearly if they were encoded by a codec and this converter has none, or another)."""
+        if data.startswith(_ENCODED):
+            return self._decode(data, what, MAX_PAYLOAD_BYTES)
+        if self.codec is not None:  # written without a codec, or by a codec before the mark existed
             try:
                 data = self.codec.decode(data)
             except Exception as exc:
-                raise DecodeError(f"{what}: the payload codec could not decode it: {str(exc)[:200]}") from None
+                raise DecodeError(
+                    f"{what}: the payload is not marked as encoded (written without a codec?), and the "
+                    f"payload codec could not decode it: {str(exc)[:200]}"
+                ) from None
             if not isinstance(data, bytes):
                 raise DecodeError(f"{what}: the payload codec returned {type(data).__name__}, not bytes")
         return decode(data, limit=MAX_PAYLOAD_BYTES, what=what)
 
+    def readable(self, data: bytes) -> Any:
+        """`from_payload`, for people: what cannot be decoded is shown as such, never raised."""
+        try:
+            return self.from_payload(data)
+        except DecodeError as exc:
+            return self._unreadable() if data.startswith(_ENCODED) else f"<undecodable payload: {exc}>"
 
-_PLAIN_DATA = "use plain data: None, bool, int, float, str, bytes, list, dict, datetime"
+    # --- failures: error records and error texts --------------------------------------------
+
+    def failure(self, exc: BaseException) -> dict[str, Any]:
+        """The record of `exc` (`error_to_record`) as it is written (`encode_failure`)."""
+        return self.encode_failure(error_to_record(exc))
+
+    def encode_failure(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """An error record as it is written. With `encode_failures`, the whole record (messages,
+        stacks, causes) is one value encoded by the codec; only its type, which retry policies
+        match in the store, and its non-retryable flag stay in clear."""
+        if not self.encode_failures:
+            return rec
+        out: dict[str, Any] = {"type": rec.get("type")}
+        if rec.get("nr"):
+            out["nr"] = True
+        try:
+            out["enc"] = self._encode(encode(rec), "a failure")
+        except PayloadError as exc:  # never the failure in clear instead
+            out["msg"] = f"<not recorded: {exc}>"[:_MAX_ERROR_TEXT]
+        return out
+
+    def decode_failure(self, rec: Any, what: str = "failure") -> Any:
+        """An error record read from the store, plain (as `error_to_record` made it); raise
+        `DecodeError` if it was encoded and cannot be decoded here."""
+        if not (isinstance(rec, dict) and "enc" in rec):
+            cause = rec.get("cause") if isinstance(rec, dict) else None
+            if isinstance(cause, dict) and "enc" in cause:  # a system-made record around a user's
+                return {**rec, "cause": self.decode_failure(cause, what)}
+            return rec
+        data = rec["enc"]
+        if not isinstance(data, bytes) or not data.startswith(_ENCODED):
+            raise DecodeError(f"{what}: the encoded failure is malformed")
+        return self._decode(data, what, MAX_RECORD_BYTES)
+
+    def readable_failure(self, rec: Any) -> Any:
+        """`decode_failure`, for people: a record that cannot be decoded keeps its type, and its
+        message says why it cannot be read."""
+        try:
+            return self.decode_failure(rec)
+        except DecodeError:
+            return {"type": rec.get("type"), "msg": self._unreadable()}
+
+    def encode_text(self, text: str) -> str | bytes:
+        """An error text (a failing workflow task's, a failed query's) as it is written: with
+        `encode_failures`, encoded by the codec."""
+        if not self.encode_failures:
+            return text
+        try:
+            return self._encode(encode(text), "an error")
+        except PayloadError as exc:  # never the text in clear instead
+            return f"<not recorded: {exc}>"[:_MAX_ERROR_TEXT]
+
+    def readable_text(self, value: Any) -> str | None:
+        """An error text read from the store (`encode_text`), for people."""
+        if not isinstance(value, bytes):
+            return value  # type: ignore[no-any-return]
+        try:
+            text = self._decode(value, "an error", MAX_RECORD_BYTES) if value.startswith(_ENCODED) else None
+        except DecodeError:
+            return self._unreadable()
+        return text if isinstance(text, str) else f"<undecodable error text: {value[:40]!r}>"
+
+    # --- the codec -----------------------------------------------------------------------------
+
+    def _encode(self, data: bytes, what: str) -> bytes:
+        assert self.codec is not None
+        try:
+            data = self.codec.encode(data)
+        except Exception as exc:
+            raise PayloadError(f"{what}: the payload codec could not encode it: {exc}") from None
+        if not isinstance(data, bytes):
+            raise PayloadError(f"{what}: the payload codec returned {type(data).__name__}, not bytes")
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise PayloadError(
+                f"{what} is {len(data)} bytes once encoded by the payload codec, over the payload "
+                f"limit of {MAX_PAYLOAD_BYTES} bytes (MAX_PAYLOAD_BYTES)"
+            )
+        return _ENCODED + data
+
+    def _decode(self, data: bytes, what: str, limit: int) -> Any:
+        """The value in bytes marked as encoded by a codec (`_ENCODED`)."""
+        if self.codec is None:
+            raise DecodeError(f"{what}: {NO_CODEC}")
+        try:
+            plain = self.codec.decode(data[len(_ENCODED):])
+        except Exception as exc:
+            raise DecodeError(f"{what}: {WRONG_CODEC} ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if not isinstance(plain, bytes):
+            raise DecodeError(f"{what}: {WRONG_CODEC} (the codec returned {type(plain).__name__}, not bytes)")
+        try:
+            return decode(plain, limit=limit, what="what the codec returned")
+        except DecodeError as exc:
+            raise DecodeError(f"{what}: {WRONG_CODEC} ({exc})") from None
+
+    def _unreadable(self) -> str:
+        return "<encoded: pass --codec>" if self.codec is None else "<encoded: this codec cannot decode it: wrong codec or key?>"
+
+
+#: What comes before the bytes a codec made of a payload or a failure. 0xfc starts no CBOR value,
+#: so a reader without the codec knows they are encoded, and says so (`NO_CODEC`).
+_ENCODED = b"\xfcDC1"
+NO_CODEC = "payloads are encoded: pass --codec (or codec=...)"
+WRONG_CODEC = "this codec cannot decode the payload: wrong codec or key?"
 
 
 def _type_name(value: Any, exc: Exception) -> str:

@@ -27,6 +27,8 @@ MAX_ID_BYTES = 200
 MAX_NAME_BYTES = 200
 #: Longest reason given to cancel or terminate a workflow, in UTF-8 bytes (kept in its history).
 MAX_REASON_BYTES = 8192
+#: Longest error text of a failing workflow task kept in its workflow's record, in characters.
+MAX_TASK_ERROR_CHARS = 4000
 #: Most attempts any retry policy may ask for.
 MAX_ATTEMPTS_CAP = 1_000_000
 #: Longest backoff interval between attempts, in seconds (a day).

@@ -49,7 +49,7 @@ from ._errors import (
     WorkflowClosed,
     WorkflowNotFound,
 )
-from ._limits import CLOSE_LOG_KEEP, MAX_HISTORY_EVENTS, MAX_WORKFLOW_TASK_RETRY_SECONDS
+from ._limits import CLOSE_LOG_KEEP, MAX_HISTORY_EVENTS, MAX_TASK_ERROR_CHARS, MAX_WORKFLOW_TASK_RETRY_SECONDS
 from ._retry import RetryPolicy
 from ._store import Txn, u64, u64x2, unpack_u64
 
@@ -1006,18 +1006,19 @@ def _drop_activity(t: Txn, key: bytes, st: dict[str, Any]) -> None:
     t.delete("act", key)
 
 
-def fail_workflow_task(t: Txn, num: int, token: int, error: str) -> bool:
+def fail_workflow_task(t: Txn, num: int, token: int, error: str | bytes) -> bool:
     """The workflow's code could not run (a bug, non-determinism, an unknown type).
 
     The history is left as it is; the task is tried again with a growing delay, so the workflow
-    resumes by itself once fixed code is deployed. The error is kept for `describe` and `list`.
+    resumes by itself once fixed code is deployed. The error is kept for `describe` and `list`
+    (as text, or as the bytes the worker's codec made of it: `Converter.encode_text`).
     """
     rec = _fenced_wft(t, num, token)
     if rec is None:
         return False
     rec.pop("closing", None)
     failures = rec.get("tfail", {}).get("n", 0) + 1
-    rec["tfail"] = {"err": error[:4000], "n": failures, "t": t.now}
+    rec["tfail"] = {"err": error[:MAX_TASK_ERROR_CHARS] if isinstance(error, str) else error, "n": failures, "t": t.now}
     for event in _drain_inbox(t, rec):
         _append(t, rec, event)
     _release_wft(t, rec)
@@ -1204,7 +1205,7 @@ def refuse_activity(t: Txn, num: int, seq: int, token: int, error: str) -> bool:
     rec = _requeue_uncounted(t, num, seq, st, t.now + int(delay * _NS))
     if rec is not None:
         failures = (rec.get("tfail") or {}).get("n", 0) + 1
-        rec["tfail"] = {"err": error[:4000], "n": failures, "t": t.now}
+        rec["tfail"] = {"err": error[:MAX_TASK_ERROR_CHARS], "n": failures, "t": t.now}
         _save_wf(t, rec)
     return True
 

@@ -655,7 +655,9 @@ class Runtime:
             return
         if errors:
             err = errors[0] if len(errors) == 1 else BaseExceptionGroup("workflow failed", errors)
-            self._finish({"k": ev.WORKFLOW_FAILED, "err": error_to_record(err)})
+            # a replayed activation's commands are never written (see _activity): not encoded
+            rec = error_to_record(err) if self._replaying else self.converter.failure(err)
+            self._finish({"k": ev.WORKFLOW_FAILED, "err": rec})
         elif self._main_result is None:
             self._finish({"k": ev.WORKFLOW_CANCELLED})
 
@@ -744,7 +746,7 @@ class Runtime:
 
     def _activity_error(self, event: dict[str, Any], name: str) -> ActivityError:
         why = event["why"]
-        cause = error_from_record(event["err"])
+        cause = error_from_record(self.converter.decode_failure(event["err"], f"failure of activity {name!r}"))
         verb = {"timed_out": "timed out", "failed": "failed"}.get(why, why)
         err = ActivityError(
             f"activity {name!r} (seq {event['seq']}) {verb} after {event['attempt']} attempt(s): {cause}",

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import lmdb
 
 from . import _codec, _crashpoint, _wake
-from ._codec import Converter, PayloadCodec
 from ._errors import (
     NotAStore,
     StoreError,
@@ -257,7 +256,6 @@ class Store:
         self.path = path
         self.env = env
         self.clock = clock
-        self.converter = Converter()
         self._dbs = {name: env.open_db(name.encode()) for name in _DBS}
         self._write_lock = threading.Lock()
         # group commit across threads: writers queue their op; one of them (the leader) commits
@@ -284,11 +282,11 @@ class Store:
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(
-        cls, path: str | os.PathLike[str], *, create: bool = True, codec: PayloadCodec | None = None,
-        clock: Clock | None = None,
-    ) -> Store:
-        """Open (and with `create`, make) the store in directory `path`."""
+    def open(cls, path: str | os.PathLike[str], *, create: bool = True, clock: Clock | None = None) -> Store:
+        """Open (and with `create`, make) the store in directory `path`.
+
+        The store carries no payload codec: it is shared by everything in the process that opens
+        the directory, and each client and worker keeps its own (`Converter`)."""
         raw = os.fspath(path)
         if ("\x00" if isinstance(raw, str) else b"\x00") in raw:
             raise NotAStore(f"{raw!r} is not a valid directory name: it holds a NUL character")
@@ -296,12 +294,8 @@ class Store:
         with _open_lock:
             store = _open_stores.get(real)
             if store is not None and store.pid == os.getpid():
-                if codec is not None:
-                    store.converter = Converter(codec)
                 return store
             store = cls._open_new(real, create, clock or Clock())
-            if codec is not None:
-                store.converter = Converter(codec)
             _open_stores[real] = store
             return store
 

@@ -44,12 +44,13 @@ import trio
 from durable import _activity, _crashpoint, _ops
 from durable import _events as ev
 from durable import _wake
-from durable._codec import PayloadCodec, error_to_record, format_error_record
+from durable._codec import Converter, PayloadCodec, format_error_record
 from durable._defs import Activity, Registry
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
 from durable._limits import (
     DEFAULT_LEASE_SECONDS,
     MAX_CLAIM_BATCH,
+    MAX_TASK_ERROR_CHARS,
     MIN_PRESENCE_SECONDS,
     POLL_FALLBACK_SECONDS,
     PRESENCE_KEEP_NS,
@@ -75,6 +76,9 @@ class Worker:
     (in the main thread) or `shutdown` (from any thread); ``await worker.run()`` runs inside a
     trio program until `shutdown` is called or it is cancelled. Several workers (in one process
     or many) can serve the same store and queue.
+
+    A payload `codec` is the worker's own (workers of one process may have different ones); it
+    encodes the failures the worker records as well, unless ``encode_failures=False``.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class Worker:
         lease: float = DEFAULT_LEASE_SECONDS,
         graceful_timeout: float = 10.0,
         codec: PayloadCodec | None = None,
+        encode_failures: bool = True,
         identity: str | None = None,
     ) -> None:
         if max_concurrent_activities < 1 or max_cached_workflows < 1:
@@ -98,7 +103,9 @@ class Worker:
         if not graceful_timeout >= 0:
             raise DurableError(f"graceful_timeout must be 0 or more seconds, not {graceful_timeout!r}")
         self.registry = Registry(workflows, activities)
-        self.store = Store.open(data, create=True, codec=codec)
+        self.store = Store.open(data, create=True)
+        # this worker's own: the store is shared by everything in the process that opens it
+        self.converter = Converter(codec, encode_failures=encode_failures)
         self.queue = queue
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.max_activities = max_concurrent_activities
@@ -531,7 +538,8 @@ class Worker:
         num, token = item["num"], item["token"]
         outcome = self._activate(item)
         if isinstance(outcome, str):
-            return _Forward(self._claimed_then(item, lambda t, tok: _ops.fail_workflow_task(t, num, tok, outcome)), None)
+            error = self.converter.encode_text(outcome[:MAX_TASK_ERROR_CHARS])
+            return _Forward(self._claimed_then(item, lambda t, tok: _ops.fail_workflow_task(t, num, tok, error)), None)
         commands = outcome
         if self._can_run_ahead(commands, item["queue"]):
             return _Ahead(commands)  # type: ignore[return-value]
@@ -770,7 +778,7 @@ class Worker:
         try:
             if rt is None:
                 defn = self.registry.workflow(item["type"])
-                rt = Runtime(defn, item["id"], f"{num:x}", self.store.converter)
+                rt = Runtime(defn, item["id"], f"{num:x}", self.converter)
             start = rt.processed
             events = self.store.read(lambda t: _ops.read_history(t, num, start, item["hlen"]))
             commands = rt.advance(events)
@@ -815,7 +823,7 @@ class Worker:
         try:
             rt = self._cache.get(num)
             if rt is None:
-                rt = Runtime(self.registry.workflow(item["type"]), item["id"], f"{num:x}", self.store.converter)
+                rt = Runtime(self.registry.workflow(item["type"]), item["id"], f"{num:x}", self.converter)
             if rt._pending_recorded == 0:  # otherwise it already holds the newest state
                 start = rt.processed
                 events = self.store.read(lambda t: _ops.read_history(t, num, start))
@@ -823,12 +831,13 @@ class Worker:
             if num not in self._cache and not rt.done:
                 self._cache[num] = rt
                 self._trim_cache()
-            args = self.store.converter.from_payload(item["in"], "query arguments")
+            args = self.converter.from_payload(item["in"], "query arguments")
             value = rt.query(item["name"], args)
-            return {"ok": self.store.converter.to_payload(value, f"answer to query {item['name']!r}")}
+            return {"ok": self.converter.to_payload(value, f"answer to query {item['name']!r}")}
         except Exception as exc:  # noqa: BLE001 - reported to the asker
             self._evict(num)
-            return {"err": str(exc) if isinstance(exc, DurableError) else f"{type(exc).__name__}: {exc}"}
+            text = str(exc) if isinstance(exc, DurableError) else f"{type(exc).__name__}: {exc}"
+            return {"err": self.converter.encode_text(text)}
 
     # --- activities --------------------------------------------------------------------------
 
@@ -839,7 +848,7 @@ class Worker:
         details = None
         if item.get("hb") is not None:
             try:
-                details = self.store.converter.from_payload(item["hb"], "heartbeat details")
+                details = self.converter.from_payload(item["hb"], "heartbeat details")
             except DurableError:
                 details = None
         return _activity.ActivityInfo(
@@ -923,9 +932,9 @@ class Worker:
             return _CANCELLED
         act = self.registry.activity(item["name"])
         try:
-            args = self.store.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+            args = self.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
         except DurableError as exc:
-            return ("err", error_to_record(exc), True, False)
+            return ("err", self.converter.failure(exc), True, False)
         token = _activity.set_current(ctx)
         try:
             coro = act.fn(*args)
@@ -952,17 +961,16 @@ class Worker:
 
     def _ok_report(self, item: dict[str, Any], result: Any) -> tuple[Any, ...]:
         try:
-            payload = self.store.converter.to_payload(result, f"result of activity {item['name']!r}")
+            payload = self.converter.to_payload(result, f"result of activity {item['name']!r}")
         except PayloadError as exc:  # F08: a result that cannot be stored fails the step, clearly
-            return ("err", {"type": "PayloadError", "msg": str(exc), "nr": True}, False, False)
+            return ("err", self.converter.encode_failure({"type": "PayloadError", "msg": str(exc), "nr": True}), False, False)
         return ("ok", payload)
 
-    @staticmethod
-    def _error_report(ctx: _activity.ActivityContext, exc: BaseException) -> tuple[Any, ...] | None:
+    def _error_report(self, ctx: _activity.ActivityContext, exc: BaseException) -> tuple[Any, ...] | None:
         if isinstance(exc, _activity.ActivityCancelled):
             return None if ctx.lost else _CANCELLED
         retryable = not (isinstance(exc, ApplicationError) and exc.non_retryable)
-        return ("err", error_to_record(exc), retryable, False)
+        return ("err", self.converter.failure(exc), retryable, False)
 
     @staticmethod
     def _cancelled_report(item: dict[str, Any], ctx: _activity.ActivityContext) -> tuple[Any, ...] | None:
@@ -1054,7 +1062,7 @@ class Worker:
             )
             if accepted and not cancelled:
                 log.warning("activity %r of workflow %r failed, attempt %d: %s", item["name"], item["wid"],
-                            item["attempt"], format_error_record(err).split("\n", 1)[0])
+                            item["attempt"], format_error_record(self.converter.readable_failure(err)).split("\n", 1)[0])
         if not accepted:
             self.stats["refused"] += 1
             log.info("result of activity %r (seq %d, attempt %d) refused: lease lost", item["name"], seq, item["attempt"])
@@ -1066,7 +1074,7 @@ class Worker:
         if running is None or not running[1].details_dirty or running[1].details is None:
             return None
         try:
-            return self.store.converter.to_payload(running[1].details, "heartbeat details")
+            return self.converter.to_payload(running[1].details, "heartbeat details")
         except PayloadError as exc:
             log.warning("heartbeat details of %r dropped: %s", item["name"], exc)
             return None
@@ -1250,9 +1258,9 @@ class Worker:
         except NotRegistered as exc:
             return ("unknown", str(exc))
         try:
-            args = self.store.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+            args = self.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
         except DurableError as exc:
-            return ("err", error_to_record(exc), True, False)
+            return ("err", self.converter.failure(exc), True, False)
         s2c = item["opts"].get("s2c")
         if s2c is not None:
             scope.deadline = trio.current_time() + max(0.0, s2c - (self.store.clock.now_ns() - item["start"]) / _NS)
@@ -1321,7 +1329,7 @@ class Worker:
                 details = None
                 if ctx.details_dirty:
                     try:
-                        details = self.store.converter.to_payload(ctx.details, "heartbeat details")
+                        details = self.converter.to_payload(ctx.details, "heartbeat details")
                     except PayloadError as exc:
                         log.warning("heartbeat details of %r dropped: %s", item["name"], exc)
                     ctx.details_dirty = False

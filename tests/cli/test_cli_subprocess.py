@@ -69,9 +69,10 @@ def test_output_into_a_pipe_closed_early_ends_quietly(data_dir: str, args: list[
     ends at once, without a traceback or any message, with exit code 1 (Python's for EPIPE)."""
     import durable
     from durable import _ops
+    from durable._codec import Converter
 
     store = durable.Client(data_dir)._store
-    payload = store.converter.to_payload([], "input")
+    payload = Converter().to_payload([], "input")
     n = 3000  # about 200 KB of rows: well past a pipe's buffer (64 KiB)
     store.write_batch([(lambda t, i=i: _ops.start_workflow(t, f"workflow-{i:05}", "Gate", "default", payload, False, False))
                        for i in range(n)])

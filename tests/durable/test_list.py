@@ -14,6 +14,7 @@ import lmdb
 import pytest
 
 import durable
+from durable._codec import Converter
 from durable import _codec, _ops
 from durable import _events as ev
 from durable._store import FORMAT_VERSION, Clock, Store, u64, u64x2
@@ -80,7 +81,7 @@ def test_newest_first_by_start_time_whatever_the_ids(clocked: tuple[durable.Clie
 def test_workflows_started_in_one_transaction_keep_their_start_order(data_dir: str) -> None:
     client = durable.Client(data_dir)
     store = client._store
-    payload = store.converter.to_payload([], "input")
+    payload = Converter().to_payload([], "input")
     wids = ["q", "a", "x", "b"]
     store.write_batch([
         (lambda t, wid=wid: _ops.start_workflow(t, wid, "Collector", "default", payload, False, False))

@@ -12,7 +12,12 @@ The command line takes the codec as ``--codec MODULE:NAME`` (or ``$DURABLE_CODEC
 operator, never from the store; a worker process started so encodes what it writes.
 
 Not payloads, and so in clear by design (as in Temporal): workflow ids, names of workflows,
-activities, signals and queries, cancel/terminate reasons, and error messages and stack traces.
+activities, signals and queries, cancel/terminate reasons, and the type names of errors. Error
+messages and stack traces are encoded too, unless a worker is given ``encode_failures=False``
+(tests/worker/test_codec_per_worker.py).
+
+Bytes a codec made are marked as such in the store, so that a reader without the codec, or with
+another, says so instead of failing to decode them.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from durable import _codec
 from durable.cli import main
 from tests.conftest import ROOT, worker_process, worker_thread
 from tests.fault._util import store_snapshot
+from tests.wfs.codecs import WrongKeyXorCodec
 
 MARKER = "PLAIN-7f3a9c"
 SUFFIXES = ["-input", "-arg", "-arg-echoed", "-beat", "-beat-returned", "-signal", "-query", "-answered",
@@ -108,6 +114,10 @@ class Probe:
     def peek(self, asked: str) -> list[str]:
         return [*self.items, asked.replace("-query", "-answered")]
 
+    @durable.query
+    def fail(self, text: str) -> None:
+        raise ValueError(text)  # the answer is an error: encoded as failures are
+
 
 def run_probe(data_dir: str, codec: RecordingXorCodec | None) -> durable.Client:
     client = durable.Client(data_dir, codec=codec)
@@ -120,6 +130,8 @@ def run_probe(data_dir: str, codec: RecordingXorCodec | None) -> durable.Client:
             time.sleep(0.05)
         answer = handle.query("peek", MARKER + "-query", timeout=20)
         assert answer == [MARKER + "-signal", MARKER + "-answered"]
+        with pytest.raises(durable.QueryFailed, match=f"ValueError: {MARKER}-query-failed"):
+            handle.query("fail", MARKER + "-query-failed", timeout=20)
         handle.signal("finish")
         assert handle.result(timeout=20) == {
             "result": MARKER + "-result", "echoed": MARKER + "-arg-echoed",
@@ -158,7 +170,7 @@ def test_every_payload_goes_through_the_codec_and_none_is_stored_in_clear(data_d
     for event in handle._store.read(lambda t: durable._ops.read_history(t, num)):
         for key in ("in", "out"):
             if key in event:
-                assert event[key].startswith(RecordingXorCodec.HEADER), event
+                assert event[key].startswith(_codec._ENCODED + RecordingXorCodec.HEADER), event
 
 
 def test_control_without_a_codec_the_scan_finds_every_payload(data_dir: str) -> None:
@@ -170,10 +182,18 @@ def test_control_without_a_codec_the_scan_finds_every_payload(data_dir: str) -> 
 def test_a_payload_written_with_one_codec_is_not_read_without_it(data_dir: str) -> None:
     encoded = _codec.Converter(RecordingXorCodec()).to_payload([MARKER], "x")
     assert MARKER.encode() not in encoded
-    with pytest.raises(durable.DecodeError):
-        _codec.Converter().from_payload(encoded)  # the frame is not CBOR of a value
-    with pytest.raises(durable.DecodeError, match="the payload codec could not decode it"):
+    with pytest.raises(durable.DecodeError, match=r"^x: payloads are encoded: pass --codec \(or codec=\.\.\.\)$"):
+        _codec.Converter().from_payload(encoded, "x")
+    with pytest.raises(durable.DecodeError, match=r"^x: this codec cannot decode the payload: wrong codec or key\?"):
+        _codec.Converter(WrongKeyXorCodec()).from_payload(encoded, "x")  # garbage CBOR
+    with pytest.raises(durable.DecodeError, match=r"^x: this codec cannot decode the payload: wrong codec or key\? "
+                                                  r"\(ValueError: not an XOR1 payload\)"):
+        _codec.Converter(RecordingXorCodec()).from_payload(encoded[:4] + b"????" + encoded[8:], "x")
+    with pytest.raises(durable.DecodeError, match="not marked as encoded .written without a codec.., and the payload "
+                                                  "codec could not decode it"):
         _codec.Converter(RecordingXorCodec()).from_payload(_codec.Converter().to_payload([MARKER], "x"))
+    # bytes a codec made before they were marked are still read with it
+    assert _codec.Converter(RecordingXorCodec()).from_payload(encoded[len(_codec._ENCODED):]) == [MARKER]
 
 
 def _holds(value: Any, text: str) -> bool:
@@ -202,11 +222,11 @@ def test_the_command_line_and_a_worker_process_use_the_codec_named_by_the_operat
     replayed = run(main, ["--data", data_dir, "--codec", spec, "replay", "w", "tests.wfs.codecs"])
     assert replayed.exit_code == 0 and "the code matches the history" in replayed.stdout, replayed.output
     assert MARKER.encode() not in (Path(data_dir) / "data.mdb").read_bytes()
-    # without the codec (a fresh process: a store's codec is set per process), payloads stay unreadable
+    # without the codec (a fresh process), payloads stay unreadable, and it says why
     plain = subprocess.run([sys.executable, "-m", "durable", "--data", data_dir, "result", "w"], cwd=ROOT,
                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
     assert plain.returncode == 1 and plain.stdout == "" and MARKER not in plain.stderr
-    assert plain.stderr.startswith("error: workflow result is not valid CBOR") and plain.stderr.count("\n") == 1
+    assert plain.stderr == "error: workflow result: payloads are encoded: pass --codec (or codec=...)\n"
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -237,3 +257,47 @@ def test_each_client_and_worker_keeps_its_own_codec(data_dir: str) -> None:
         durable.Client(data_dir, codec=RecordingXorCodec())  # another codec: the worker keeps its own
         client.start(Probe, MARKER + "-input", id="two").signal("finish")
         assert client.get_handle("two").result(timeout=20)["result"] == MARKER + "-result"
+
+
+# --- failures: encoded with the payloads, all but their type -------------------------------------
+
+
+def test_failures_and_error_texts_are_encoded_all_but_their_type() -> None:
+    codec = RecordingXorCodec()
+    converter = _codec.Converter(codec)
+    try:
+        raise durable.ApplicationError(MARKER + "-declined", type="CardDeclined", non_retryable=True)
+    except durable.ApplicationError as exc:
+        rec = converter.failure(exc)
+    assert set(rec) == {"type", "nr", "enc"} and rec["type"] == "CardDeclined" and rec["nr"] is True
+    assert MARKER.encode() not in _codec.encode(rec)
+    assert converter.decode_failure(rec)["msg"] == MARKER + "-declined"
+    text = converter.encode_text(f"KeyError: {MARKER}")
+    assert isinstance(text, bytes) and MARKER.encode() not in text
+    assert converter.readable_text(text) == f"KeyError: {MARKER}"
+    plain, wrong = _codec.Converter(), _codec.Converter(WrongKeyXorCodec())
+    assert plain.readable_failure(rec) == {"type": "CardDeclined", "msg": "<encoded: pass --codec>"}
+    assert plain.readable_text(text) == "<encoded: pass --codec>"
+    assert wrong.readable_text(text) == "<encoded: this codec cannot decode it: wrong codec or key?>"
+    with pytest.raises(durable.DecodeError, match="^failure of x: payloads are encoded: pass --codec"):
+        plain.decode_failure(rec, "failure of x")
+    # records written in clear (by older workers, or made by the store) read as they are
+    assert converter.decode_failure({"type": "StartToCloseTimeout", "msg": "late"})["msg"] == "late"
+    # asked not to, or without a codec, failures stay as they are
+    record = {"type": "ValueError", "msg": MARKER}
+    for keeps in (_codec.Converter(codec, encode_failures=False), plain):
+        assert keeps.encode_failure(record) is record and keeps.encode_text(MARKER) == MARKER
+
+
+def test_a_failure_the_codec_cannot_encode_is_not_written_in_clear() -> None:
+    class Failing:
+        def encode(self, data: bytes) -> bytes:
+            raise RuntimeError("no key")
+
+        def decode(self, data: bytes) -> bytes:
+            return data
+
+    converter = _codec.Converter(Failing())
+    rec = converter.encode_failure({"type": "ValueError", "msg": MARKER})
+    assert MARKER not in repr(rec) and "no key" in rec["msg"] and rec["type"] == "ValueError"
+    assert MARKER not in converter.encode_text(MARKER)

@@ -557,6 +557,6 @@ def test_replayed_activations_make_no_payloads_and_the_live_one_does() -> None:
     rt.close()
     rt = Runtime(durable._defs.workflow_def(order_v1), "order-17", "run-1", durable._codec.Converter(codec))
     [live] = rt.advance(history[:3])  # charge's activation replayed, the next one live
-    assert (live["k"], live["name"], cbor2.loads(live["in"])) == (ev.ACTIVITY_SCHEDULED, "ship", [5])
+    assert (live["k"], live["name"], rt.converter.from_payload(live["in"])) == (ev.ACTIVITY_SCHEDULED, "ship", [5])
     assert codec.encoded == 1
     rt.close()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import durable
+from durable._codec import Converter
 from durable import _codec, _ops
 from durable._store import Store, u64
 from tests.conftest import worker_thread
@@ -209,7 +210,7 @@ def test_a_waiting_result_without_run_id_follows_the_latest_run(data_dir: str) -
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(_outcome(client.get_handle("f"))))
     waiter.start()
-    payload = store.converter.to_payload([], "input")
+    payload = Converter().to_payload([], "input")
     # the first run ends and the next starts in one transaction: the waiter never sees the first
     # run as the latest closed one, and goes on waiting, for the new run
     results = store.write_batch([

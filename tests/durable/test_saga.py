@@ -378,7 +378,7 @@ async def misuse(case: str) -> str:
     ("after", "DurableError: this saga has ended: add compensations inside its 'async with' block"),
     ("twice", "DurableError: a saga can be entered only once"),
     ("sync function", "InvalidArgument: add_compensation needs an activity or an async function"),
-    ("bad argument", "PayloadError: arguments of compensation 'undo' cannot be stored: object"),
+    ("bad argument", "PayloadError: arguments of compensation 'undo' cannot be stored: [0]: object: not plain data"),
     ("from a compensation", "group: compensation misuse.<locals>.sneaky failed: DurableError: "
                             "a compensation cannot add compensations"),
 ])

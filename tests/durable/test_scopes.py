@@ -46,7 +46,7 @@ async def three_children() -> Any:
             for tag in ("a", "b", "c"):
                 nursery.start_soon(child, tag)
     except* durable.ActivityError as group:
-        result["group"] = [type(group).__name__, [(e.activity, e.kind) for e in group.exceptions]]
+        result["group"] = [type(group).__name__, [[e.activity, e.kind] for e in group.exceptions]]
     return result
 
 

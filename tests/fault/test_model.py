@@ -42,7 +42,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import durable
 from durable import _ops
 from durable._defs import ActivityOptions
-from durable._codec import decode
+from durable._codec import Converter, decode
 from durable._store import Clock, Store, Txn, u64, u64x2
 
 NS = 1_000_000_000
@@ -51,6 +51,8 @@ QUEUE = "default"
 POLICY = durable.RetryPolicy(max_attempts=3, initial_interval=1.0, backoff=2.0, max_interval=4.0)
 OPTS = ActivityOptions(retry=POLICY).to_record()
 FINAL = ("ActivityCompleted", "ActivityFailed")
+
+PLAIN = Converter()
 
 
 class ManualClock(Clock):
@@ -104,7 +106,7 @@ class QueueModel(RuleBasedStateMachine):
         self.held: dict[str, dict[tuple[Any, ...], int]] = {w: {} for w in self.alive}
         self.issued: list[tuple[tuple[Any, ...], int]] = []  # every (key, token) ever handed out
         self.last_token = 0
-        self.payload = self.store.converter.to_payload([1], "input")
+        self.payload = PLAIN.to_payload([1], "input")
 
     def teardown(self) -> None:
         self.store.close()
@@ -162,7 +164,7 @@ class QueueModel(RuleBasedStateMachine):
     @rule()
     def start(self) -> None:
         wid = f"wf{len(self.wfs)}"
-        payload = self.store.converter.to_payload([], "input")
+        payload = PLAIN.to_payload([], "input")
         num, created = self.write(lambda t: _ops.start_workflow(t, wid, "model", QUEUE, payload, False, True))
         assert created and num not in self.wfs
         self.wfs[num] = MWf(wid, num, visible=self.now)

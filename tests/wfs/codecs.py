@@ -29,3 +29,15 @@ def wrap(text: str) -> str:
 @durable.workflow
 async def wrapped(text: str) -> str:
     return await wrap(text + "-arg")
+
+
+class WrongKeyXorCodec(XorCodec):
+    """`XorCodec`'s format with another key: what a client with the wrong key reads."""
+
+    TABLE = bytes(b ^ 0x33 for b in range(256))
+
+
+@durable.workflow(failure_exceptions=(RuntimeError,))
+async def broken(text: str) -> str:
+    await wrap(text)
+    raise RuntimeError(text + "-failed")

@@ -22,11 +22,14 @@ import trio
 
 import durable
 from durable import _ops
+from durable._codec import Converter
 from durable._store import unpack_u64
 from tests.conftest import worker_thread
 from tests.fault._util import wait_until
 from tests.wfs import basic
 from tests.worker.test_store_fencing import LEASE, Harness, one_step
+
+PLAIN = Converter()
 
 
 @durable.activity
@@ -125,7 +128,7 @@ def test_a_fired_timer_makes_a_task_the_firing_worker_runs(data_dir: str) -> Non
 def _scheduled_harness(data_dir: str) -> tuple[Harness, dict[str, Any], dict[str, Any]]:
     h = Harness(data_dir)
     [item] = h.claim("A", act=1)
-    payload = h.store.converter.to_payload("done", "result")
+    payload = PLAIN.to_payload("done", "result")
     event = {"k": "ActivityCompleted", "seq": 1, "out": payload, "attempt": 1, "t": h.clock.now_ns()}
     return h, item, event
 
@@ -133,7 +136,7 @@ def _scheduled_harness(data_dir: str) -> tuple[Harness, dict[str, Any], dict[str
 def test_a_result_continued_on_a_stale_history_is_recorded_as_usual(data_dir: str) -> None:
     h, item, event = _scheduled_harness(data_dir)
     hlen = h.describe().history_length
-    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(0, "result")}
+    done = {"k": "WorkflowCompleted", "out": PLAIN.to_payload(0, "result")}
     # the instance saw one event fewer than the history holds: the short cut must not apply
     accepted, status = h.write(
         lambda t: _ops.complete_activities_and_continue(t, h.num, [(1, item["token"], event)], hlen - 1, [done]))
@@ -150,7 +153,7 @@ def test_a_result_continued_after_its_lease_ended_writes_nothing(data_dir: str) 
     hlen = h.describe().history_length
     h.clock.advance(LEASE / 1e9 + 1)  # the lease has passed, even before the clock task saw it
     before = h.history()
-    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(0, "result")}
+    done = {"k": "WorkflowCompleted", "out": PLAIN.to_payload(0, "result")}
     accepted, status = h.write(
         lambda t: _ops.complete_activities_and_continue(t, h.num, [(1, item["token"], event)], hlen, [done]))
     assert (accepted, status) == ([False], "refused")
@@ -160,7 +163,7 @@ def test_a_result_continued_after_its_lease_ended_writes_nothing(data_dir: str) 
 def test_a_result_continued_on_the_current_history_closes_the_workflow_in_one_write(data_dir: str) -> None:
     h, item, event = _scheduled_harness(data_dir)
     hlen = h.describe().history_length
-    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(7, "result")}
+    done = {"k": "WorkflowCompleted", "out": PLAIN.to_payload(7, "result")}
     accepted, status = h.write(
         lambda t: _ops.complete_activities_and_continue(t, h.num, [(1, item["token"], event)], hlen, [done]))
     assert (accepted, status) == ([True], "ok")
@@ -588,10 +591,10 @@ def test_a_task_run_ahead_is_recorded_only_under_its_lease_and_without_its_next_
     h.client.start(one_step, id="w2")
     [wft] = h.claim("A", wft=1)
     num, now = wft["num"], h.clock.now_ns()
-    payload = h.store.converter.to_payload([1], "input")
+    payload = PLAIN.to_payload([1], "input")
     schedule = {"k": "ActivityScheduled", "seq": 1, "name": "step", "in": payload, "opts": {}}
-    result = {"k": "ActivityCompleted", "seq": 1, "out": h.store.converter.to_payload(2, "r"), "attempt": 1, "t": now}
-    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(2, "result")}
+    result = {"k": "ActivityCompleted", "seq": 1, "out": PLAIN.to_payload(2, "r"), "attempt": 1, "t": now}
+    done = {"k": "WorkflowCompleted", "out": PLAIN.to_payload(2, "result")}
 
     def run_ahead(token: int) -> Any:
         return h.write(lambda t: _ops.complete_task_run_ahead(t, num, token, now, [schedule], [result], 2, [done]))

@@ -17,14 +17,17 @@ import pytest
 
 import durable
 from durable import _ops, _store
+from durable._codec import Converter
 from durable._store import Store
 from tests.conftest import ROOT, worker_thread
 from tests.fault._util import store_snapshot
 from tests.wfs import faults
 
+PLAIN = Converter()
+
 
 def start_op(client: durable.Client, wid: str, value: object = None):  # type: ignore[no-untyped-def]
-    payload = client._store.converter.to_payload([value], "input")
+    payload = PLAIN.to_payload([value], "input")
     return lambda t: _ops.start_workflow(t, wid, "Gate", "default", payload, False, False)
 
 
@@ -188,7 +191,7 @@ def test_starts_and_signals_check_the_registrations_stored_now_not_ones_seen_bef
     """Decoded registrations are reused only while their bytes are the ones stored (`_ops._types`):
     a worker publishing more names, or anyone rewriting the record, is seen by the next call."""
     store = Store.open(data_dir)
-    payload = store.converter.to_payload([], "input")
+    payload = PLAIN.to_payload([], "input")
 
     def start(wid: str, wtype: str) -> object:
         return store.write(lambda t: _ops.start_workflow(t, wid, wtype, "default", payload, False, True))

@@ -14,12 +14,15 @@ import pytest
 
 import durable
 from durable import _ops
+from durable._codec import Converter
 from durable._defs import ActivityOptions
 from durable._store import Clock, Store
 from tests.fault._util import store_snapshot
 
 NS = 1_000_000_000
 LEASE = 2 * NS
+
+PLAIN = Converter()
 
 
 class ManualClock(Clock):
@@ -52,7 +55,7 @@ class Harness:
         [wft] = self.claim("A", wft=1)
         self.num = wft["num"]
         opts = ActivityOptions(**options).to_record()
-        payload = self.store.converter.to_payload([1], "input")
+        payload = PLAIN.to_payload([1], "input")
         command = {"k": "ActivityScheduled", "seq": 1, "name": "step", "in": payload, "opts": opts}
         assert self.write(lambda t: _ops.complete_workflow_task(t, self.num, wft["token"], [command])) == "ok"
 
@@ -63,7 +66,7 @@ class Harness:
         return self.write(lambda t: _ops.claim(t, "default", owner, LEASE, wft, act, 0))  # type: ignore[no-any-return]
 
     def complete(self, token: int, value: Any) -> bool:
-        payload = self.store.converter.to_payload(value, "result")
+        payload = PLAIN.to_payload(value, "result")
         return self.write(lambda t: _ops.complete_activity(t, self.num, 1, token, payload))  # type: ignore[no-any-return]
 
     def fail(self, token: int) -> bool:
@@ -71,7 +74,7 @@ class Harness:
         return self.write(lambda t: _ops.fail_activity(t, self.num, 1, token, err, True, False))  # type: ignore[no-any-return]
 
     def beat(self, owner: str, token: int, details: Any = None) -> str:
-        payload = None if details is None else self.store.converter.to_payload(details, "details")
+        payload = None if details is None else PLAIN.to_payload(details, "details")
         [status] = self.write(lambda t: _ops.heartbeat(t, owner, LEASE, [("act", self.num, 1, token, payload)]))
         return status  # type: ignore[no-any-return]
 
@@ -138,7 +141,7 @@ def test_f09_expired_lease_counts_the_attempt_and_fences_the_dead_worker(data_di
     assert h.beat("A", first["token"]) == "lost"
     [second] = h.claim("B", act=1)
     assert second["attempt"] == 2
-    assert h.store.converter.from_payload(second["hb"]) == {"step": 7}  # the last details carry over
+    assert PLAIN.from_payload(second["hb"]) == {"step": 7}  # the last details carry over
     assert h.complete(first["token"], "from the dead") is False
     assert h.complete(second["token"], "from B")
     [done] = h.finals()
@@ -215,7 +218,7 @@ def test_workflow_task_lease_expiry_fences_the_old_activation(data_dir: str) -> 
     h.clock.advance(2.1)
     assert h.fire() == 1  # the activation's lease expired: the task is queued again
     length = h.describe().history_length
-    done = {"k": "WorkflowCompleted", "out": h.store.converter.to_payload(5, "out")}
+    done = {"k": "WorkflowCompleted", "out": PLAIN.to_payload(5, "out")}
     assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, wft["token"], [done])) == "lost"
     assert h.describe().history_length == length and h.describe().status == "running"
     [again] = h.claim("B", wft=1)
@@ -265,7 +268,7 @@ def test_f13_signals_arriving_while_the_code_closes_are_delivered(data_dir: str,
     assert h.complete(act["token"], 1)
     [wft] = h.claim("A", wft=1)
     handle.signal("add", 1)  # arrives while the activation runs
-    out = h.store.converter.to_payload("done", "out")
+    out = PLAIN.to_payload("done", "out")
     closing = {"k": "WorkflowCompleted", "out": out}
     assert h.write(lambda t: _ops.complete_workflow_task(t, h.num, wft["token"], [closing])) == "retry"
     assert [e["kind"] for e in h.history()][-1] == "SignalReceived"  # delivered, not dropped
