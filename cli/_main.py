@@ -346,7 +346,7 @@ def _shared_options() -> list[click.Option]:
               help=_DATA_HELP)
 @click.option("--debug", is_flag=True, help=_DEBUG_HELP)
 @click.option("--codec", envvar="DURABLE_CODEC", default=None, metavar="MODULE:NAME", help=_CODEC_HELP)
-@click.version_option(package_name="durable")
+@click.version_option(package_name="durable-workflows")
 @click.pass_context
 def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -> None:
     """Durable workflows on an embedded store: run workers, start and manage workflows.

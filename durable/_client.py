@@ -15,20 +15,24 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar, TypeVarTuple, cast, overload
 
 from . import _events as ev
 from . import _ops, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
-from ._defs import arity_from_record, check_arity, workflow_def
+from ._defs import WorkflowInstance, arity_from_record, check_arity, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
 from ._store import Store
 
 DEFAULT_QUEUE = "default"
 _PLAIN = Converter()
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+Ts = TypeVarTuple("Ts")
 
 _log = logging.getLogger("durable.client")
 
@@ -53,7 +57,7 @@ def _time_ns(value: Any, what: str) -> int | None:
         raise InvalidArgument(f"{what} must be a datetime (a naive one is taken as UTC), not {_short(value)}")
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.timezone.utc)
-    return (value - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
+    return int((value - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
 
 
 @dataclass(frozen=True)
@@ -172,8 +176,23 @@ class Client:
 
     # --- starting ----------------------------------------------------------------------------
 
-    def start(self, workflow: Any, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
-              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail") -> WorkflowHandle:
+    # Typed by overloads: a workflow function's parameters (Ts) and result type (R), a workflow
+    # class's from its `run`; by name, anything. Ts is a TypeVarTuple rather than a ParamSpec
+    # because the options (id=, queue=...) follow *args, which a ParamSpec does not allow.
+    @overload
+    def start(self, workflow: str, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
+              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail") -> WorkflowHandle[Any]: ...
+    @overload
+    def start(self, workflow: Callable[[*Ts], Awaitable[R]], *args: *Ts, id: str | None = None,
+              queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
+              id_conflict_policy: str = "fail") -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
+              queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
+              id_conflict_policy: str = "fail") -> WorkflowHandle[R]: ...
+
+    def start(self, workflow: Any, *args: object, id: str | None = None, queue: str = DEFAULT_QUEUE,
+              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail") -> WorkflowHandle[Any]:
         """Start `workflow` (a decorated workflow or its name) with `args`; return the handle of
         the run started (its `run_id` set).
 
@@ -207,7 +226,7 @@ class Client:
         num, _ = self._store.write(
             lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy)
         )
-        handle = WorkflowHandle(self, wid, run_id=f"{num:x}")
+        handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}")
         handle.warning = self._nobody_serves(queue)
         if handle.warning is not None:
             _log.warning("workflow %r started, but %s", wid, handle.warning)
@@ -222,7 +241,7 @@ class Client:
         self._served_until[queue] = presence[0]
         return _ops.nobody_serves(queue, now, presence)
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
         """A handle to an existing workflow (checked when used): to its latest run, or with
         `run_id` (as `describe` and `list` show it) to that run."""
         return WorkflowHandle(self, _check_id(workflow_id), run_id=run_id)
@@ -285,7 +304,7 @@ class _CloseWatcher:
             watcher = store.shared.get("close-watcher")
             if watcher is None:
                 watcher = store.shared["close-watcher"] = cls(store)
-            return watcher  # type: ignore[no-any-return]
+            return watcher
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -403,8 +422,11 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class WorkflowHandle:
+class WorkflowHandle(Generic[R_co]):
     """A handle on one workflow, by id: on its latest run, or with `run_id`, on that run.
+
+    `R_co` is the workflow's result type, as `result` gives it: the workflow's return type for a
+    handle from `Client.start` given the workflow, `Any` for one by name or from `get_handle`.
 
     Reads (`describe`, `result`, `history`, `query`) see the handle's run. Signals, cancel and
     terminate reach the id's current run only: on a handle whose run is an earlier one, they
@@ -437,7 +459,7 @@ class WorkflowHandle:
 
         return WorkflowDescription.from_record(*self._store.read(read), converter=self._converter)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R_co:
         """Wait for the run to end; return its result or raise `WorkflowFailed`. Without a run
         id, the latest run's: if the id starts a new run meanwhile, that one's.
 
@@ -449,7 +471,7 @@ class WorkflowHandle:
                 ended.clear()
                 rec, last = self._store.read(self._closing_event)
                 if last is not None:
-                    return self._outcome(rec, last)
+                    return cast(R_co, self._outcome(rec, last))
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")

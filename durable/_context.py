@@ -30,7 +30,7 @@ def current(what: str, hint: str = "") -> Runtime:
 
     The error reads "{what} can only be used inside workflow code", then `hint` if given.
     """
-    rt = getattr(_local, "runtime", None)
+    rt: Runtime | None = getattr(_local, "runtime", None)
     if rt is None:
         raise DurableError(f"{what} can only be used inside workflow code{hint}")
     return rt

@@ -4,6 +4,10 @@ A decorated workflow keeps its own type (function or class) with its definition 
 decorated activity becomes an `Activity`, whose call inside workflow code schedules it durably.
 Nothing here is global: a `Registry` is built from the objects a worker is given, and names read
 from the store are only ever looked up in it (F14, F15).
+
+The decorators keep their targets' signatures for type checkers: an `Activity[P, R]` has the
+function's parameters and its (awaited) result type, and a workflow keeps its own type, from which
+`Client.start` takes the parameters and the result type (see `WorkflowInstance`).
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 import inspect
 import math
 import types
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar, TypeVarTuple, Unpack, cast, overload
 
 from . import _context
 from ._errors import ActivityError, ApplicationError, CompensationFailed, InvalidArgument, NotRegistered, TooSlowError
@@ -22,7 +26,9 @@ from ._retry import RetryPolicy
 
 P = ParamSpec("P")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 Cancellation = Literal["wait", "try", "abandon"]
 _CANCELLATION_MODES = ("wait", "try", "abandon")
@@ -95,6 +101,17 @@ class ActivityOptions:
         return rec
 
 
+class _OptionChanges(TypedDict, total=False):
+    """The keyword arguments of `Activity.with_options` (the fields of `ActivityOptions`)."""
+
+    start_to_close: float | None
+    schedule_to_close: float | None
+    heartbeat: float | None
+    retry: RetryPolicy
+    queue: str | None
+    cancellation: Cancellation
+
+
 class Activity(Generic[P, R]):
     """An activity: a plain function (sync or async) that workflows call to do real work.
 
@@ -124,7 +141,7 @@ class Activity(Generic[P, R]):
         )
         return rt.schedule_activity(self.name, args, self.options)
 
-    def with_options(self, **options: Any) -> Activity[P, R]:
+    def with_options(self, **options: Unpack[_OptionChanges]) -> Activity[P, R]:
         """A copy of this activity with some options changed, for one call site."""
         try:
             new_options = replace(self.options, **options)
@@ -136,8 +153,21 @@ class Activity(Generic[P, R]):
         return f"<durable.Activity {self.name!r}>"
 
 
+class _ActivityDecorator(Protocol):
+    """What ``@durable.activity(...)`` with options returns: applied to a function, an `Activity`
+    of its parameters and its result type (the awaited type for an ``async def``)."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Activity[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Activity[P, R]: ...
+
+
+# An ``async def`` function is a Callable[P, Coroutine[Any, Any, R]]: the first overload gives it
+# its awaited result type; a plain function falls through to the second. (Coroutine, not
+# Awaitable: the worker runs a function as async only if it is a coroutine function.)
 @overload
-def activity(fn: Callable[P, Awaitable[R]], /) -> Activity[P, R]: ...
+def activity(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Activity[P, R]: ...
 @overload
 def activity(fn: Callable[P, R], /) -> Activity[P, R]: ...
 @overload
@@ -150,7 +180,7 @@ def activity(
     retry: RetryPolicy | None = None,
     queue: str | None = None,
     cancellation: Cancellation = "wait",
-) -> Callable[[Callable[P, Any]], Activity[P, Any]]: ...
+) -> _ActivityDecorator: ...
 
 
 def activity(fn: Any = None, /, *, name: str | None = None, retry: RetryPolicy | None = None, **options: Any) -> Any:
@@ -268,7 +298,19 @@ def arity_from_record(rec: Any) -> Arity | None:
     return None
 
 
-def _mark(attr: str, kind: str) -> Callable[..., Any]:
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+class _Marker(Protocol):
+    """The type of `signal` and `query`: used bare or with a name, they give back the method."""
+
+    @overload
+    def __call__(self, fn: _Method, /) -> _Method: ...
+    @overload
+    def __call__(self, *, name: str | None = None) -> Callable[[_Method], _Method]: ...
+
+
+def _mark(attr: str, kind: str) -> _Marker:
     def decorator(fn: Any = None, /, *, name: str | None = None) -> Any:
         def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(f):
@@ -279,7 +321,7 @@ def _mark(attr: str, kind: str) -> Callable[..., Any]:
         return wrap(fn) if fn is not None else wrap
 
     decorator.__name__ = decorator.__qualname__ = kind  # shown by help() and repr()
-    return decorator
+    return cast(_Marker, decorator)
 
 
 signal = _mark("__durable_signal__", "signal")
@@ -291,6 +333,46 @@ query = _mark("__durable_query__", "query")
 query.__doc__ = """Mark a method of a workflow class as a query handler (sync, read-only).
 
 A query runs on a worker against the workflow's live state and never changes its history."""
+
+
+class WorkflowInstance(Protocol[*Ts, R_co]):
+    """An instance of a workflow class, for type checkers: its ``run`` takes `Ts` and gives `R_co`.
+
+    `Client.start` accepts a class whose instances are made with no arguments and match this, and
+    takes its arguments' and its result's types from ``run``.
+    """
+
+    def run(self, *args: *Ts) -> Awaitable[R_co]: ...
+
+
+class _HasRun(Protocol):
+    @property
+    def run(self) -> Callable[..., Coroutine[Any, Any, Any]]: ...
+
+
+_WorkflowFn = TypeVar("_WorkflowFn", bound=Callable[..., Coroutine[Any, Any, Any]])
+_WorkflowCls = TypeVar("_WorkflowCls", bound=_HasRun)
+
+
+class _WorkflowDecorator(Protocol):
+    """What ``@durable.workflow(...)`` with options returns: the workflow decorator itself."""
+
+    @overload
+    def __call__(self, target: type[_WorkflowCls], /) -> type[_WorkflowCls]: ...
+    @overload
+    def __call__(self, target: _WorkflowFn, /) -> _WorkflowFn: ...
+
+
+# The decorated object is returned unchanged, and so is its type: a class stays its class (its
+# signals and queries callable as methods), a function keeps its signature, which `Client.start`
+# checks the arguments against. A class without an async `run`, or a plain function, is refused.
+@overload
+def workflow(target: type[_WorkflowCls], /) -> type[_WorkflowCls]: ...
+@overload
+def workflow(target: _WorkflowFn, /) -> _WorkflowFn: ...
+@overload
+def workflow(*, name: str | None = None,
+             failure_exceptions: Iterable[type[BaseException]] = ()) -> _WorkflowDecorator: ...
 
 
 def workflow(target: Any = None, /, *, name: str | None = None,

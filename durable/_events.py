@@ -132,4 +132,4 @@ def describe_command(ev: dict[str, Any]) -> str:
         return f"TimerStarted({ev['dur'] / 1e9:g} s, seq={ev['seq']})"
     if "seq" in ev:
         return f"{kind}(seq={ev['seq']})"
-    return kind
+    return str(kind)

@@ -548,8 +548,8 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
     if rec.get("wdue"):
         t.delete("due", rec["wdue"])
     rec["wft"] = WFT_NONE
-    for key in ("wtkey", "wdue", "wtok"):
-        rec.pop(key, None)
+    for field_name in ("wtkey", "wdue", "wtok"):
+        rec.pop(field_name, None)
     for due_key in rec["timers"].values():
         t.delete("due", due_key)
     rec["timers"] = {}
@@ -581,7 +581,7 @@ def claim(
         if limit <= 0:
             continue
         prefix = _task_prefix(kind, queue)
-        taken = []
+        taken: list[tuple[bytes, bytes]] = []
         for key, ref in t.scan("tasks", prefix):
             if unpack_u64(key, len(prefix)) > t.now or len(taken) >= limit:
                 break
@@ -764,7 +764,7 @@ def _act_deadline(st: dict[str, Any]) -> int:
     opts = st["opts"]
     if st["st"] == "q":
         return st["sched"] + int(opts["sched2c"] * _NS) if "sched2c" in opts else 0
-    deadline = st["exp"]
+    deadline: int = st["exp"]
     if "s2c" in opts:
         deadline = min(deadline, st["start"] + int(opts["s2c"] * _NS))
     if "hb" in opts:
@@ -1241,7 +1241,7 @@ def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
     """Process up to `limit` due items (timers fire, expired leases end); return how many.
 
     The run numbers of the workflows whose timers fired are added to `fired`, if given."""
-    items = []
+    items: list[bytes] = []
     for key, _ in t.scan("due", b""):
         if unpack_u64(key) > t.now or len(items) >= limit:
             break

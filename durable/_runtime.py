@@ -25,7 +25,7 @@ import os
 import random as _random
 import uuid as _uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from types import CoroutineType as _CoroutineType
 from types import TracebackType
@@ -81,7 +81,7 @@ class _Waiter:
         self.abort_called = False
         self.ready: tuple[Any, BaseException | None] | None = None
 
-    def __await__(self) -> Iterator[Any]:
+    def __await__(self) -> Generator[Any, Any, Any]:
         return (yield self)
 
 
@@ -213,7 +213,7 @@ class Nursery:
         coro = fn(*args)
         if type(coro) is not _CoroutineType and not isinstance(coro, Coroutine):  # the first: no ABC check
             raise DurableError(f"start_soon needs an async function, and {fn!r} returned {coro!r}")
-        task = _Task(coro, self.cancel_scope, self, name or getattr(fn, "__name__", "task"))
+        task = _Task(coro, self.cancel_scope, self, name or str(getattr(fn, "__name__", "task")))
         self._children[task] = None
         self._rt._ready.append((task, None, None))
 

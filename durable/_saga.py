@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from . import _context
 from ._defs import Activity, check_seconds
@@ -101,7 +101,7 @@ class Saga:
 
     async def __aexit__(
         self, etype: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> Literal[False]:  # never swallows an exception (type checkers then see code after it end)
         if exc is None or not _compensates_for(exc):
             # GeneratorExit (the instance is being evicted) and the like: no workflow code may
             # run any more, so nothing is compensated; the next replay will do it.
@@ -123,7 +123,7 @@ class Saga:
         errors: list[BaseException] = [] if isinstance(exc, Cancelled) else [exc]
         raise BaseExceptionGroup(
             f"{what}; {len(failures)} of {total} compensation(s) did not complete: {names}",
-            errors + failures,
+            [*errors, *failures],
         ) from None
 
     async def _compensate(self) -> list[CompensationFailed]:

@@ -60,7 +60,7 @@ def u64x2(a: int, b: int) -> bytes:
 
 def unpack_u64(b: bytes, offset: int = 0) -> int:
     """Read a big-endian u64 at `offset`."""
-    return _U64.unpack_from(b, offset)[0]
+    return _U64.unpack_from(b, offset)[0]  # type: ignore[no-any-return]
 
 
 class Clock:
@@ -84,7 +84,7 @@ class Txn:
 
     __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "ready_at", "store", "_memo")
 
-    def __init__(self, store: Store, txn: lmdb.Transaction, now: int,
+    def __init__(self, store: Store, txn: lmdb.Transaction[bytes], now: int,
                  memo: dict[tuple[str, bytes], tuple[bytes, Any]] | None = None) -> None:
         self.store = store
         self._txn = txn
@@ -381,9 +381,9 @@ class Store:
         if not lead:
             slot.event.wait()
             if not slot.lead:
-                return slot.outcome()
+                return slot.outcome()  # type: ignore[no-any-return]
         self._lead_group_commit()
-        return slot.outcome()
+        return slot.outcome()  # type: ignore[no-any-return]
 
     def _lead_group_commit(self) -> None:
         """Commit the queued ops in batches until none is left; then step down."""
@@ -530,7 +530,7 @@ class Store:
             return None
         return int(soft)
 
-    def _begin(self, write: bool) -> lmdb.Transaction:
+    def _begin(self, write: bool) -> lmdb.Transaction[bytes]:
         while True:
             try:
                 return self.env.begin(write=write)

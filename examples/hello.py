@@ -31,8 +31,9 @@ class Approval:                          # class form, for signal and query hand
     def __init__(self) -> None:
         self.decision: str | None = None
 
-    async def run(self, request: dict) -> str:
+    async def run(self, request: dict[str, int]) -> str:
         await durable.wait_condition(lambda: self.decision is not None, timeout=3600)
+        assert self.decision is not None     # for type checkers: the wait ended on it
         return self.decision
 
     @durable.signal

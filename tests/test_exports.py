@@ -20,6 +20,32 @@ def test_all_is_sorted_and_unique() -> None:
     assert durable.__all__ == sorted(set(durable.__all__))
 
 
+def all_literal(source: str) -> list[str] | None:
+    """The names of a module's ``__all__ = [...]`` if it is a literal list of strings, else None."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            if not isinstance(node.value, ast.List):
+                return None
+            elements = node.value.elts
+            names = [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            return names if len(names) == len(elements) else None
+    return None
+
+
+def test_all_is_a_literal_sorted_list() -> None:
+    """Written out in order, not computed: type checkers read the re-exports from it."""
+    names = all_literal((ROOT / "durable" / "__init__.py").read_text())
+    assert names is not None, "durable.__all__ must be a literal list of strings"
+    assert names == sorted(names) and names == durable.__all__
+
+
+def test_the_literal_check_refuses_a_computed_all() -> None:
+    assert all_literal('__all__ = ["a", "b"]') == ["a", "b"]
+    assert all_literal('__all__ = sorted(["b", "a"])') is None
+    assert all_literal('__all__ = ["a", name]') is None
+    assert all_literal("x = 1") is None
+
+
 def test_every_name_in_all_exists() -> None:
     missing = [name for name in durable.__all__ if not hasattr(durable, name)]
     assert missing == []

@@ -1,0 +1,181 @@
+"""What a type checker sees of durable's public API: checked by ``mypy --strict`` in
+tests/typing/test_typing.py, never run.
+
+Each `assert_type` is a claim about an inferred type (mypy fails when the type differs). Each
+``reveal_type(x)  # revealed: T`` claims that mypy shows T, parameter names included (the test
+compares). Each ``# type: ignore[code]`` marks a line that must be an error: with
+--warn-unused-ignores (part of --strict), mypy fails if that error ever goes away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, assert_type, reveal_type
+
+import durable
+
+# --- activities ----------------------------------------------------------------------------
+
+
+@durable.activity
+def sync_plain(x: int, tag: str = "") -> int:
+    return x
+
+
+@durable.activity
+async def async_plain(x: int) -> str:
+    return str(x)
+
+
+@durable.activity(start_to_close=5, retry=durable.RetryPolicy(max_attempts=3))
+def sync_options(items: list[str]) -> dict[str, int]:
+    return {item: len(item) for item in items}
+
+
+@durable.activity(name="renamed", cancellation="try")
+async def async_options(x: float) -> bytes:
+    return b""
+
+
+@durable.activity()
+async def async_empty_options() -> None:
+    return None
+
+
+# an activity keeps the function's parameters, and its result type (awaited, for async ones)
+reveal_type(sync_plain)  # revealed: durable._defs.Activity[[x: int, tag: str =], int]
+reveal_type(async_plain)  # revealed: durable._defs.Activity[[x: int], str]
+reveal_type(sync_options)  # revealed: durable._defs.Activity[[items: list[str]], dict[str, int]]
+reveal_type(async_options)  # revealed: durable._defs.Activity[[x: float], bytes]
+reveal_type(async_empty_options)  # revealed: durable._defs.Activity[[], None]
+reveal_type(sync_plain.with_options(queue="q"))  # revealed: durable._defs.Activity[[x: int, tag: str =], int]
+as_declared: durable.Activity[[int, str], int] = sync_plain
+assert_type(sync_plain.fn(1), Any)  # the function itself, outside workflows
+sync_plain.with_options(queu="q")  # type: ignore[call-arg]
+sync_plain.with_options(cancellation="sometimes")  # type: ignore[arg-type]
+sync_plain.with_options(start_to_close="5 s")  # type: ignore[arg-type]
+durable.activity(start_to_close="5 s")  # type: ignore[call-overload]
+
+
+async def calls_activities() -> None:
+    """Inside workflow code an activity call is an awaitable of the function's (awaited) result."""
+    assert_type(sync_plain(1), Awaitable[int])
+    assert_type(sync_plain(1, "t"), Awaitable[int])
+    assert_type(async_plain(1), Awaitable[str])
+    assert_type(await async_plain(1), str)
+    assert_type(await sync_options(["a"]), dict[str, int])
+    assert_type(await async_options(1.5), bytes)
+    assert_type(await async_empty_options(), None)
+    await async_plain("1")  # type: ignore[arg-type]
+    await sync_plain()  # type: ignore[call-arg]
+
+
+# --- workflows -----------------------------------------------------------------------------
+
+
+@durable.workflow
+async def wf_function(x: int, scale: float = 1.0) -> list[float]:
+    return [x * scale, await sync_plain(x)]
+
+
+@durable.workflow(name="renamed_wf", failure_exceptions=(KeyError,))
+async def wf_function_options(order: dict[str, int]) -> str:
+    return await async_plain(len(order))
+
+
+@durable.workflow
+async def wf_no_args() -> None:
+    return None
+
+
+@durable.workflow
+class WfClass:
+    def __init__(self) -> None:
+        self.decision: str | None = None
+
+    async def run(self, request: dict[str, Any], urgent: bool = False) -> str:
+        await durable.wait_condition(lambda: self.decision is not None, timeout=3600)
+        return self.decision or ""
+
+    @durable.signal
+    def decide(self, decision: str) -> None:
+        self.decision = decision
+
+    @durable.query
+    def status(self) -> str:
+        return self.decision or "pending"
+
+
+@durable.workflow(name="renamed_class")
+class WfClassOptions:
+    async def run(self) -> int:
+        return 1
+
+    @durable.signal(name="stop")
+    async def halt(self, why: str) -> None:
+        pass
+
+    @durable.query(name="progress")
+    def done(self) -> float:
+        return 0.5
+
+
+# the decorators give back the object's own type: a class stays a class, a function a function
+assert_type(WfClass, type[WfClass])
+assert_type(WfClass().status(), str)
+assert_type(WfClassOptions, type[WfClassOptions])
+# signal and query handlers keep their types
+reveal_type(WfClass.decide)  # revealed: def (self: check_api.WfClass, decision: str)
+reveal_type(WfClassOptions().halt)  # revealed: def (why: str) -> typing.Coroutine[Any, Any, None]
+assert_type(WfClassOptions().done(), float)
+
+
+@durable.workflow  # type: ignore[type-var]
+def not_async(x: int) -> int:
+    return x
+
+
+@durable.workflow
+class NoRun:  # type: ignore[type-var]
+    pass
+
+
+@durable.workflow
+class SyncRun:  # type: ignore[type-var]
+    def run(self) -> int:
+        return 1
+
+
+# --- starting and results ------------------------------------------------------------------
+
+client = durable.Client("./.durable-typing-never-run")
+
+handle = client.start(wf_function, 1, id="w1")
+assert_type(handle, durable.WorkflowHandle[list[float]])
+assert_type(handle.result(timeout=10), list[float])
+assert_type(client.start(wf_function, 1, 2.5, queue="q").result(), list[float])
+assert_type(client.start(wf_function_options, {"a": 1}).result(), str)
+assert_type(client.start(wf_no_args).result(), None)
+assert_type(client.start(WfClass, {"amount": 10}).result(), str)
+assert_type(client.start(WfClass, {}, True, id="c1", id_conflict_policy="use_existing"), durable.WorkflowHandle[str])
+assert_type(client.start(WfClassOptions).result(), int)
+
+# by name: anything goes, checked at run time against what the workers published
+assert_type(client.start("wf_function", "not an int", id="w2"), durable.WorkflowHandle[Any])
+assert_type(client.get_handle("w1"), durable.WorkflowHandle[Any])
+assert_type(client.get_handle("w1").result(), Any)
+
+# a handle of a narrower result type is a handle of a wider one (covariant)
+wider: durable.WorkflowHandle[object] = handle
+
+# arguments that do not fit the workflow's parameters are errors
+client.start(wf_function, "1")  # type: ignore[arg-type]
+client.start(wf_function, 1, "2")  # type: ignore[call-arg, arg-type]
+client.start(wf_function)  # type: ignore[call-arg, arg-type]
+client.start(wf_function, 1, 2.0, 3)  # type: ignore[call-arg, arg-type]
+client.start(wf_no_args, 1)  # type: ignore[arg-type]
+client.start(WfClass, "not a dict")  # type: ignore[arg-type]
+client.start(WfClassOptions, 1)  # type: ignore[arg-type]
+client.start(wf_function, 1, idd="w3")  # type: ignore[call-overload]
+# a result used as the wrong type is an error
+text: str = client.start(wf_function, 1).result()  # type: ignore[assignment]
