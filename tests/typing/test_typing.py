@@ -20,8 +20,6 @@ from tests.conftest import ROOT
 
 HERE = Path(__file__).resolve().parent
 CHECKS = HERE / "check_api.py"
-#: where the worker and the command line are in the source tree (see [tool.setuptools.package-dir])
-SUBPACKAGES = {"worker": ROOT / "worker", "cli": ROOT / "cli"}
 
 
 def installed_layout(where: Path) -> Path:
@@ -31,9 +29,6 @@ def installed_layout(where: Path) -> Path:
     for entry in (ROOT / "durable").iterdir():
         if entry.name != "__pycache__":
             (package / entry.name).symlink_to(entry)
-    for name, source in SUBPACKAGES.items():
-        if not (package / name).exists():  # already there once they live inside durable/
-            (package / name).symlink_to(source)
     (where / "examples").symlink_to(ROOT / "examples")
     (where / "check_api.py").symlink_to(CHECKS)
     return where
