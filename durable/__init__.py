@@ -6,7 +6,7 @@ here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
-from ._client import Client, PendingActivity, WorkflowDescription, WorkflowHandle
+from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
@@ -92,6 +92,7 @@ __all__ = [
     "TooSlowError",
     "WaitTimeout",
     "Worker",
+    "WorkerDescription",
     "WorkflowAlreadyExists",
     "WorkflowClosed",
     "WorkflowDescription",

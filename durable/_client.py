@@ -7,6 +7,7 @@ with polling only as a fallback.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as _dt
 import logging
@@ -58,6 +59,31 @@ def _time_ns(value: Any, what: str) -> int | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.timezone.utc)
     return int((value - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
+
+
+@dataclass(frozen=True)
+class WorkerDescription:
+    """A worker that serves (or served) a queue, as `Client.workers` reports it."""
+
+    identity: str
+    queue: str
+    host: str
+    pid: int
+    started_at: _dt.datetime | None
+    #: when it last showed that it serves the queue (it does so with its heartbeats)
+    last_seen_at: _dt.datetime | None
+    #: whether it serves the queue now (it stopped, or was last seen too long ago, if not)
+    alive: bool
+    #: the activities it runs now, by name, in the order they were scheduled
+    running_activities: tuple[str, ...]
+    #: the names registered on its queue (by every worker of the queue)
+    workflows: tuple[str, ...]
+    activities: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready data (times as ISO 8601 strings)."""
+        return {k: v.isoformat() if isinstance(v, _dt.datetime) else list(v) if isinstance(v, tuple) else v
+                for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -271,6 +297,30 @@ class Client:
         if workflow is not None:
             check_name(workflow, "workflow name")
         return workflow, _time_ns(since, "since"), _time_ns(until, "until")
+
+    def workers(self, *, queue: str | None = None, include_gone: bool = False) -> builtins.list[WorkerDescription]:
+        """The workers that serve a queue now (of `queue`, or of every queue), newest seen first;
+        with `include_gone`, also those that stopped or were last seen too long ago."""
+        if queue is not None:
+            check_name(queue, "queue")
+        recs, names, running = self._store.read(lambda t: _ops.describe_workers(t, queue))
+        now = self._store.clock.now_ns()
+        out = []
+        for rec in recs:
+            alive = isinstance(rec.get("until"), int) and rec["until"] > now
+            if not (alive or include_gone):
+                continue
+            registered = names.get(rec["queue"]) or {}
+            out.append(WorkerDescription(
+                identity=rec["identity"], queue=rec["queue"], host=str(rec.get("host", "")),
+                pid=int(rec.get("pid", 0)), started_at=_time(rec.get("started")),
+                last_seen_at=_time(rec.get("seen")), alive=alive,
+                running_activities=tuple(running.get(rec["identity"], ())),
+                workflows=tuple(sorted(registered.get("workflows", {}))),
+                activities=tuple(registered.get("activities", [])),
+            ))
+        out.sort(key=lambda w: (not w.alive, -(w.last_seen_at.timestamp() if w.last_seen_at else 0)))
+        return out
 
     # --- waiting -----------------------------------------------------------------------------
 
@@ -543,19 +593,40 @@ class WorkflowHandle(Generic[R_co]):
         _check_reason(reason)
         self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._num))
 
-    def history(self) -> list[dict[str, Any]]:
-        """The run's history as readable dicts (payloads decoded, times as datetimes)."""
-        rec, events = self._store.read(lambda t: self._history(t))
-        return [readable_event(i, e, self._converter) for i, e in enumerate(events)]
+    def history(self, start: int = 0) -> list[dict[str, Any]]:
+        """The run's history as readable dicts (payloads decoded, times as datetimes), from
+        event `start` on."""
+        if not isinstance(start, int) or start < 0:
+            raise InvalidArgument(f"start must be a non-negative event index, not {start!r}")
+        rec, events = self._store.read(lambda t: self._history(t, start))
+        return [readable_event(start + i, e, self._converter) for i, e in enumerate(events)]
+
+    def follow_history(self, start: int = 0, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """The run's events from `start` on as `history` gives them, each as soon as it is
+        recorded, until the run has closed and its last event is given (or `timeout` seconds
+        pass: `WaitTimeout`). Events wait in an inbox while a workflow task runs: they follow
+        once it is recorded, in history order."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._client._listening() as wait:
+            while True:
+                rec, events = self._store.read(lambda t: self._history(t, start))
+                for i, event in enumerate(events):
+                    yield readable_event(start + i, event, self._converter)
+                start += len(events)
+                if rec["status"] != _ops.RUNNING and start >= rec["hlen"]:
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
+                wait(deadline)
 
     def export_history(self) -> bytes:
         """The raw history as CBOR bytes, for `durable.replay` and golden-history tests."""
         _, events = self._store.read(lambda t: self._history(t))
         return encode(events)
 
-    def _history(self, t: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _history(self, t: Any, start: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         rec = _ops.load_run(t, self.id, self._num)
-        return rec, _ops.read_history(t, rec["num"])
+        return rec, _ops.read_history(t, rec["num"], start)
 
 
 _PAYLOAD_FIELDS = {"in": "input", "out": "result"}

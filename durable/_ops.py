@@ -469,6 +469,19 @@ def workers(t: Txn, queue: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def describe_workers(t: Txn, queue: str | None) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, list[str]]]:
+    """For `Client.workers`: the worker records (of `queue` or all), the registrations of their
+    queues, and the names of the activities each worker identity holds a running attempt of."""
+    recs = workers(t, queue)
+    names = {q: _types(t, q) for q in {r["queue"] for r in recs}}
+    running: dict[str, list[str]] = {}
+    for _, raw in t.scan("act", b""):
+        st = decode(raw, what="activity record")
+        if isinstance(st, dict) and st.get("st") == "r" and isinstance(st.get("owner"), str):
+            running.setdefault(st["owner"], []).append(str(st.get("name")))
+    return recs, names, running
+
+
 # --- signals, cancellation, termination ------------------------------------------------------
 
 

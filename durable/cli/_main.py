@@ -626,24 +626,83 @@ def _pending_line(p: durable.PendingActivity) -> str:
 @click.argument("workflow_id")
 @click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing events as they are recorded, until the run closes.")
 @click.pass_obj
 @handle_errors
-def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool) -> None:
-    """Print a workflow's history as a readable timeline."""
-    events = state.client().get_handle(workflow_id, run_id=run_id).history()
-    if not events:
-        return
-    t0 = events[0]["time"]
+def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, follow: bool) -> None:
+    """Print a workflow's history as a timeline: index, time of day (UTC), time since the start,
+    kind, details (durations readable; --json gives them in nanoseconds)."""
+    handle = state.client().get_handle(workflow_id, run_id=run_id)
+    events = handle.follow_history() if follow else iter(handle.history())
+    t0: _dt.datetime | None = None
     for event in events:
         if as_json:
             click.echo(_to_json(event))
+        else:
+            t0 = t0 or event["time"]
+            click.echo(_event_line(event, t0))
+            if "error" in event:
+                click.echo(format_error_record(event["error"], "        "))
+        if follow:
+            sys.stdout.flush()
+
+
+def _event_line(event: dict[str, Any], t0: _dt.datetime) -> str:
+    """One event of `history`: index, UTC time of day, offset from the first event, kind, details."""
+    skip = ("index", "kind", "time", "error", "opts", "seed")
+    parts = []
+    for key, value in event.items():
+        if key in skip:
             continue
-        offset = (event["time"] - t0).total_seconds() * 1000
-        details = {k: v for k, v in event.items() if k not in ("index", "kind", "time", "error", "opts", "seed")}
-        text = " ".join(f"{k}={_to_json(v)}" for k, v in details.items())
-        click.echo(f"{event['index']:>4}  +{offset:9.1f} ms  {event['kind']:<24} {text}".rstrip())
-        if "error" in event:
-            click.echo(format_error_record(event["error"], "        "))
+        if key == "duration_ns" and isinstance(value, int):
+            parts.append(f"duration={readable_duration(value / 1e9)}")
+        else:
+            parts.append(f"{key}={_to_json(value)}")
+    clock = event["time"].strftime("%H:%M:%S.%f")[:-3]
+    offset = "+" + readable_duration((event["time"] - t0).total_seconds())
+    return f"{event['index']:>4}  {clock}  {offset:>11}  {event['kind']:<24} {' '.join(parts)}".rstrip()
+
+
+def readable_duration(seconds: float) -> str:
+    """A duration for people: "0 ms", "82.4 ms", "1.50 s", "2 min 05 s", "3 h 07 min", "2 d 04 h"."""
+    if seconds < 1:
+        ms = seconds * 1000
+        return "0 ms" if ms == 0 else f"{ms:.1f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+    return f"{whole // 86400} d {whole % 86400 // 3600:02d} h"
+
+
+@main.command()
+@click.option("--queue", default=None, help="Only the workers of this queue.")
+@click.option("--all", "include_gone", is_flag=True, help="Also workers that stopped or were last seen too long ago.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per worker.")
+@click.pass_obj
+@handle_errors
+def workers(state: _State, queue: str | None, include_gone: bool, as_json: bool) -> None:
+    """List the workers serving each queue: identity, host and pid, when last seen, what they run,
+    and the names registered on their queue."""
+    found = state.client().workers(queue=queue, include_gone=include_gone)
+    if as_json:
+        for w in found:
+            click.echo(_to_json(w.to_json()))
+        return
+    if not found:
+        where = f"queue {queue!r}" if queue else "any queue"
+        click.echo(f"no worker serves {where} now" + ("" if include_gone else " (--all shows those gone)"), err=True)
+        return
+    now = _dt.datetime.now(_dt.timezone.utc)
+    for w in found:
+        seen = "never" if w.last_seen_at is None else readable_duration(max((now - w.last_seen_at).total_seconds(), 0)) + " ago"
+        state_text = "serving" if w.alive else "gone"
+        running = ", ".join(w.running_activities) if w.running_activities else "nothing"
+        click.echo(f"{w.identity}  queue={w.queue}  {state_text}, last seen {seen}  running: {running}")
+        click.echo(f"    workflows: {', '.join(w.workflows) or 'none'}; activities: {', '.join(w.activities) or 'none'}")
 
 
 @main.command()
