@@ -33,6 +33,7 @@ from ._errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from ._logging import logger
 from ._replay import replay
 from ._retry import RetryPolicy
 from ._runtime import (
@@ -105,6 +106,7 @@ __all__ = [
     "fail_after",
     "heartbeat",
     "info",
+    "logger",
     "move_on_after",
     "now",
     "open_nursery",

@@ -26,7 +26,7 @@ import random as _random
 import uuid as _uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import CoroutineType as _CoroutineType
 from types import TracebackType
 from typing import Any, TypeVar
@@ -59,13 +59,17 @@ class Cancelled(BaseException):
 
 @dataclass(frozen=True)
 class WorkflowInfo:
-    """Facts about the running workflow, the same on every replay."""
+    """Facts about the running workflow, the same on every replay (but `is_replaying`)."""
 
     workflow_id: str
     workflow_type: str
     run_id: str
     queue: str
     started_at: _dt.datetime
+    #: True while the code runs again through events already recorded (after a restart, or on
+    #: a worker without the instance cached): its effects on the world must not repeat, so
+    #: `durable.logger` is silent then. Never branch on it in code that emits commands.
+    is_replaying: bool = False
 
 
 class _Waiter:
@@ -815,7 +819,12 @@ class Runtime:
 
     def info(self) -> WorkflowInfo:
         assert self._info is not None
-        return self._info
+        return replace(self._info, is_replaying=True) if self._replaying else self._info
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the activation running is one already recorded (see `WorkflowInfo.is_replaying`)."""
+        return self._replaying
 
     def now(self) -> _dt.datetime:
         return _dt.datetime.fromtimestamp(self._now_ns / 1e9, tz=_dt.timezone.utc)

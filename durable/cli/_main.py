@@ -27,6 +27,7 @@ import click
 
 import durable
 from durable._codec import format_error_record
+from durable._logging import JsonFormatter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -368,10 +369,12 @@ def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -
               help="Most live workflows kept in memory.")
 @click.option("--graceful-timeout", default=10.0, show_default=True, type=click.FloatRange(0, 86_400),
               metavar="SECONDS", help="On Ctrl-C or SIGTERM, wait this long for running work, then hand it back.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per log record, with the workflow and activity context.")
 @click.pass_obj
 @handle_errors
 def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int,
-           graceful_timeout: float) -> None:
+           graceful_timeout: float, log_format: str) -> None:
     """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello, or
     a file: examples/hello.py).
 
@@ -381,7 +384,10 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
     registry = durable._defs.Registry.from_modules(_import_modules(modules))
     if not registry.workflows and not registry.activities:
         _fail(f"no workflows or activities found in {', '.join(modules)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     w = durable.Worker(
         state.data or durable._client.default_data_dir(),
         workflows=[d.target for d in registry.workflows.values()],
