@@ -23,7 +23,7 @@ from . import _events as ev
 from . import _ops, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
-from ._defs import WorkflowInstance, arity_from_record, check_arity, workflow_def
+from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
 from ._store import Store
@@ -148,6 +148,8 @@ class WorkflowDescription:
     task_error: str | None
     #: activities with no final event yet (filled in by `describe`, empty in `list`)
     pending_activities: tuple[PendingActivity, ...] = ()
+    #: when a delayed start's code starts running (`start_delay`), else None
+    start_at: _dt.datetime | None = None
     #: for a running workflow whose queue no worker serves now (filled in by `describe`):
     #: "no worker has polled queue 'q' since ...", else None
     queue_warning: str | None = None
@@ -167,7 +169,7 @@ class WorkflowDescription:
             cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
             task_error=(converter or _PLAIN).readable_text(tfail.get("err")),
             pending_activities=tuple(PendingActivity.from_record(p, converter) for p in pending),
-            queue_warning=queue_warning,
+            queue_warning=queue_warning, start_at=_time(rec.get("start_at")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -207,18 +209,22 @@ class Client:
     # because the options (id=, queue=...) follow *args, which a ParamSpec does not allow.
     @overload
     def start(self, workflow: str, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
-              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail") -> WorkflowHandle[Any]: ...
+              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
+              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[Any]: ...
     @overload
     def start(self, workflow: Callable[[*Ts], Awaitable[R]], *args: *Ts, id: str | None = None,
               queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
-              id_conflict_policy: str = "fail") -> WorkflowHandle[R]: ...
+              id_conflict_policy: str = "fail",
+              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[R]: ...
     @overload
     def start(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
               queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
-              id_conflict_policy: str = "fail") -> WorkflowHandle[R]: ...
+              id_conflict_policy: str = "fail",
+              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[R]: ...
 
     def start(self, workflow: Any, *args: object, id: str | None = None, queue: str = DEFAULT_QUEUE,
-              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail") -> WorkflowHandle[Any]:
+              id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
+              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[Any]:
         """Start `workflow` (a decorated workflow or its name) with `args`; return the handle of
         the run started (its `run_id` set).
 
@@ -232,7 +238,13 @@ class Client:
         checked against the workflow's parameters before anything is written (`InvalidArgument`):
         by its signature when given the workflow, by the signature its workers published when
         given a name.
+
+        With `start_delay` (seconds or a timedelta), the workflow is recorded now (it runs, and
+        takes signals, from now on) but its code starts that much later, on a durable timer.
         """
+        if isinstance(start_delay, _dt.timedelta):
+            start_delay = start_delay.total_seconds()
+        delay = check_seconds(start_delay, "start_delay") or 0.0
         _check_choice(id_reuse_policy, "id_reuse_policy", _ops.ID_REUSE_POLICIES)
         _check_choice(id_conflict_policy, "id_conflict_policy", _ops.ID_CONFLICT_POLICIES)
         use_existing = id_conflict_policy == "use_existing"
@@ -250,7 +262,8 @@ class Client:
             defn.check_start_args(args)
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         num, _ = self._store.write(
-            lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy)
+            lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
+                                          int(delay * 1_000_000_000))
         )
         handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}")
         handle.warning = self._nobody_serves(queue)

@@ -201,9 +201,12 @@ def _ref_act(num: int, seq: int) -> bytes:
 
 def start_workflow(
     t: Txn, wid: str, wtype: str, queue: str, payload: bytes, use_existing: bool, check_type: bool,
-    reuse: str = "allow_duplicate",
+    reuse: str = "allow_duplicate", delay_ns: int = 0,
 ) -> tuple[int, bool]:
     """Create a workflow, its first event and its first task. Return (run number, created).
+
+    With `delay_ns`, the first task becomes visible that much later (a delayed start): the
+    workflow is running from now on (signals are recorded), its code runs from then on.
 
     If `wid` is running, hand back its run with `use_existing` (id conflict policy "use_existing"),
     else refuse. If it is closed, start a new run as the id reuse policy `reuse` allows (see
@@ -233,7 +236,14 @@ def start_workflow(
     }
     t.put("num", u64(num), wid.encode())
     seed = int.from_bytes(os.urandom(8), "big") >> 1
-    _deliver(t, rec, {"k": ev.WORKFLOW_STARTED, "type": wtype, "in": payload, "seed": seed, "id": wid, "queue": queue})
+    started = {"k": ev.WORKFLOW_STARTED, "type": wtype, "in": payload, "seed": seed, "id": wid, "queue": queue}
+    if delay_ns > 0:
+        rec["start_at"] = t.now + delay_ns
+        started["t"] = t.now
+        _append(t, rec, started)
+        _enqueue_wft(t, rec, rec["start_at"])
+    else:
+        _deliver(t, rec, started)
     when = _when(rec)
     t.put("idx", b"c" + when, wid.encode())
     t.put("idx", _idx_key(RUNNING, when), wid.encode())

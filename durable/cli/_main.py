@@ -414,16 +414,18 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
 @click.option("--id-conflict-policy", "conflict", default="fail", show_default=True,
               type=click.Choice(durable._ops.ID_CONFLICT_POLICIES),
               help="If a workflow with this id is running: fail, or print its id as if started.")
+@click.option("--start-delay", "start_delay", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="Record the workflow now, start its code this many seconds later.")
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option("--timeout", default=None, type=click.FloatRange(0), help="With --wait: give up after this many seconds.")
 @click.pass_obj
 @handle_errors
 def start(state: _State, workflow: str, inputs: tuple[str, ...], wid: str | None, queue: str, reuse: str,
-          conflict: str, wait: bool, timeout: float | None) -> None:
+          conflict: str, start_delay: float | None, wait: bool, timeout: float | None) -> None:
     """Start WORKFLOW (by name) and print its id (or, with --wait, its result as JSON)."""
     args = [_json_arg(text, f"--input {i + 1}") for i, text in enumerate(inputs)]
     handle = state.client(create=True).start(workflow, *args, id=wid, queue=queue, id_reuse_policy=reuse,
-                                             id_conflict_policy=conflict)
+                                             id_conflict_policy=conflict, start_delay=start_delay)
     if handle.warning is not None:
         click.echo(f"warning: {_one_line(handle.warning)}", err=True)
     if wait:
@@ -595,7 +597,7 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         if key == "error":
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
-        elif key in ("task_error", "closed_at", "queue_warning") and value is None:
+        elif key in ("task_error", "closed_at", "queue_warning", "start_at") and value is None:
             continue
         elif key == "task_error":
             click.echo(f"task_error: {value}")
