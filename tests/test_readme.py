@@ -153,3 +153,15 @@ def test_dev_script_names_what_the_readme_promises() -> None:
     assert "./dev demo" in first and "./dev test" in first
     dev = (ROOT / "dev").read_text()
     assert re.search(r"^\s*demo\)", dev, flags=re.M) and re.search(r"^\s*test\)", dev, flags=re.M)
+
+
+def test_the_demo_runs_clean(tmp_path: Path) -> None:
+    """The README's first command: results, the history, and no warning or error on the way."""
+    env = dict(os.environ, DURABLE_DATA=str(tmp_path / "store"))
+    proc = subprocess.run([str(ROOT / "dev"), "demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "three_steps(1) = 5" in proc.stdout and 'Approval result: "approved"' in proc.stdout
+    assert "WorkflowCompleted" in proc.stdout
+    noisy = [line for line in proc.stderr.splitlines() if re.search(r"warning|error|traceback", line, re.I)
+             and "pypi" not in line and "setuptools" not in line.lower()]
+    assert noisy == [], noisy
