@@ -6,6 +6,7 @@ here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
+from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
@@ -70,6 +71,7 @@ __all__ = [
     "ApplicationError",
     "CancelScope",
     "Cancelled",
+    "CheckResult",
     "Client",
     "CompensationFailed",
     "DecodeError",
@@ -104,6 +106,7 @@ __all__ = [
     "WorkflowNotFound",
     "activity",
     "activity_info",
+    "check_histories",
     "deprecate_patch",
     "fail_after",
     "heartbeat",
