@@ -36,7 +36,8 @@ class CheckResult:
     workflow_type: str
     ok: bool
     error: str | None = None
-    #: events replayed (0 if the replay could not begin)
+    #: events replayed: up to the last recorded command (input events after it are for the
+    #: code to run live); 0 if the history would break
     events: int = 0
 
     def to_json(self) -> dict[str, Any]:

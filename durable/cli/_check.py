@@ -62,3 +62,5 @@ def run_checks(items: Iterable[Item], count: int, *, registry: Registry, codec: 
     with ctx.Pool(processes, initializer=_load, initargs=(list(module_names), codec_spec, code)) as pool:
         for row in pool.imap(_check, items, chunksize=chunk):
             yield CheckResult(*row)
+        pool.close()  # let every process end on its own (leaving the block would kill them)
+        pool.join()
