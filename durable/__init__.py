@@ -6,6 +6,7 @@ here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
+from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
@@ -42,11 +43,13 @@ from ._runtime import (
     Event,
     Nursery,
     WorkflowInfo,
+    deprecate_patch,
     fail_after,
     info,
     move_on_after,
     now,
     open_nursery,
+    patched,
     random,
     sleep,
     uuid4,
@@ -69,6 +72,7 @@ __all__ = [
     "ApplicationError",
     "CancelScope",
     "Cancelled",
+    "CheckResult",
     "Client",
     "CompensationFailed",
     "DecodeError",
@@ -103,6 +107,8 @@ __all__ = [
     "WorkflowNotFound",
     "activity",
     "activity_info",
+    "check_histories",
+    "deprecate_patch",
     "fail_after",
     "heartbeat",
     "info",
@@ -110,6 +116,7 @@ __all__ = [
     "move_on_after",
     "now",
     "open_nursery",
+    "patched",
     "query",
     "random",
     "replay",

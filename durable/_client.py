@@ -659,5 +659,5 @@ def readable_event(index: int, event: dict[str, Any], converter: Converter) -> d
         elif key == "hb":
             continue
         else:
-            out[{"err": "error", "dur": "duration_ns"}.get(key, key)] = value
+            out[{"err": "error", "dur": "duration_ns", "dep": "deprecated"}.get(key, key)] = value
     return out

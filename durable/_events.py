@@ -33,11 +33,13 @@ TASK_COMPLETED = "TaskCompleted"
 WORKFLOW_COMPLETED = "WorkflowCompleted"
 WORKFLOW_FAILED = "WorkflowFailed"
 WORKFLOW_CANCELLED = "WorkflowCancelled"
+#: a patch marker (`durable.patched`, `durable.deprecate_patch`): it takes no seq
+MARKER_RECORDED = "MarkerRecorded"
 
 # written by an operator, never by workflow code
 WORKFLOW_TERMINATED = "WorkflowTerminated"
 
-_B, _I, _S, _D = bytes, int, str, dict
+_B, _I, _S, _D, _F = bytes, int, str, dict, bool
 
 #: kind -> required fields and their types (besides "k" and "t").
 SCHEMA: dict[str, dict[str, type]] = {
@@ -56,6 +58,7 @@ SCHEMA: dict[str, dict[str, type]] = {
     WORKFLOW_COMPLETED: {"out": _B},
     WORKFLOW_FAILED: {"err": _D},
     WORKFLOW_CANCELLED: {},
+    MARKER_RECORDED: {"patch": _S, "dep": _F},
     WORKFLOW_TERMINATED: {"reason": _S},
 }
 
@@ -80,6 +83,7 @@ COMMAND_KINDS = frozenset(
         WORKFLOW_COMPLETED,
         WORKFLOW_FAILED,
         WORKFLOW_CANCELLED,
+        MARKER_RECORDED,
     }
 )
 CLOSING_KINDS = frozenset(
@@ -130,6 +134,8 @@ def describe_command(ev: dict[str, Any]) -> str:
         return f"ActivityScheduled({ev['name']!r}, seq={ev['seq']})"
     if kind in (TIMER_STARTED,):
         return f"TimerStarted({ev['dur'] / 1e9:g} s, seq={ev['seq']})"
+    if kind == MARKER_RECORDED:
+        return f"MarkerRecorded(patch {ev['patch']!r}{', deprecated' if ev['dep'] else ''})"
     if "seq" in ev:
         return f"{kind}(seq={ev['seq']})"
     return str(kind)

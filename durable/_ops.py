@@ -330,6 +330,39 @@ def read_history(t: Txn, num: int, start: int = 0, end: int | None = None) -> li
     return events
 
 
+def raw_history(t: Txn, num: int) -> bytes:
+    """Run `num`'s history as an exported history (a CBOR list of its events), made from the
+    stored bytes of each event without decoding them (`durable check` hands it to processes
+    that replay it, where it is decoded and checked as any exported history is)."""
+    prefix = u64(num)
+    raws = [raw for _, raw in t.scan("hist", prefix)]
+    n = len(raws)
+    if n < 24:
+        head = bytes([0x80 | n])
+    elif n < 1 << 8:
+        head = bytes([0x98, n])
+    elif n < 1 << 16:
+        head = b"\x99" + n.to_bytes(2, "big")
+    else:
+        head = b"\x9a" + n.to_bytes(4, "big")
+    return head + b"".join(raws)
+
+
+def runs_to_check(t: Txn, queue: str | None, closed: int) -> list[dict[str, Any]]:
+    """The records of every running workflow (of `queue`, if given), then of the `closed` closed
+    runs started last (earlier runs of reused ids too), newest first in each part."""
+    out = [rec for rec in _listed(t, RUNNING, None, None, None, False) if queue is None or rec["queue"] == queue]
+    if closed > 0:
+        taken = 0
+        for rec in _listed(t, None, None, None, None, True):
+            if rec["status"] != RUNNING and (queue is None or rec["queue"] == queue):
+                out.append(rec)
+                taken += 1
+                if taken >= closed:
+                    break
+    return out
+
+
 def list_workflows(t: Txn, status: str | None, wtype: str | None, limit: int, *, since: int | None = None,
                    until: int | None = None, all_runs: bool = False) -> list[dict[str, Any]]:
     """Records of current runs (with `all_runs`, of every run), newest first by start time,

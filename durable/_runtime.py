@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from . import _context
 from . import _events as ev
 from ._codec import Converter, error_from_record, error_to_record
-from ._defs import ActivityOptions, WorkflowDef, check_seconds
+from ._defs import ActivityOptions, WorkflowDef, check_name, check_seconds
 from ._errors import (
     ActivityError,
     DecodeError,
@@ -348,6 +348,11 @@ class Runtime:
         #: the activation running is one of the history's: its commands are compared with the
         #: recorded ones (kind, seq and name), never written, so their payloads are not made
         self._replaying = False
+        #: the recorded commands of the activation being replayed (None when it runs live):
+        #: `patched` looks ahead in them for its marker
+        self._recorded: list[dict[str, Any]] | None = None
+        #: patch id -> what `patched` answered first in this run (it answers the same ever after)
+        self._patches: dict[str, bool] = {}
 
     # --- the API's entry points ------------------------------------------------------------
 
@@ -380,10 +385,12 @@ class Runtime:
             if not recorded and not run_live:
                 return []
             self._replaying = bool(recorded)
+            self._recorded = recorded if recorded else None
             try:
                 commands = self._activate(inputs)
             finally:
                 self._replaying = False
+                self._recorded = None
             if not recorded:
                 self.processed += j - i
                 self._pending_recorded = len(commands)
@@ -703,24 +710,51 @@ class Runtime:
             raise Cancelled()
 
     def _compare(self, produced: list[dict[str, Any]], recorded: list[dict[str, Any]], base: int) -> None:
-        for offset in range(max(len(produced), len(recorded))):
-            have = recorded[offset] if offset < len(recorded) else None
-            made = produced[offset] if offset < len(produced) else None
-            if have is not None and made is not None and _same_command(have, made):
-                continue
-            where = f"workflow {self.workflow_id!r} ({self.defn.name}), event {base + offset}"
-            if have is None:
-                msg = f"{where}: the history has no more commands here but the code now does {ev.describe_command(made)}"  # type: ignore[arg-type]
-            elif made is None:
-                msg = f"{where}: the history has {ev.describe_command(have)} but the code now does nothing more"
-            else:
-                msg = (
-                    f"{where}: the history has {ev.describe_command(have)} "
-                    f"but the code now does {ev.describe_command(made)}"
-                )
-            raise NondeterminismError(
-                msg + f". Deploy code that matches the history (see `durable history {self.workflow_id}`)."
+        i, j = _align(produced, recorded)
+        if i == len(recorded) and j == len(produced):
+            return
+        if [c["k"] for c in produced] == [ev.TASK_COMPLETED] and all(
+            c["k"] == ev.MARKER_RECORDED and c["dep"] for c in recorded
+        ):
+            return  # all it recorded was deprecated markers, which the code no longer makes
+        have = recorded[i] if i < len(recorded) else None
+        made = produced[j] if j < len(produced) else None
+        where = f"workflow {self.workflow_id!r} ({self.defn.name}), event {base + i}"
+        if have is None:
+            msg = f"{where}: the history has no more commands here but the code now does {ev.describe_command(made)}"  # type: ignore[arg-type]
+        elif made is None:
+            msg = f"{where}: the history has {ev.describe_command(have)} but the code now does nothing more"
+        else:
+            msg = (
+                f"{where}: the history has {ev.describe_command(have)} "
+                f"but the code now does {ev.describe_command(made)}"
             )
+        if have is not None and have["k"] == ev.MARKER_RECORDED:
+            patch = have["patch"]
+            msg += (
+                f" (the code no longer calls durable.patched({patch!r}) here: keep it there, or "
+                f"durable.deprecate_patch({patch!r}), until every workflow that recorded it has closed)"
+            )
+        raise NondeterminismError(
+            msg + f". Deploy code that matches the history (see `durable history {self.workflow_id}`)."
+        )
+
+    def patch(self, patch_id: str, deprecated: bool) -> bool:
+        """`durable.patched` (and `deprecate_patch`): whether this run takes the new code path.
+
+        Live, yes, and a marker records it. Replaying, yes only if the history has the marker
+        where the code is now: after the commands it made so far in this activation, among the
+        markers that come next (a history without it was recorded by the old code). The first
+        answer holds for the rest of the run, and only the first call records a marker."""
+        use = self._patches.get(patch_id)
+        if use is not None:
+            return use
+        recorded = self._recorded
+        use = recorded is None or _marker_ahead(patch_id, self._commands, recorded)
+        self._patches[patch_id] = use
+        if use:
+            self._emit({"k": ev.MARKER_RECORDED, "patch": patch_id, "dep": deprecated})
+        return use
 
     # --- operations called by workflow code -------------------------------------------------
 
@@ -868,7 +902,47 @@ def _same_command(have: dict[str, Any], made: dict[str, Any]) -> bool:
         return False
     if have.get("seq") != made.get("seq"):
         return False
-    return have.get("name") == made.get("name")
+    # a marker's deprecated flag is not compared: patched() and deprecate_patch() accept either
+    return have.get("name") == made.get("name") and have.get("patch") == made.get("patch")
+
+
+def _align(produced: list[dict[str, Any]], recorded: list[dict[str, Any]],
+           stop_after_produced: bool = False) -> tuple[int, int]:
+    """Walk an activation's commands (`produced`) and the history's (`recorded`) side by side
+    while they match; return where each stands when they part (both at their ends: a match).
+
+    A deprecated patch marker in the history that the code does not make here is passed over:
+    it was recorded by `deprecate_patch`, whose call may since have been removed (Temporal's
+    rule). With `stop_after_produced`, stop as soon as the code's commands are used up."""
+    i = j = 0
+    n, m = len(recorded), len(produced)
+    while True:
+        if stop_after_produced and j == m:
+            return i, j
+        have = recorded[i] if i < n else None
+        if have is None:
+            return i, j
+        if j < m and _same_command(have, produced[j]):
+            i += 1
+            j += 1
+        elif have["k"] == ev.MARKER_RECORDED and have["dep"]:
+            i += 1
+        else:
+            return i, j
+
+
+def _marker_ahead(patch_id: str, produced: list[dict[str, Any]], recorded: list[dict[str, Any]]) -> bool:
+    """Whether the history has the marker of `patch_id` where the code now is: among the run of
+    markers that follows the commands the activation made so far. A history with another
+    command there, or none, was recorded before the patch existed."""
+    i, j = _align(produced, recorded, stop_after_produced=True)
+    if j < len(produced):
+        return False  # the code already departs from the history: replay will say where
+    while i < len(recorded) and recorded[i]["k"] == ev.MARKER_RECORDED:
+        if recorded[i]["patch"] == patch_id:
+            return True
+        i += 1
+    return False
 
 
 # --- the module-level API used by workflow code ----------------------------------------------
@@ -905,6 +979,33 @@ def uuid4() -> _uuid.UUID:
 def info() -> WorkflowInfo:
     """Facts about the current workflow: id, type, run id, queue, start time."""
     return _context.current("durable.info").info()
+
+
+def patched(patch_id: str) -> bool:
+    """Whether this workflow takes the new code path of change `patch_id` (Temporal's patching).
+
+    ``if durable.patched("fix-refund"): new code, else: old code``. Running live, it returns True
+    and records a marker in the history (the first time this run asks); replaying a history
+    recorded before the change (no marker at this point) it returns False, so the old path
+    replays as it ran; replaying one with the marker, True. The first answer holds for the rest
+    of the run. Once no running workflow took the old path, replace it by `deprecate_patch`.
+    """
+    rt = _context.current("durable.patched")
+    _refuse_in_query("durable.patched")
+    return rt.patch(check_name(patch_id, "a patch id"), False)
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """Mark change `patch_id` as the only code path, the old one removed (after `patched`).
+
+    Running live, it records a marker (flagged deprecated); replaying, it accepts a history with
+    or without the marker here. Deploy it once every workflow that took the old path has closed;
+    once those that ran the `patched` call have closed too, remove the call: a deprecated
+    marker the code no longer makes is passed over on replay.
+    """
+    rt = _context.current("durable.deprecate_patch")
+    _refuse_in_query("durable.deprecate_patch")
+    rt.patch(check_name(patch_id, "a patch id"), True)
 
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -734,3 +734,65 @@ def run() -> None:
     main(prog_name="durable")
 
 
+def _cannot_check(message: str) -> None:
+    """`durable check` could not check anything: one line on stderr, exit code 2 (1 says that
+    some workflow would break)."""
+    click.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.argument("modules", nargs=-1, required=True)
+@click.option("--queue", default=None, help="Only the workflows of this queue (default: every queue).")
+@click.option("--closed", default=0, show_default=True, type=click.IntRange(0), metavar="N",
+              help="Also the N closed runs started last.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per workflow checked (the summary on stderr).")
+@click.option("--jobs", "-j", default=None, type=click.IntRange(1, 1024), metavar="J",
+              help="Processes that replay histories (default: the CPU count; 1: in this process).")
+@click.pass_obj
+@handle_errors
+def check(state: _State, modules: tuple[str, ...], queue: str | None, closed: int, as_json: bool,
+          jobs: int | None) -> None:
+    """Would deploying the code in MODULES break running workflows? Replay the history of every
+    running workflow (and with --closed N, of the N closed runs started last) through it.
+
+    Nothing runs but workflow code: no activity, nothing written to the store. Prints each
+    workflow that would break with the error its replay raised (a NondeterminismError naming
+    the event, or a workflow type not registered in MODULES...), then a summary line. Exit
+    code 0 if every one matches, 1 if any would break, 2 if the check could not be made."""
+    from ._check import run_checks
+
+    try:
+        loaded = _import_modules(modules)
+        codec = state.codec
+    except SystemExit as exc:  # the error is on stderr already
+        sys.exit(2 if exc.code == 1 else exc.code)
+    registry = durable._defs.Registry.from_modules(loaded)
+    if not registry.workflows:
+        _cannot_check(f"no workflows found in {', '.join(modules)}")
+    try:
+        store = durable._store.Store.open(state.data or durable._client.default_data_dir(), create=False)
+        runs = durable._check.stored_runs(store, queue=queue, closed=closed)
+    except durable.DurableError as exc:
+        _cannot_check(str(exc))
+    code = f"MODULES ({' '.join(modules)})"
+    results = run_checks(
+        durable._check.stored_histories(store, runs), len(runs), registry=registry, codec=codec,
+        module_names=[m.__name__ for m in loaded], codec_spec=state.codec_spec,
+        jobs=jobs or os.cpu_count() or 1, code=code,
+    )
+    broken = 0
+    try:
+        for r in results:
+            broken += not r.ok
+            if as_json:
+                click.echo(_to_json(r.to_json()))
+            elif not r.ok:
+                click.echo(_one_line(f"{r.workflow_id} (run {r.run_id}, {r.workflow_type}) would break: {r.error}"))
+    except durable.DurableError as exc:  # the store could not be read
+        _cannot_check(str(exc))
+    n = len(runs)
+    click.echo(f"checked {n} workflow{'' if n == 1 else 's'}: {n - broken} match, {broken} would break",
+               err=as_json)
+    if broken:
+        sys.exit(1)

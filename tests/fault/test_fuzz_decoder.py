@@ -155,6 +155,7 @@ _FIELD = {
     int: st.integers(min_value=0, max_value=2**64 - 1),
     bytes: st.binary(max_size=60),
     dict: st.dictionaries(st.text(max_size=8), plain_data, max_size=5),
+    bool: st.booleans(),
 }
 
 

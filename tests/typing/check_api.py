@@ -179,3 +179,22 @@ client.start(WfClassOptions, 1)  # type: ignore[arg-type]
 client.start(wf_function, 1, idd="w3")  # type: ignore[call-overload]
 # a result used as the wrong type is an error
 text: str = client.start(wf_function, 1).result()  # type: ignore[assignment]
+
+# --- patching and the pre-deploy check --------------------------------------------------------
+
+
+@durable.workflow
+async def wf_patched(x: int) -> str:
+    if durable.patched("fix-refund"):
+        return await async_plain(x)
+    durable.deprecate_patch("other")
+    return ""
+
+
+assert_type(durable.patched("p"), bool)
+assert_type(durable.deprecate_patch("p"), None)
+results = durable.check_histories(workflows=[wf_patched, WfClass], histories=[handle.export_history()])
+assert_type(results, list[durable.CheckResult])
+assert_type(results[0].ok, bool)
+assert_type(results[0].error, str | None)
+durable.check_histories(workflows=[wf_patched], histories=["not bytes"])  # type: ignore[list-item]
