@@ -13,6 +13,12 @@ activity run here and not recorded ran once more than the history says, which ac
 activity waits or fails, the task is recorded the usual way with every activity claimed, and
 the attempts that ran are reported under those claims (`_record_ahead_usual`).
 
+With ``unclaimed`` on, a task run before it is claimed may run its activities ahead too: if
+another worker claims the task meanwhile, its attempts of the same steps may run while ours do
+(same idempotency keys); ours are then not recorded (the claim in our transaction fails). At
+least once still holds, as on the usual path when a lease expires under a worker that still
+runs the step; only one outcome is ever recorded.
+
 Off (``FastPaths(ahead=False)``): `_can_run_ahead` is false, and the task is recorded first.
 """
 

@@ -6,7 +6,8 @@ the others.
 
 - `_lifecycle`: the `Worker` class: construction, run / run_sync / shutdown, signals, presence,
   draining at shutdown;
-- `_threads`: the writer (group commit) and engine (workflow code) threads and their batches;
+- this module: the shared state, wake-ups, and the hand-offs every room uses to the writer
+  (group commit: `_write`) and engine (workflow code: `_in_engine`) threads of `_threads`;
 - `_polling`: claiming tasks and starting them;
 - `_workflow_tasks`: workflow tasks, the cache of live instances, queries;
 - `_activities`: activity attempts, their reports, heartbeats, cancellation;
@@ -15,9 +16,10 @@ the others.
   `_rounds` (results recorded with the task they make), `_ahead` (a new task's activities run
   before it is recorded).
 
-Rooms import this module and `_records`, never each other: what one room calls in another is
-declared below (for the type checker; the room named defines it), so each room's dependencies
-can be read here. Only `_lifecycle` imports the rooms, to compose them.
+Rooms import this module and the leaves (`_records`, `_fast`, `_threads`), never each other: what
+one room calls in another is declared at the end of `WorkerBase` (for the type checker; the room
+named defines it), so each room's dependencies can be read here. Only `_lifecycle` imports the
+rooms, to compose them.
 """
 
 from __future__ import annotations

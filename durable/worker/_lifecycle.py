@@ -301,7 +301,7 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
             log.warning("grace period of %g s over: handing back %s (a sync activity stops at its next "
                         "durable.heartbeat(), or when it returns)", self.graceful_timeout, self._describe_activities())
         # Hand back the attempts that did not finish. Each releases its lease itself once its code
-        # has stopped (see _run_attempt), under heartbeats until then: a sync activity cannot be
+        # has stopped (see `_record_report`), under heartbeats until then: a sync activity cannot be
         # interrupted unless it calls heartbeat(), and handing it back while it still runs would let
         # another worker run the same step at the same time (it finishes here instead).
         for _, ctx, scope in list(self._running_acts.values()):
