@@ -10,7 +10,7 @@ below writes what that path writes, or nothing; its invariant is stated at its d
 ======================  ===================================  =====================================
 flag (`FastPaths`)      where                                what it skips
 ======================  ===================================  =====================================
-``ahead``               `_ahead.Ahead._run_ahead`            recording a new task before its
+``ahead``               `_ahead.RunAhead._run_ahead`         recording a new task before its
                                                              activities run, and their attempts
 ``rounds``              `_rounds.Rounds._join_continue`,     a result's own commit and the queue
                         `_continue_run`, `_speculate`,       round trip of the task it makes
@@ -27,7 +27,7 @@ flag (`FastPaths`)      where                                what it skips
                                                              fired timer makes
 ``forward``             `_threads.BatchThread._forward`      the trio thread's hop between the
                                                              engine and the writer
-``local_wakeups``       `_threads.Threads._write_batch`      our own commits' round trip through
+``local_wakeups``       `_base.WorkerBase._write_batch`      our own commits' round trip through
                                                              the wake-up socket
 ======================  ===================================  =====================================
 
