@@ -35,6 +35,7 @@ import datetime as _dt
 import heapq
 import os
 from collections.abc import Container, Iterator
+from enum import StrEnum
 from typing import Any
 
 from . import _crashpoint
@@ -67,6 +68,26 @@ ID_REUSE_POLICIES = ("allow_duplicate", "allow_duplicate_failed_only", "reject_d
 ID_CONFLICT_POLICIES = ("fail", "use_existing")
 
 _NS = 1_000_000_000
+
+
+class TaskStatus(StrEnum):
+    """How recording a workflow task's outcome (or results with the task they make) went.
+
+    Members are strings ("ok" == TaskStatus.OK), so callers may compare with either."""
+
+    OK = "ok"  #: recorded
+    LOST = "lost"  #: the task's lease is gone (another worker may hold it): nothing written
+    RETRY = "retry"  #: signals came in as the task closed the workflow: they are recorded, the task runs again
+    PLAIN = "plain"  #: the results alone are recorded (the history moved on): a task is queued for them
+    REFUSED = "refused"  #: no result held its lease: nothing written
+
+
+class LeaseStatus(StrEnum):
+    """What a worker learns of a task it holds from a heartbeat (`heartbeat`, `activity_status`)."""
+
+    OK = "ok"  #: still held
+    CANCEL = "cancel"  #: still held, and the workflow asks the activity to stop
+    LOST = "lost"  #: no longer held (expired, handed to another worker, or the step ended)
 
 
 # --- small helpers -----------------------------------------------------------------------
@@ -856,7 +877,7 @@ Eager = tuple[Container[int], str, str, int, list[dict[str, Any]]]
 
 
 def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str, Any]],
-                           eager: Eager | None = None) -> str:
+                           eager: Eager | None = None) -> TaskStatus:
     """Record an activation's commands; return "ok", "lost" (lease gone) or "retry".
 
     "retry" means signals arrived while the code decided to close the workflow: they are put in
@@ -866,7 +887,7 @@ def complete_workflow_task(t: Txn, num: int, token: int, commands: list[dict[str
     """
     rec = _ending_wft(t, num, token)
     if rec is None:
-        return "lost"
+        return TaskStatus.LOST
     return _record_commands(t, rec, commands, eager)
 
 
@@ -883,7 +904,7 @@ def _ending_wft(t: Txn, num: int, token: int) -> dict[str, Any] | None:
 
 
 def _results_then(t: Txn, rec: dict[str, Any], events: list[dict[str, Any]], hlen: int,
-                  commands: list[dict[str, Any]], eager: Eager | None, plain: bool = False) -> str:
+                  commands: list[dict[str, Any]], eager: Eager | None, plain: bool = False) -> TaskStatus:
     """Record activities' results (ActivityCompleted events as given to the live instance) and
     the commands of the workflow task they made, if the history is still the one the instance
     had seen (`hlen` events, no task queued or running, nothing in the inbox) and not `plain`:
@@ -892,7 +913,7 @@ def _results_then(t: Txn, rec: dict[str, Any], events: list[dict[str, Any]], hle
         for event in events:
             _deliver(t, rec, {k: v for k, v in event.items() if k != "t"})
         _save_wf(t, rec)
-        return "plain"
+        return TaskStatus.PLAIN
     for event in events:
         _append(t, rec, event)
     t.wake = True
@@ -902,7 +923,7 @@ def _results_then(t: Txn, rec: dict[str, Any], events: list[dict[str, Any]], hle
 def complete_activities_and_continue(
     t: Txn, num: int, results: list[tuple[int, int, dict[str, Any]]], hlen: int, commands: list[dict[str, Any]],
     eager: Eager | None = None,
-) -> tuple[list[bool], str]:
+) -> tuple[list[bool], TaskStatus]:
     """Record attempts' results together with the workflow task they make, already run by the
     worker that holds the workflow's live instance: one transaction instead of two per result.
 
@@ -916,7 +937,7 @@ def complete_activities_and_continue(
     states = [_fenced_act(t, num, seq, token) for seq, token, _ in results]
     accepted = [st is not None for st in states]
     if not any(accepted):
-        return accepted, "refused"
+        return accepted, TaskStatus.REFUSED
     rec = _wf_by_num(t, num)
     assert rec is not None and rec["status"] == RUNNING
     for (seq, _, _), st in zip(results, states):
@@ -929,7 +950,7 @@ def complete_activities_and_continue(
 def complete_task_run_ahead(
     t: Txn, num: int, token: int, started: int, commands: list[dict[str, Any]], results: list[dict[str, Any]],
     hlen: int, commands2: list[dict[str, Any]], eager: Eager | None = None,
-) -> tuple[str, str | None]:
+) -> tuple[TaskStatus, TaskStatus | None]:
     """Record a workflow task whose activities the worker ran before recording it (and which all
     finished), their results, and the workflow task those made, already run: one transaction
     for what would otherwise be the task, then the results with the next task.
@@ -946,19 +967,19 @@ def complete_task_run_ahead(
     """
     rec = _ending_wft(t, num, token)
     if rec is None:
-        return "lost", None
+        return TaskStatus.LOST, None
     now, t.now = t.now, min(t.now, started)
     try:
         status = _record_commands(t, rec, commands, None, frozenset(e["seq"] for e in results))
     finally:
         t.now = now
-    if status != "ok":
+    if status != TaskStatus.OK:
         return status, None
     return status, _results_then(t, rec, results, hlen, commands2, eager)
 
 
 def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]], eager: Eager | None,
-                     ran: Container[int] = ()) -> str:
+                     ran: Container[int] = ()) -> TaskStatus:
     """Append a workflow task's commands and apply them (see `complete_workflow_task`); the
     activities `ran` are already over (`complete_task_run_ahead`): no attempt record for them."""
     closing = commands[-1]["k"] if commands and commands[-1]["k"] in ev.CLOSING_KINDS else None
@@ -971,7 +992,7 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
             _enqueue_wft(t, rec)
             rec["closing"] = True
             _save_wf(t, rec)
-            return "retry"
+            return TaskStatus.RETRY
         rec["ilen"] = 0
     rec.pop("closing", None)
     if rec["hlen"] + len(commands) > MAX_HISTORY_EVENTS:
@@ -991,7 +1012,7 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
     if closing is not None:
         _close(t, rec, ev.CLOSING_STATUS[closing])
         _save_wf(t, rec, RUNNING)
-        return "ok"
+        return TaskStatus.OK
     pending = _drain_inbox(t, rec) + followups
     for event in pending:
         event.setdefault("t", t.now)
@@ -999,7 +1020,7 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
     if pending:
         _enqueue_wft(t, rec)
     _save_wf(t, rec)
-    return "ok"
+    return TaskStatus.OK
 
 
 def _release_wft(t: Txn, rec: dict[str, Any]) -> None:
@@ -1168,7 +1189,7 @@ def _retry_or_fail(t: Txn, rec: dict[str, Any], key: bytes, st: dict[str, Any], 
         _deliver(t, rec, {"k": ev.ACTIVITY_FAILED, "seq": seq, "err": err, "attempt": attempt, "why": why})
 
 
-def heartbeat(t: Txn, owner: str, lease_ns: int, items: list[tuple[Any, ...]]) -> list[str]:
+def heartbeat(t: Txn, owner: str, lease_ns: int, items: list[tuple[Any, ...]]) -> list[LeaseStatus]:
     """Renew the leases `owner` holds; return per item "ok", "cancel" or "lost".
 
     Items are ("act", num, seq, token, details-or-None) or ("wft", num, token).
@@ -1178,17 +1199,17 @@ def heartbeat(t: Txn, owner: str, lease_ns: int, items: list[tuple[Any, ...]]) -
         if item[0] == "wft":
             rec = _fenced_wft(t, item[1], item[2])
             if rec is None:
-                out.append("lost")
+                out.append(LeaseStatus.LOST)
                 continue
             t.delete("due", rec["wdue"])
             rec["wdue"] = _set_due(t, t.now + lease_ns, b"W" + u64(rec["num"]))
             _save_wf(t, rec)
-            out.append("ok")
+            out.append(LeaseStatus.OK)
             continue
         _, num, seq, token, details = item
         st = _fenced_act(t, num, seq, token)
         if st is None:
-            out.append("lost")
+            out.append(LeaseStatus.LOST)
             continue
         st["exp"] = t.now + lease_ns
         if details is not None:
@@ -1196,11 +1217,11 @@ def heartbeat(t: Txn, owner: str, lease_ns: int, items: list[tuple[Any, ...]]) -
             st["hbt"] = t.now
         _reset_act_due(t, st, num, seq)
         t.put_rec("act", u64x2(num, seq), st)
-        out.append("cancel" if st["cancel"] else "ok")
+        out.append(LeaseStatus.CANCEL if st["cancel"] else LeaseStatus.OK)
     return out
 
 
-def activity_status(t: Txn, items: list[tuple[int, int, int]]) -> list[str]:
+def activity_status(t: Txn, items: list[tuple[int, int, int]]) -> list[LeaseStatus]:
     """Read-only: for each (num, seq, token) this worker runs, "ok", "cancel" or "lost".
 
     Lets a worker learn of a cancel request as soon as it is committed, between heartbeats.
@@ -1209,9 +1230,9 @@ def activity_status(t: Txn, items: list[tuple[int, int, int]]) -> list[str]:
     for num, seq, token in items:
         st = t.get_rec("act", u64x2(num, seq))
         if st is None or st["st"] != "r" or st.get("tok") != token:
-            out.append("lost")
+            out.append(LeaseStatus.LOST)
         else:
-            out.append("cancel" if st["cancel"] else "ok")
+            out.append(LeaseStatus.CANCEL if st["cancel"] else LeaseStatus.OK)
     return out
 
 

@@ -25,6 +25,13 @@ from durable import _store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Whether the workers the tests make take their fast paths (``DURABLE_FAST_PATHS=0`` turns them
+#: all off: CI runs the worker and fault tests so once more, see .ci/run).
+FAST_PATHS = os.environ.get("DURABLE_FAST_PATHS", "") != "0"
+#: For a test of a fast path itself (that it is taken: counters, commit counts), which has nothing
+#: to test with the fast paths off.
+needs_fast_paths = pytest.mark.skipif(not FAST_PATHS, reason="tests a fast path itself (DURABLE_FAST_PATHS=0)")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", default=False, help="also run long fault/soak tests")

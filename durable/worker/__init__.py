@@ -1,5 +1,6 @@
 """The `durable` worker process: serves a queue of a store with registered code."""
 
-from ._worker import Worker
+from ._fast import FastPaths
+from ._lifecycle import Worker
 
-__all__ = ["Worker"]
+__all__ = ["FastPaths", "Worker"]

@@ -59,13 +59,15 @@ def fill(path: str, leave: int) -> str:
     """Fill the filesystem at `path` with one file, then free `leave` bytes; return its name."""
     filler = os.path.join(path, "filler")
     chunk = b"\0" * 65536
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    # unbuffered: a buffered file keeps what a short write left and fails again when closed
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, chunk)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
     os.truncate(filler, max(0, os.path.getsize(filler) - leave))
     return filler
 
