@@ -14,21 +14,10 @@ import re
 import pytest
 
 import durable
-from durable._store import Clock, Store
+from durable._store import Store
 from examples import hello
 from tests.cli.test_cli import TIMEOUT, cli, fails, json_lines, ok, serving
-
-NS = 1_000_000_000
-T0 = 1_800_000_000 * NS  # 2027-01-15T08:00:00Z
-UTC = dt.timezone.utc
-
-
-class ManualClock(Clock):
-    def __init__(self) -> None:
-        self.ns = T0
-
-    def now_ns(self) -> int:
-        return self.ns
+from tests.durable.test_list import NS, T0, UTC, ManualClock  # 2027-01-15T08:00:00Z
 
 
 @pytest.fixture
