@@ -283,6 +283,9 @@ class WorkflowDef:
 
     def check_start_args(self, args: tuple[Any, ...] | list[Any]) -> None:
         """`InvalidArgument` unless `args` fit the workflow's parameters."""
+        least, most = self.params
+        if least <= len(args) and (most is None or len(args) <= most):
+            return  # every start comes here: the message's signature is made only on a refusal
         check_arity(f"workflow {self.name!r}", self.params, len(args),
                     signature_text(self.function, method=self.is_class))
 
