@@ -488,27 +488,19 @@ def record_presence(t: Txn, queue: str, identity: str, until: int, info: dict[st
 
 def prune_presence(t: Txn, queue: str, before: int) -> None:
     """Forget the workers of `queue` gone since before `before` (ns), keeping the latest one."""
-    records = [(key, decode(raw, what="worker record")) for key, raw in t.scan("workers", _task_prefix(b"", queue))]
-    records.sort(key=lambda kr: kr[1].get("until", 0) if isinstance(kr[1], dict) else 0)
-    for key, rec in records[:-1]:
-        if not isinstance(rec, dict) or rec.get("until", 0) < before:
-            t.delete("workers", key)
+    recs = sorted(workers(t, queue), key=lambda r: r.get("until", 0) if isinstance(r.get("until"), int) else 0)
+    for rec in recs[:-1]:
+        if not isinstance(rec.get("until"), int) or rec["until"] < before:
+            t.delete("workers", _task_prefix(b"", queue) + rec["identity"].encode(errors="surrogateescape"))
 
 
 def queue_presence(t: Txn, queue: str) -> tuple[int, int | None]:
     """(Until when a worker is known to serve `queue`, in ns, 0 if none; when one was last seen
     there, or None if no worker ever served it). A worker serves it now if the first is past now."""
-    until, last = 0, None
-    for _, raw in t.scan("workers", _task_prefix(b"", queue)):
-        rec = decode(raw, what="worker record")
-        if not isinstance(rec, dict):
-            continue
-        if isinstance(rec.get("until"), int):
-            until = max(until, rec["until"])
-        seen = rec.get("seen")
-        if isinstance(seen, int) and (last is None or seen > last):
-            last = seen
-    return until, last
+    recs = workers(t, queue)
+    until = max((r["until"] for r in recs if isinstance(r.get("until"), int)), default=0)
+    seen = [r["seen"] for r in recs if isinstance(r.get("seen"), int)]
+    return until, max(seen) if seen else None
 
 
 def nobody_serves(queue: str, now: int, presence: tuple[int, int | None]) -> str | None:
@@ -529,7 +521,7 @@ def workers(t: Txn, queue: str | None = None) -> list[dict[str, Any]]:
         rec = decode(raw, what="worker record")
         if isinstance(rec, dict):
             q, _, ident = key.partition(b"\x00")
-            out.append({**rec, "queue": q.decode(errors="replace"), "identity": ident.decode(errors="replace")})
+            out.append({**rec, "queue": q.decode(errors="replace"), "identity": ident.decode(errors="surrogateescape")})
     return out
 
 

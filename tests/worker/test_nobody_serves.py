@@ -69,3 +69,22 @@ def test_the_cli_warns_on_stderr_and_still_starts(data_dir: str) -> None:
     )
     text = CliRunner().invoke(main, ["describe", "cli-early", "--data", data_dir]).stdout
     assert "warning: no worker has polled queue 'default' yet" in text
+
+
+def test_records_of_workers_gone_long_ago_are_pruned_keeping_the_latest(data_dir: str) -> None:
+    from durable import _ops
+    from durable._limits import PRESENCE_KEEP_NS
+
+    store = durable.Client(data_dir)._store
+    now = store.clock.now_ns()
+    old = now - PRESENCE_KEEP_NS - 10**9
+    store.write(lambda t: [_ops.record_presence(t, "q", f"w{i}", old + i, {}) for i in range(3)])
+    store.write(lambda t: _ops.record_presence(t, "other", "x", old, {}))
+    store.write(lambda t: _ops.prune_presence(t, "q", now - PRESENCE_KEEP_NS))
+    assert [w["identity"] for w in store.read(lambda t: _ops.workers(t, "q"))] == ["w2"]  # the latest stays
+    store.write(lambda t: _ops.record_presence(t, "q", "w3", now + 10**9, {}))
+    store.write(lambda t: _ops.prune_presence(t, "q", now - PRESENCE_KEEP_NS))
+    assert [w["identity"] for w in store.read(lambda t: _ops.workers(t, "q"))] == ["w3"]
+    assert [w["identity"] for w in store.read(lambda t: _ops.workers(t, "other"))] == ["x"]  # its own queue only
+    until, seen = store.read(lambda t: _ops.queue_presence(t, "q"))
+    assert until == now + 10**9 and seen is not None
