@@ -42,7 +42,7 @@ SECURITY_HEADERS = [
      b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
      b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make form posts say "Origin: null"
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),
 ]

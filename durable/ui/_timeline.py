@@ -64,6 +64,7 @@ class Timeline:
     points: list[Mark]
     t0: _dt.datetime
     t1: _dt.datetime
+    now: _dt.datetime
     cut: int = 0  # lanes not drawn (past MAX_LANES)
 
 
@@ -145,7 +146,8 @@ def build(events: list[dict[str, Any]], desc: WorkflowDescription, now: _dt.date
     t1 = max(times)
     bars = sorted(lanes.values(), key=lambda b: b.start)
     cut = max(0, len(bars) - MAX_LANES)
-    return Timeline([wf, *bars[:MAX_LANES]], points, t0, t1 if t1 > t0 else t0 + _dt.timedelta(milliseconds=1), cut)
+    t1 = t1 if t1 > t0 else t0 + _dt.timedelta(milliseconds=1)
+    return Timeline([wf, *bars[:MAX_LANES]], points, t0, t1, min(max(now, t0), t1), cut)
 
 
 def render(timeline: Timeline | None) -> str:
@@ -171,14 +173,14 @@ def render(timeline: Timeline | None) -> str:
                    f'+{_e(readable_duration(span * i / 4))}</text>')
     for row, bar in enumerate(timeline.bars):
         y = AXIS + row * LANE
-        out.append(_bar(bar, y, x, timeline.t1))
+        out.append(_bar(bar, y, x, timeline.now))
     y = AXIS + len(timeline.bars) * LANE
     out.append(f'<text class="label" x="4" y="{y + LANE / 2 + 4}">signals and events</text>')
     for mark in timeline.points:
         cx, cy = x(mark.time), y + LANE / 2
         out.append(f'<g class="point {_e(mark.css)}"><title>{_e(_when(mark.time, t0))} {_e(mark.title)}</title>'
                    f'<path d="M{cx:.1f} {cy - 6} l6 6 l-6 6 l-6 -6 z"/>'
-                   f'<text class="point-label" x="{cx + 8:.1f}" y="{cy + 4}">{_e(_cut(mark.label, 18))}</text></g>')
+                   f'{_point_label(mark.label, cx, cy)}</g>')
     out.append("</svg>")
     if timeline.cut:
         out.append(f'<p class="muted">{timeline.cut} more activities and timers are not drawn (the first '
@@ -186,10 +188,10 @@ def render(timeline: Timeline | None) -> str:
     return "".join(out)
 
 
-def _bar(bar: Bar, y: float, x: Any, t1: _dt.datetime) -> str:
-    end = bar.end or bar.due or t1
-    if bar.end is None and bar.kind != "timer":
-        end = t1
+def _bar(bar: Bar, y: float, x: Any, now: _dt.datetime) -> str:
+    """One lane: a closed bar ends at its final event; an open one at now (a waiting timer at
+    when it falls due); a retry's wait is dashed from now to when the next attempt starts."""
+    end = bar.end or (bar.due if bar.kind == "timer" and bar.due is not None else now)
     x0, x1 = x(bar.start), x(end)
     height = BAR if bar.kind != "timer" else BAR / 2
     top = y + (LANE - height) / 2
@@ -206,10 +208,20 @@ def _bar(bar: Bar, y: float, x: Any, t1: _dt.datetime) -> str:
                      f'\u00d7{bar.attempts}</text>')
     for mark in bar.marks:
         mx = x(mark.time)
+        if mark.css == "retry" and mark.time > now:
+            parts.append(f'<line class="wait" x1="{x(now):.1f}" y1="{y + LANE / 2:.1f}" x2="{mx:.1f}" '
+                         f'y2="{y + LANE / 2:.1f}"/>')
         parts.append(f'<line class="mark {_e(mark.css)}" x1="{mx:.1f}" y1="{top - 3:.1f}" x2="{mx:.1f}" '
                      f'y2="{top + height + 3:.1f}"><title>{_e(mark.title)}</title></line>')
     parts.append("</g>")
     return "".join(parts)
+
+
+def _point_label(label: str, cx: float, cy: float) -> str:
+    """A point's label: right of it, or left of it near the right edge."""
+    left = cx > WIDTH - 110
+    return (f'<text class="point-label" x="{cx - 8 if left else cx + 8:.1f}" y="{cy + 4}" '
+            f'text-anchor="{"end" if left else "start"}">{_e(_cut(label, 18))}</text>')
 
 
 def _when(when: _dt.datetime, t0: _dt.datetime) -> str:
