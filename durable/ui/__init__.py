@@ -10,19 +10,21 @@ Importing this package does not import the server, so that a missing one is a cl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._serve import UIUnavailable, serve, serve_sync
+
+if TYPE_CHECKING:
+    import durable
+
+    from ._app import UIApp
 
 __all__ = ["UIUnavailable", "make_app", "serve", "serve_sync"]
 
 
-def make_app(client: "durable.Client", *, token: str | None = None, loopback_only: bool = True) -> "UIApp":
-    """The UI's ASGI application over `client` (see `durable.ui._app.UIApp`)."""
+def make_app(client: durable.Client, *, token: str | None = None, loopback_only: bool = True) -> UIApp:
+    """The UI's ASGI application over `client`: with a `token`, every request must carry it;
+    with `loopback_only`, only requests addressed to 127.0.0.1 or localhost are served."""
     from ._app import UIApp
 
     return UIApp(client, token=token, loopback_only=loopback_only)
-
-
-if False:  # for type checkers only
-    import durable
-
-    from ._app import UIApp

@@ -7,7 +7,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -78,8 +78,9 @@ async def serve(client: durable.Client, *, host: str = "127.0.0.1", port: int = 
         await stop.wait()
 
     async with trio.open_nursery() as nursery:
+        asgi: Any = app  # an ASGI app; hypercorn's type names its scopes' TypedDicts
         bound = await nursery.start(lambda task_status: hypercorn_serve(
-            app, config, shutdown_trigger=shutdown_trigger, task_status=task_status))
+            asgi, config, shutdown_trigger=shutdown_trigger, task_status=task_status))
         base = _browser_url(bound[0], host)
         url = base + "/" + (f"?token={token}" if token is not None else "")
         if announce is not None:

@@ -84,6 +84,8 @@ def build(events: list[dict[str, Any]], desc: WorkflowDescription, now: _dt.date
     for event in events:
         kind, when = event["kind"], event["time"]
         seq = event.get("seq")
+        if not isinstance(seq, int):
+            seq = -1  # an event without a seq: it names no lane
         if kind == "ActivityScheduled":
             lanes[("a", seq)] = Bar("activity", f"{event.get('name')} #{seq}", when, state="scheduled",
                                     details=[f"activity {event.get('name')!s}, seq {seq}"])
@@ -128,9 +130,10 @@ def build(events: list[dict[str, Any]], desc: WorkflowDescription, now: _dt.date
                 title += ":\n" + format_error_record(event["error"])
             points.append(Mark(when, f"close {_CLOSED[kind]}", title, _CLOSED[kind]))
     for p in desc.pending_activities:
-        bar = lanes.get(("a", p.seq))
-        if bar is None or bar.end is not None:
+        pending = lanes.get(("a", p.seq))
+        if pending is None or pending.end is not None:
             continue
+        bar = pending
         bar.state, bar.attempts = p.state, p.attempt
         bar.details.append(f"{p.state.replace('_', ' ')}, attempt {p.attempt}" + (f" on {p.worker}" if p.worker else ""))
         if p.started_at is not None:
