@@ -51,6 +51,8 @@ class UIApp:
         self.store = client.data_dir
         # a few reads at once: the store serves them in parallel; more would only queue in threads
         self._limiter = trio.CapacityLimiter(4)
+        # queries wait for a worker's answer (seconds, at worst): they must not hold up the pages
+        self._query_limiter = trio.CapacityLimiter(4)
         self._static = {name: (resources.files("durable.ui") / "static" / name).read_bytes() for name in STATIC}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,6 +84,9 @@ class UIApp:
         """Run a (blocking) client call in a thread."""
         return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
 
+    async def _call_query(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._query_limiter)
+
     def _error(self, status: int, message: str, request: Request | None) -> Response:
         if request is not None and request.path.startswith("/api/"):
             return Response.json({"error": message}, status)
@@ -107,7 +112,7 @@ class UIApp:
                 return await self._query(request)
             raise BadRequest(404, f"nothing to post to at {path}")
         if path == "/":
-            view = await self._list_view(request.query)
+            view = await self._list_view(request.query, with_types=True)
             return self._page(request, lambda csrf: _pages.list_page(view, self.store))
         if path == "/api/list":
             view = await self._list_view(request.query)
@@ -127,29 +132,33 @@ class UIApp:
 
     # --- the list ------------------------------------------------------------------------------
 
-    async def _list_view(self, query: dict[str, str]) -> _pages.ListView:
+    async def _list_view(self, query: dict[str, str], with_types: bool = False) -> _pages.ListView:
+        """The list's rows for the filters of `query` (`with_types`: and the known workflow types,
+        for the full page's type field)."""
         status = query.get("status") or ""
         if status and status not in _ops.STATUSES:
             raise BadRequest(400, f"unknown status {status!r} (one of: {', '.join(_ops.STATUSES)})")
         wtype = query.get("type", "").strip()
         search = query.get("q", "").strip()
-        filters: dict[str, Any] = {"status": status or None, "workflow": wtype or None}
+        all_runs = query.get("all") == "1"
+        filters: dict[str, Any] = {"status": status or None, "workflow": wtype or None, "all_runs": all_runs}
         try:
-            types = await self._call(self._known_types)
+            types = await self._call(self._known_types) if with_types else []
             if not search:
                 rows = await self._call(self.client.list, limit=LIST_LIMIT, **filters)
                 total = await self._call(self.client.count, **filters)
-                return _pages.ListView(status, wtype, search, rows, total, LIST_LIMIT, types)
+                return _pages.ListView(status, wtype, search, rows, total, LIST_LIMIT, types, all_runs=all_runs)
             rows = await self._call(self.client.list, limit=SEARCH_LIMIT, **filters)
         except durable.InvalidArgument as exc:
             raise BadRequest(400, str(exc)) from None
         searched = len(rows) if len(rows) >= SEARCH_LIMIT else 0
         matches = [r for r in rows if search in r.workflow_id]
-        if len(search.encode()) <= MAX_ID_BYTES and not any(r.workflow_id == search for r in matches):
+        if not all_runs and len(search.encode()) <= MAX_ID_BYTES and not any(r.workflow_id == search for r in matches):
             exact = await self._call(self._describe_or_none, search)
             if exact is not None and (not status or exact.status == status) and (not wtype or exact.workflow_type == wtype):
                 matches.insert(0, exact)
-        return _pages.ListView(status, wtype, search, matches[:LIST_LIMIT], len(matches), LIST_LIMIT, types, searched)
+        return _pages.ListView(status, wtype, search, matches[:LIST_LIMIT], len(matches), LIST_LIMIT, types, searched,
+                               all_runs)
 
     def _known_types(self) -> list[str]:
         return sorted({name for w in self.client.workers(include_gone=True) for name in w.workflows})
@@ -262,7 +271,7 @@ class UIApp:
         handle = self._handle(form)
         answer = error = None
         try:
-            result = await self._call(handle.query, name, *args, timeout=QUERY_TIMEOUT)
+            result = await self._call_query(handle.query, name, *args, timeout=QUERY_TIMEOUT)
             answer = json.dumps(result, default=str, ensure_ascii=False, indent=2)
         except durable.WorkflowNotFound as exc:
             raise BadRequest(404, str(exc)) from None

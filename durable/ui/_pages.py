@@ -77,6 +77,8 @@ class ListView:
     types: list[str] = field(default_factory=list)
     #: set when the id search looked only at the newest `limit` workflows
     searched: int = 0
+    #: every run of each id, not only its latest
+    all_runs: bool = False
 
 
 def list_page(view: ListView, store: str) -> str:
@@ -84,7 +86,8 @@ def list_page(view: ListView, store: str) -> str:
     statuses = "".join(f'<option value="{s}"{" selected" if s == view.status else ""}>{s}</option>'
                        for s in STATUSES)
     types = "".join(f'<option value="{h(t)}">' for t in view.types)
-    query = urlencode({"status": view.status, "type": view.workflow_type, "q": view.search})
+    query = urlencode({"status": view.status, "type": view.workflow_type, "q": view.search,
+                       **({"all": "1"} if view.all_runs else {})})
     body = (
         "<h1>Workflows</h1>"
         '<form class="filters" method="get" action="/" id="filters">'
@@ -93,6 +96,8 @@ def list_page(view: ListView, store: str) -> str:
         f'placeholder="any" autocomplete="off"><datalist id="types">{types}</datalist></label>'
         f'<label>Id <input name="q" id="f-q" type="search" value="{h(view.search)}" '
         'placeholder="id, or a part of it" autocomplete="off"></label>'
+        f'<label class="live"><input type="checkbox" name="all" value="1" id="f-all"'
+        f'{" checked" if view.all_runs else ""}> all runs</label>'
         '<button type="submit">Filter</button>'
         '<label class="live"><input type="checkbox" id="live-toggle" checked> live</label>'
         "</form>"
@@ -116,7 +121,8 @@ def list_fragment(view: ListView) -> str:
         error = f'<span class="task-error" title="{h(d.task_error)}">{h(short(d.task_error.splitlines()[0], 80))}</span>' \
             if d.task_error else ""
         rows.append(
-            f'<tr data-id="{h(d.workflow_id)}"><td class="wid"><a href="{h(workflow_url(d.workflow_id))}">'
+            f'<tr data-id="{h(d.workflow_id)}" data-run="{h(d.run_id)}"><td class="wid">'
+            f'<a href="{h(workflow_url(d.workflow_id, d.run_id if view.all_runs else None))}">'
             f"{h(d.workflow_id)}</a></td><td>{h(d.workflow_type)}</td><td>{status_badge(d.status)}{error}</td>"
             f"<td>{h(stamp(d.created_at))}</td><td>{h(stamp(d.closed_at))}</td><td>{h(d.queue)}</td>"
             f'<td class="num">{d.history_length}</td><td class="run">{h(d.run_id)}</td></tr>'
@@ -196,7 +202,7 @@ def _summary(view: WorkflowView) -> str:
     if d.cancel_requested:
         rows.append(("Cancel", "requested"))
     if view.run_id is None:
-        rows.append(("Runs", f'<a href="/?{h(urlencode({"q": d.workflow_id}))}">this id in the list</a>'))
+        rows.append(("Runs", f'<a href="/?{h(urlencode({"q": d.workflow_id, "all": "1"}))}">every run of this id</a>'))
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     out = f'<section id="summary"><dl class="fields">{dl}</dl>'
     if d.queue_warning:

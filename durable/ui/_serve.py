@@ -77,19 +77,38 @@ async def serve(client: durable.Client, *, host: str = "127.0.0.1", port: int = 
     async def shutdown_trigger() -> None:
         await stop.wait()
 
-    async with trio.open_nursery() as nursery:
-        asgi: Any = app  # an ASGI app; hypercorn's type names its scopes' TypedDicts
-        bound = await nursery.start(lambda task_status: hypercorn_serve(
-            asgi, config, shutdown_trigger=shutdown_trigger, task_status=task_status))
-        base = _browser_url(bound[0], host)
-        url = base + "/" + (f"?token={token}" if token is not None else "")
-        if announce is not None:
-            announce(url)
-        task_status.started(url)
-        if _main_thread():
-            nursery.start_soon(_stop_on_signals, stop)
-        await stop.wait()  # or cancelled from outside
-        nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1
+    try:
+        async with trio.open_nursery() as nursery:
+            asgi: Any = app  # an ASGI app; hypercorn's type names its scopes' TypedDicts
+            bound = await nursery.start(lambda task_status: hypercorn_serve(
+                asgi, config, shutdown_trigger=shutdown_trigger, task_status=task_status))
+            base = _browser_url(bound[0], host)
+            url = base + "/" + (f"?token={token}" if token is not None else "")
+            if announce is not None:
+                announce(url)
+            task_status.started(url)
+            if _main_thread():
+                nursery.start_soon(_stop_on_signals, stop)
+            await stop.wait()  # or cancelled from outside
+            nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1
+    except BaseExceptionGroup as group:
+        taken = _only(group, OSError)  # the address is taken, or not one of this machine's
+        if taken is None:
+            raise
+        reason = taken.strerror or str(taken)
+        raise UIUnavailable(f"cannot listen on {config.bind[0]}: {reason} (choose another --port or --host)") \
+            from None
+
+
+def _only(group: BaseExceptionGroup, kind: type[OSError]) -> OSError | None:
+    """The first exception of `group` if all of them are `kind`, else None."""
+    match, rest = group.split(kind)
+    if match is None or rest is not None:
+        return None
+    leaf: BaseException = match
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, kind) else None
 
 
 async def _stop_on_signals(stop: trio.Event) -> None:

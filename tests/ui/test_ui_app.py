@@ -222,3 +222,21 @@ async def test_the_workers_page_lists_the_workers(data_dir: str) -> None:
             page = await ui.get("/workers")
             text = text_of(page.text)
             assert worker.identity in text and "serving" in text and "Order" in text and "reserve" in text
+
+
+async def test_every_run_of_an_id_is_listed_and_each_has_its_page(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    first = client.start("Order", "a", id="order-r")  # no worker needed: runs are records
+    client.get_handle("order-r").terminate("replaced")
+    second = client.start("Order", "b", id="order-r")
+    async with ui_client(client) as ui:
+        latest = await ui.get("/", params={"q": "order-r"})
+        assert re.findall(r'data-run="([^"]+)"', latest.text) == [second.run_id]
+        runs = await ui.get("/", params={"q": "order-r", "all": "1"})
+        assert re.findall(r'data-run="([^"]+)"', runs.text) == [second.run_id, first.run_id]
+        link = f'href="/workflow?id=order-r&amp;run={first.run_id}"'
+        assert link in runs.text
+        earlier = await ui.get("/workflow", params={"id": "order-r", "run": first.run_id})
+        assert "Terminated: replaced" in text_of(earlier.text) and 'id="signal-form"' not in earlier.text
+        current = await ui.get("/workflow", params={"id": "order-r"})
+        assert 'id="signal-form"' in current.text and "every run of this id" in text_of(current.text)

@@ -135,3 +135,15 @@ def test_the_readme_shows_the_command_with_its_real_options(data_dir: str) -> No
     args = [data_dir if prev == "--data" else a for prev, a in zip([""] + args, args)]
     with ui_process(data_dir, *args) as (url, _):
         assert get(url)[0] == 200
+
+
+def test_a_port_in_use_is_a_one_line_error(data_dir: str) -> None:
+    durable.Client(data_dir)
+    with ui_process(data_dir) as (url, _):
+        port = url.rsplit(":", 1)[1].strip("/")
+        proc = subprocess.run([sys.executable, "-m", "durable", "--data", data_dir, "ui", "--port", port],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert proc.returncode == 1
+        assert proc.stderr == (f"error: cannot listen on 127.0.0.1:{port}: Address already in use "
+                               "(choose another --port or --host)\n")
