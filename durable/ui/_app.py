@@ -195,14 +195,15 @@ class UIApp:
             raise BadRequest(404, str(exc)) from None
         return handle, desc
 
-    async def _view(self, request: Request, fields: dict[str, str], csrf: str, **extra: Any) -> tuple[_pages.WorkflowView, str]:
+    async def _view(self, fields: dict[str, str], **extra: Any) -> tuple[_pages.WorkflowView, str]:
+        """A workflow page's data (its forms' CSRF token is set when it is rendered), and its version."""
         handle = self._handle(fields)
         try:
             desc, events = await self._call(self._read, handle)
         except durable.WorkflowNotFound as exc:
             raise BadRequest(404, str(exc)) from None
         registered = await self._call(self._registered, desc)
-        view = _pages.WorkflowView(desc, events, _now(), fields.get("run") or None, registered, csrf, **extra)
+        view = _pages.WorkflowView(desc, events, _now(), fields.get("run") or None, registered, "", **extra)
         return view, _version(desc)
 
     def _registered(self, desc: durable.WorkflowDescription) -> dict[str, Any] | None:
@@ -211,9 +212,7 @@ class UIApp:
         return self.client._store.read(lambda t: _ops.registered_workflow(t, desc.queue, desc.workflow_type))
 
     async def _workflow(self, request: Request) -> Response:
-        csrf, _ = self.guard.csrf_token(request)
-        done = request.query.get("done")
-        view, version = await self._view(request, request.query, csrf, done=done)
+        view, version = await self._view(request.query, done=request.query.get("done"))
         return self._page(request, lambda token: _pages.workflow_page(_with_csrf(view, token), version, self.store))
 
     async def _workflow_json(self, request: Request) -> Response:
@@ -225,7 +224,7 @@ class UIApp:
         version = _version(desc)
         if request.query.get("v") == version:
             return Response.json({"version": version, "changed": False})
-        view, version = await self._view(request, request.query, "")
+        view, version = await self._view(request.query)
         top, events = _pages.workflow_fragments(view)
         return Response.json({"version": version, "changed": True, "running": view.desc.status == "running",
                               "status": view.desc.status, "parts": {"part-top": top, "part-events": events}})
@@ -277,8 +276,7 @@ class UIApp:
             raise BadRequest(404, str(exc)) from None
         except durable.DurableError as exc:
             error = str(exc)
-        csrf, _ = self.guard.csrf_token(request)
-        view, version = await self._view(request, form, csrf, query_name=name, query_args=form.get("args", ""),
+        view, version = await self._view(form, query_name=name, query_args=form.get("args", ""),
                                          query_answer=answer, query_error=error)
         return self._page(request, lambda token: _pages.workflow_page(_with_csrf(view, token), version, self.store))
 

@@ -240,3 +240,23 @@ async def test_every_run_of_an_id_is_listed_and_each_has_its_page(data_dir: str)
         assert "Terminated: replaced" in text_of(earlier.text) and 'id="signal-form"' not in earlier.text
         current = await ui.get("/workflow", params={"id": "order-r"})
         assert 'id="signal-form"' in current.text and "every run of this id" in text_of(current.text)
+
+
+async def test_a_failure_and_a_failing_workflow_task_are_shown(data_dir: str) -> None:
+    async with serve(data_dir):
+        client = durable.Client(data_dir)
+        failed = client.start(wfs.doomed, "<b>no</b>", id="doomed-1")
+        client.start(wfs.buggy, "missing-key", id="buggy-1")
+        wait_until(lambda: failed.describe().status == "failed", what="the workflow to fail")
+        wait_until(lambda: client.get_handle("buggy-1").describe().task_error, what="the task to fail")
+        async with ui_client(client) as ui:
+            listed = await ui.get("/")
+            assert re.search(r'data-id="doomed-1".*?s-failed', listed.text)
+            assert re.search(r'data-id="buggy-1".*?class="task-error"', listed.text)
+            page = await ui.get("/workflow", params={"id": "doomed-1"})
+            failure = re.search(r'<div class="problem" id="failure">(.*?)</div>', page.text, re.S)
+            assert failure and "ApplicationError: refused: <b>no</b>" in text_of(failure.group(1))
+            assert "<b>no</b>" not in page.text
+            page = await ui.get("/workflow", params={"id": "buggy-1"})
+            problem = re.search(r'<div class="problem" id="task-error">(.*?)</div>', page.text, re.S)
+            assert problem and "KeyError" in text_of(problem.group(1)) and "it is retried" in problem.group(1)

@@ -63,5 +63,17 @@ async def billing(note: str) -> str:
     return await charge(note)
 
 
-WORKFLOWS = [Order, billing]
+@durable.workflow
+async def doomed(reason: str) -> str:
+    """Fails on purpose: the workflow ends as failed, with `reason` in its error."""
+    raise durable.ApplicationError(f"refused: {reason}")
+
+
+@durable.workflow
+async def buggy(key: str) -> str:
+    """A bug: each workflow task fails (a KeyError), the workflow stays running."""
+    return {}[key]  # type: ignore[no-any-return]
+
+
+WORKFLOWS = [Order, billing, doomed, buggy]
 ACTIVITIES = [reserve, ship, charge]
