@@ -179,11 +179,13 @@ def render(timeline: Timeline | None) -> str:
         out.append(_bar(bar, y, x, timeline.now))
     y = AXIS + len(timeline.bars) * LANE
     out.append(f'<text class="label" x="4" y="{y + LANE / 2 + 4}">signals and events</text>')
+    labelled = -1000.0  # where the last label was drawn: a label too close to it is left out
     for mark in timeline.points:
         cx, cy = x(mark.time), y + LANE / 2
+        label = _point_label(mark.label, cx, cy) if cx - labelled > 90 else ""
+        labelled = cx if label else labelled
         out.append(f'<g class="point {_e(mark.css)}"><title>{_e(_when(mark.time, t0))} {_e(mark.title)}</title>'
-                   f'<path d="M{cx:.1f} {cy - 6} l6 6 l-6 6 l-6 -6 z"/>'
-                   f'{_point_label(mark.label, cx, cy)}</g>')
+                   f'<path d="M{cx:.1f} {cy - 6} l6 6 l-6 6 l-6 -6 z"/>{label}</g>')
     out.append("</svg>")
     if timeline.cut:
         out.append(f'<p class="muted">{timeline.cut} more activities and timers are not drawn (the first '
