@@ -44,6 +44,18 @@ def check_token(token: str) -> str:
     return token
 
 
+def token_for(host: str, token: str | None) -> str | None:
+    """The token the UI requires on `host`: the one given (checked); off the loopback address,
+    a random one if none is given; on it, none (then the Host header is checked instead)."""
+    if token is not None:
+        return check_token(token)
+    if is_loopback(host):
+        return None
+    from ._http import new_secret
+
+    return new_secret()
+
+
 async def serve(client: durable.Client, *, host: str = "127.0.0.1", port: int = 8233, token: str | None = None,
                 announce: Callable[[str], None] | None = None,
                 task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -56,14 +68,9 @@ async def serve(client: durable.Client, *, host: str = "127.0.0.1", port: int = 
     except ImportError:
         raise UIUnavailable(INSTALL_HINT) from None
     from ._app import UIApp
-    from ._http import new_secret
 
-    loopback = is_loopback(host)
-    if token is not None:
-        token = check_token(token)
-    elif not loopback:
-        token = new_secret()
-    app = UIApp(client, token=token, loopback_only=loopback and token is None)
+    token = token_for(host, token)
+    app = UIApp(client, token=token, loopback_only=token is None)
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"]
     config.accesslog = None

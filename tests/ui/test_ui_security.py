@@ -8,7 +8,7 @@ import re
 import pytest
 
 import durable
-from durable.ui._serve import UIUnavailable, check_token, is_loopback
+from durable.ui._serve import UIUnavailable, check_token, is_loopback, token_for
 from tests.fault._util import wait_until
 from tests.ui import wfs
 from tests.ui._util import BASE, csrf_of, serving, text_of, ui_client
@@ -149,6 +149,11 @@ def test_only_the_loopback_address_goes_without_a_token() -> None:
     for host in ("0.0.0.0", "::", "192.0.2.1", "example.org", ""):
         assert not is_loopback(host), host
     assert check_token(TOKEN) == TOKEN
+    # off the loopback address a token is always required: a random one unless given
+    made = {token_for("0.0.0.0", None) for _ in range(3)}
+    assert len(made) == 3 and all(t is not None and len(t) >= 40 for t in made)
+    assert token_for("0.0.0.0", TOKEN) == TOKEN and token_for("127.0.0.1", TOKEN) == TOKEN
+    assert token_for("127.0.0.1", None) is None and token_for("localhost", None) is None
     for bad in ("short", "x" * 15, "has space in it!", "a;b=c-xxxxxxxxxxxxxxx"):
         with pytest.raises(UIUnavailable, match="--token must be"):
             check_token(bad)
