@@ -382,9 +382,10 @@ class _CloseWatcher:
         store.on_close(self._stop)
 
     @contextlib.contextmanager
-    def watch(self, workflow_id: str) -> Iterator[threading.Event]:
-        """An event set whenever `workflow_id` may have ended (look at the store, then wait)."""
-        event = threading.Event()
+    def watch(self, workflow_id: str, event: threading.Event | None = None) -> Iterator[threading.Event]:
+        """An event set whenever `workflow_id` may have ended (look at the store, then wait):
+        `event` if given (a subclass may also wake an event loop: `_async_client`)."""
+        event = event if event is not None else threading.Event()
         with self._lock:
             self._waiting.setdefault(workflow_id, []).append(event)
         try:
