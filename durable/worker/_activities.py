@@ -1,4 +1,5 @@
-"""Activity attempts: running one in a task and cancel scope of its own (a sync one in a thread),
+"""Activity attempts: running one in a task and cancel scope of its own (a sync one in a thread,
+an asyncio one as a task of the worker's asyncio loop: `_asyncio`),
 its report (`_records.Ok`, `Err`, `Unknown`, or None) and recording it under the attempt's lease;
 heartbeats, which renew the leases this worker holds and carry cancel requests and lost leases
 back to the attempts; and the watcher that learns of cancel requests between heartbeats."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +55,11 @@ def asyncio_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("durable-asyncio")]
 
 
-def test_an_asyncio_activity_fetches_with_aiohttp_and_sees_its_context(data_dir: str) -> None:
+def test_an_asyncio_activity_fetches_with_aiohttp_and_sees_its_context(
+    data_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
     client = durable.Client(data_dir)
+    caplog.set_level(logging.INFO, logger="durable.activity")
     with http_server() as url, worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
         out = client.start(wfs.fetch_flow, f"{url}/orders/7", id="fetch").result(timeout=30)
         # the loop's thread lives while the worker does
@@ -64,6 +68,9 @@ def test_an_asyncio_activity_fetches_with_aiohttp_and_sees_its_context(data_dir:
                    "workflow_id": "fetch", "attempt": 1}
     [done] = [e for e in history(client, "fetch") if e["kind"] == "ActivityCompleted"]
     assert done["result"] == out
+    # durable.logger knew the activity it logged from
+    [record] = [r for r in caplog.records if r.getMessage().startswith("fetching ")]
+    assert (record.name, record.activity, record.workflow_id) == ("durable.activity", "fetch", "fetch")
     # stopped with the worker, its thread ended
     assert asyncio_threads() == []
 
@@ -82,6 +89,13 @@ def test_the_worker_default_runs_undeclared_async_activities_on_asyncio(data_dir
     client = durable.Client(data_dir)
     with worker_thread(data_dir, WORKFLOWS, ACTIVITIES, activity_loop="asyncio"):
         out = client.start(wfs.undeclared_flow, 0.01, id="default-asyncio").result(timeout=30)
+    assert out == "slept on asyncio"
+
+
+def test_the_worker_command_takes_the_default_loop(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_process(data_dir, "tests.wfs.asyncio_acts", extra=("--activity-loop", "asyncio")):
+        out = client.start(wfs.undeclared_flow, 0.01, id="cli-asyncio").result(timeout=30)
     assert out == "slept on asyncio"
 
 
