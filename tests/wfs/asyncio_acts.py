@@ -97,6 +97,21 @@ async def too_slow_once(directory: str) -> str:
     return "late"
 
 
+@durable.activity(loop="asyncio", retry=durable.RetryPolicy(max_attempts=1))
+async def cancels_itself() -> str:
+    """Its own task is cancelled by its own code: an error of the attempt, not a cancellation."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    await asyncio.sleep(0)
+    return "not cancelled"
+
+
+@durable.workflow
+async def self_cancel_flow() -> str:
+    return await cancels_itself()
+
+
 @durable.workflow
 async def fetch_flow(url: str) -> dict[str, Any]:
     return await fetch(url)

@@ -192,3 +192,38 @@ def test_from_asyncio_result_waits_without_blocking_the_loop_and_can_be_cancelle
     with worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
         out = asyncio.run(main())
     assert out == ([7], "WorkflowCompleted", 7, 3, "terminated")
+
+
+def test_the_sync_client_waiting_in_async_code_says_to_use_async_client(
+    data_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "durable.client" and "AsyncClient" in r.getMessage()]
+
+    with worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
+        plain = durable.Client(data_dir)
+        assert plain.start(basic.three_steps, 1, id="plain").result(timeout=30) == 5
+        plain.start(basic.Collector, id="c")
+        assert plain.get_handle("c").query("count", timeout=30) == 0
+        assert warnings() == []  # plain code: nothing to say
+
+        async def blocking() -> None:
+            handle = plain.start(basic.three_steps, 1)
+            assert handle.result(timeout=30) == 5
+            assert handle.result(timeout=30) == 5  # said once per client
+
+        async def awaiting() -> None:
+            handle = await durable.AsyncClient(data_dir).start(basic.three_steps, 1)
+            assert await handle.result(timeout=30) == 5
+            assert await durable.AsyncClient(data_dir).get_handle("c").query("count", timeout=30) == 0
+
+        async def querying() -> None:
+            assert durable.Client(data_dir).get_handle("c").query("count", timeout=30) == 0
+
+        asyncio.run(blocking())
+        [said] = warnings()
+        assert "result() blocks the asyncio event loop" in said and "await handle.result()" in said
+        asyncio.run(awaiting())  # its waits run in worker threads: nothing to say
+        assert len(warnings()) == 1
+        trio.run(querying)
+        assert "query() blocks the trio event loop" in warnings()[-1] and len(warnings()) == 2

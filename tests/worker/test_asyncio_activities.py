@@ -21,8 +21,10 @@ from tests.conftest import worker_process, worker_thread
 from tests.fault._util import history, wait_until
 from tests.wfs import asyncio_acts as wfs
 
-WORKFLOWS = [wfs.fetch_flow, wfs.undeclared_flow, wfs.cancel_flow, wfs.heartbeat_flow, wfs.slow_flow]
-ACTIVITIES = [wfs.fetch, wfs.sleeps_undeclared, wfs.waits_for_cancel, wfs.stops_heartbeating, wfs.too_slow_once]
+WORKFLOWS = [wfs.fetch_flow, wfs.undeclared_flow, wfs.cancel_flow, wfs.heartbeat_flow, wfs.slow_flow,
+             wfs.self_cancel_flow]
+ACTIVITIES = [wfs.fetch, wfs.sleeps_undeclared, wfs.waits_for_cancel, wfs.stops_heartbeating, wfs.too_slow_once,
+              wfs.cancels_itself]
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
@@ -160,6 +162,17 @@ def test_worker_shutdown_cancels_the_asyncio_task_hands_the_attempt_back_and_sto
     [pending] = handle.describe().pending_activities
     assert pending.name == "waits_for_cancel" and pending.state == "scheduled"
     assert pending.last_failure_type is None
+
+
+def test_a_task_cancelled_by_its_own_code_fails_the_attempt(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
+        with pytest.raises(durable.WorkflowFailed) as info:
+            client.start(wfs.self_cancel_flow, id="self-cancel").result(timeout=30)
+    assert info.value.status == "failed"
+    assert "was cancelled, but not by the worker" in str(info.value)
+    kinds = [e["kind"] for e in history(client, "self-cancel")]
+    assert "ActivityFailed" in kinds and "ActivityCancelled" not in kinds
 
 
 def test_bad_loop_declarations_are_refused_clearly(data_dir: str) -> None:
