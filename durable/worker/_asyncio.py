@@ -143,13 +143,22 @@ async def _call(fn: Callable[..., Any], args: list[Any]) -> Any:
 
 
 async def _wind_down() -> None:
-    """On the loop: cancel every other task and wait for them; close async generators."""
+    """On the loop: cancel every other task (those the activities left behind) and wait for
+    them; close async generators and the default executor (``asyncio.to_thread``'s threads)."""
     me = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not me]
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.get_running_loop().shutdown_asyncgens()
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_asyncgens()
+    try:
+        await asyncio.wait_for(loop.shutdown_default_executor(), _EXECUTOR_WAIT)
+    except TimeoutError:  # a thread still runs: the worker stops without waiting longer for it
+        pass
+
+
+_EXECUTOR_WAIT = 5.0  # seconds the worker waits, when it stops, for threads its activities started
 
 
 #: The errors a library written for asyncio raises when its code runs on trio: the hint that

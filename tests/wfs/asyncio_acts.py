@@ -107,6 +107,32 @@ async def cancels_itself() -> str:
     return "not cancelled"
 
 
+_LEFT: set[asyncio.Task[None]] = set()
+
+
+@durable.activity(loop="asyncio")
+async def leaves_a_task(directory: str) -> str:
+    """Returns at once, leaving a task of its own running on the loop (and a thread busy)."""
+
+    async def linger() -> None:
+        try:
+            await asyncio.sleep(120)
+        except asyncio.CancelledError:
+            mark(directory, "leftover-cancelled")
+            raise
+
+    task = asyncio.create_task(linger())
+    _LEFT.add(task)
+    task.add_done_callback(_LEFT.discard)
+    await asyncio.to_thread(mark, directory, "ran-in-a-thread")
+    return "left"
+
+
+@durable.workflow
+async def leave_flow(directory: str) -> str:
+    return await leaves_a_task(directory)
+
+
 @durable.workflow
 async def self_cancel_flow() -> str:
     return await cancels_itself()

@@ -22,9 +22,9 @@ from tests.fault._util import history, wait_until
 from tests.wfs import asyncio_acts as wfs
 
 WORKFLOWS = [wfs.fetch_flow, wfs.undeclared_flow, wfs.cancel_flow, wfs.heartbeat_flow, wfs.slow_flow,
-             wfs.self_cancel_flow]
+             wfs.self_cancel_flow, wfs.leave_flow]
 ACTIVITIES = [wfs.fetch, wfs.sleeps_undeclared, wfs.waits_for_cancel, wfs.stops_heartbeating, wfs.too_slow_once,
-              wfs.cancels_itself]
+              wfs.cancels_itself, wfs.leaves_a_task]
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
@@ -162,6 +162,19 @@ def test_worker_shutdown_cancels_the_asyncio_task_hands_the_attempt_back_and_sto
     [pending] = handle.describe().pending_activities
     assert pending.name == "waits_for_cancel" and pending.state == "scheduled"
     assert pending.last_failure_type is None
+
+
+def test_tasks_an_activity_leaves_on_the_loop_are_cancelled_when_the_worker_stops(
+    data_dir: str, tmp_path: Path
+) -> None:
+    client = durable.Client(data_dir)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
+        assert client.start(wfs.leave_flow, str(marks)).result(timeout=30) == "left"
+        assert "leftover-cancelled" not in wfs.seen(str(marks))
+    assert wfs.seen(str(marks)) == {"ran-in-a-thread", "leftover-cancelled"}
+    assert asyncio_threads() == []
 
 
 def test_a_task_cancelled_by_its_own_code_fails_the_attempt(data_dir: str) -> None:
