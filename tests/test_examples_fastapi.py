@@ -69,6 +69,9 @@ def test_the_api_starts_orders_awaits_results_and_serves_others_meanwhile(
     charged = [e["result"] for wid in ("small", "big", "no") for e in client.get_handle(wid).history()
                if e["kind"] == "ActivityCompleted"]
     assert charged == ["charged 20 for small", "charged 500 for big"]
+    for wid in ("small", "big", "no"):  # each history replays through the example's code
+        handle = client.get_handle(wid)
+        assert durable.replay(fastapi_orders.Order, handle.export_history()) == len(handle.history())
 
 
 def test_the_readme_shows_the_example_as_it_is() -> None:
