@@ -8,9 +8,10 @@ Tasks running concurrently in the worker's nursery:
 - the *clock* fires due timers and ends expired leases (any worker may: the store decides);
 - the *heartbeat* renews the leases this worker holds and learns which activities to cancel;
 - the activities: an attempt claimed on its own runs in a task and cancel scope of its own (a
-  sync one in a thread, an asyncio one on the worker's asyncio loop: `_asyncio`); the async attempts a workflow task's transaction claims run by hand in
-  that task, one after another (`_run_inline`, `_step_here`), and one that waits gets the task and
-  its cancel scope to itself. A workflow task that only schedules async activities of our queue
+  sync one in a thread, an asyncio one on the worker's asyncio loop: `_asyncio`); the async
+  (trio) attempts a workflow task's transaction claims run by hand in that task, one after
+  another (`_run_inline`, `_step_here`), and one that waits gets the task and its cancel scope
+  to itself. A workflow task that only schedules async activities of our queue
   runs them before it is recorded (`_run_ahead`): if they all finish at once, the task, their
   results and the task they make are recorded in one transaction.
 
