@@ -51,6 +51,22 @@ async def sleeps_undeclared(seconds: float) -> str:
     return f"slept on {sniffio.current_async_library()}"
 
 
+@durable.activity(retry=durable.RetryPolicy(max_attempts=1))
+async def awaits_an_asyncio_future() -> str:
+    """An async activity that awaits an asyncio object without saying it uses asyncio."""
+    loop = asyncio.new_event_loop()
+    try:
+        await loop.create_future()
+    finally:
+        loop.close()
+    return "never"
+
+
+@durable.workflow
+async def foreign_future_flow() -> str:
+    return await awaits_an_asyncio_future()
+
+
 @durable.activity(loop="asyncio")
 async def waits_for_cancel(directory: str) -> str:
     """Sleeps (asyncio) until cancelled; says what it saw."""

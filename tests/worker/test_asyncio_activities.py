@@ -22,9 +22,9 @@ from tests.fault._util import history, wait_until
 from tests.wfs import asyncio_acts as wfs
 
 WORKFLOWS = [wfs.fetch_flow, wfs.undeclared_flow, wfs.cancel_flow, wfs.heartbeat_flow, wfs.slow_flow,
-             wfs.self_cancel_flow, wfs.leave_flow]
+             wfs.self_cancel_flow, wfs.leave_flow, wfs.foreign_future_flow]
 ACTIVITIES = [wfs.fetch, wfs.sleeps_undeclared, wfs.waits_for_cancel, wfs.stops_heartbeating, wfs.too_slow_once,
-              wfs.cancels_itself, wfs.leaves_a_task]
+              wfs.cancels_itself, wfs.leaves_a_task, wfs.awaits_an_asyncio_future]
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
@@ -85,6 +85,15 @@ def test_an_undeclared_asyncio_activity_fails_with_a_message_naming_loop_asyncio
     text = str(info.value)
     assert 'loop="asyncio"' in text and "sleeps_undeclared" in text, text
     assert "no running event loop" in text, text
+
+
+def test_an_asyncio_object_awaited_on_trio_fails_with_the_same_hint(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
+        with pytest.raises(durable.WorkflowFailed) as info:
+            client.start(wfs.foreign_future_flow, id="foreign").result(timeout=30)
+    text = str(info.value)
+    assert 'loop="asyncio"' in text and "unrecognized yield message" in text, text
 
 
 def test_the_worker_default_runs_undeclared_async_activities_on_asyncio(data_dir: str) -> None:
