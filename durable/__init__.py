@@ -1,11 +1,12 @@
 """Durable workflows for Python: Temporal's semantics on an embedded LMDB store.
 
 Decorate workflows and activities, run ``durable worker``, and start, signal, query and cancel
-workflows with `Client` or the ``durable`` command. Everything a user needs is importable from
+workflows with `Client` (`AsyncClient` from asyncio or trio) or the ``durable`` command. Everything a user needs is importable from
 here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
+from ._async_client import AsyncClient, AsyncWorkflowHandle
 from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
@@ -70,6 +71,8 @@ __all__ = [
     "ActivityInfo",
     "ActivityOptions",
     "ApplicationError",
+    "AsyncClient",
+    "AsyncWorkflowHandle",
     "CancelScope",
     "Cancelled",
     "CheckResult",

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, TypeVarTuple, cast, overload
 
+import sniffio
+
 from . import _events as ev
 from . import _ops, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
@@ -196,6 +198,7 @@ class Client:
         # client must not change the codec of a worker running there (nor take up another's)
         self._converter = Converter(codec)
         self._served_until: dict[str, int] = {}  # queue -> until when a worker is known to serve it
+        self._told_blocking = False  # whether a wait from async code was warned about (once)
 
     @property
     def data_dir(self) -> str:
@@ -337,6 +340,18 @@ class Client:
 
     # --- waiting -----------------------------------------------------------------------------
 
+    def _warn_if_on_event_loop(self, method: str) -> None:
+        """A wait called from async code blocks its event loop: say once what to use instead."""
+        if self._told_blocking:
+            return
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            return
+        self._told_blocking = True
+        _log.warning("WorkflowHandle.%s() blocks the %s event loop it is called from until it returns: in "
+                     "async code, use durable.AsyncClient (await handle.%s())", method, library, method)
+
     @contextlib.contextmanager
     def _listening(self) -> Iterator[Callable[[float | None], None]]:
         """Listen for wake-ups (bound before the first look at the store, so none is missed)."""
@@ -382,9 +397,10 @@ class _CloseWatcher:
         store.on_close(self._stop)
 
     @contextlib.contextmanager
-    def watch(self, workflow_id: str) -> Iterator[threading.Event]:
-        """An event set whenever `workflow_id` may have ended (look at the store, then wait)."""
-        event = threading.Event()
+    def watch(self, workflow_id: str, event: threading.Event | None = None) -> Iterator[threading.Event]:
+        """An event set whenever `workflow_id` may have ended (look at the store, then wait):
+        `event` if given (a subclass may also wake an event loop: `_async_client`)."""
+        event = event if event is not None else threading.Event()
         with self._lock:
             self._waiting.setdefault(workflow_id, []).append(event)
         try:
@@ -528,6 +544,7 @@ class WorkflowHandle(Generic[R_co]):
 
         Raises `WaitTimeout` if it has not ended after `timeout` seconds.
         """
+        self._client._warn_if_on_event_loop("result")
         deadline = None if timeout is None else time.monotonic() + timeout
         with _CloseWatcher.of(self._store).watch(self.id) as ended:
             while True:
@@ -575,6 +592,7 @@ class WorkflowHandle(Generic[R_co]):
         """Run query `name` on a worker against the workflow's live state; return its answer."""
         check_name(name, "query name")
         payload = self._converter.to_payload(list(args), f"query {name!r}")
+        self._client._warn_if_on_event_loop("query")
         deadline = time.monotonic() + timeout
         with self._client._listening() as wait:
             qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, self._num))

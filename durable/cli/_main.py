@@ -371,10 +371,12 @@ def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -
               metavar="SECONDS", help="On Ctrl-C or SIGTERM, wait this long for running work, then hand it back.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per log record, with the workflow and activity context.")
+@click.option("--activity-loop", type=click.Choice(["trio", "asyncio"]), default="trio", show_default=True,
+              help="Where async activities declared without loop= run (asyncio: for asyncio libraries).")
 @click.pass_obj
 @handle_errors
 def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int,
-           graceful_timeout: float, log_format: str) -> None:
+           graceful_timeout: float, log_format: str, activity_loop: str) -> None:
     """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello, or
     a file: examples/hello.py).
 
@@ -393,7 +395,7 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
         workflows=[d.target for d in registry.workflows.values()],
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
-        graceful_timeout=graceful_timeout, codec=state.codec,
+        graceful_timeout=graceful_timeout, codec=state.codec, activity_loop=activity_loop,  # type: ignore[arg-type]
     )
     # What is alive now (modules, classes, the registry) lives as long as the process: keep it
     # out of the garbage collector's full passes, which then only walk the workflows' objects.

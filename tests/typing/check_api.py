@@ -180,6 +180,35 @@ client.start(wf_function, 1, idd="w3")  # type: ignore[call-overload]
 # a result used as the wrong type is an error
 text: str = client.start(wf_function, 1).result()  # type: ignore[assignment]
 
+# --- the async client: the same types, awaited --------------------------------------------------
+
+
+async def uses_async_client() -> None:
+    aclient = durable.AsyncClient("./.durable-typing-never-run")
+    ahandle = await aclient.start(wf_function, 1, id="a1")
+    assert_type(ahandle, durable.AsyncWorkflowHandle[list[float]])
+    assert_type(await ahandle.result(timeout=10), list[float])
+    assert_type(await (await aclient.start(WfClass, {"amount": 10})).result(), str)
+    assert_type(await (await aclient.start("wf_function", 1)).result(), Any)
+    assert_type(aclient.get_handle("a1"), durable.AsyncWorkflowHandle[Any])
+    assert_type(ahandle.sync, durable.WorkflowHandle[list[float]])
+    assert_type(await aclient.count(), int)
+    async for event in ahandle.follow_history(timeout=5):
+        assert_type(event, dict[str, Any])
+    awider: durable.AsyncWorkflowHandle[object] = ahandle  # covariant, as WorkflowHandle is
+    await aclient.start(wf_function, "1")  # type: ignore[arg-type]
+    atext: str = await ahandle.result()  # type: ignore[assignment]
+
+
+# an async activity declared to run on asyncio keeps its types; a loop is "trio" or "asyncio"
+@durable.activity(loop="asyncio", start_to_close=5)
+async def on_asyncio(url: str) -> bytes:
+    return url.encode()
+
+
+reveal_type(on_asyncio)  # revealed: durable._defs.Activity[[url: str], bytes]
+durable.activity(loop="uvloop")  # type: ignore[call-overload]
+
 # --- patching and the pre-deploy check --------------------------------------------------------
 
 
