@@ -260,3 +260,17 @@ async def test_a_failure_and_a_failing_workflow_task_are_shown(data_dir: str) ->
             page = await ui.get("/workflow", params={"id": "buggy-1"})
             problem = re.search(r'<div class="problem" id="task-error">(.*?)</div>', page.text, re.S)
             assert problem and "KeyError" in text_of(problem.group(1)) and "it is retried" in problem.group(1)
+
+
+async def test_payloads_are_read_with_the_clients_codec(data_dir: str) -> None:
+    from tests.wfs.codecs import XorCodec
+
+    with_codec = durable.Client(data_dir, codec=XorCodec())
+    with_codec.start("Order", "secret apples", id="order-x")  # no worker needed
+    async with ui_client(with_codec) as ui:
+        page = await ui.get("/workflow", params={"id": "order-x"})
+        assert 'input=["secret apples"]' in text_of(page.text)
+    async with ui_client(durable.Client(data_dir)) as ui:
+        page = await ui.get("/workflow", params={"id": "order-x"})
+        assert page.status_code == 200
+        assert "secret apples" not in page.text and "<encoded: pass --codec>" in text_of(page.text)
