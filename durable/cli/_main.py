@@ -798,3 +798,23 @@ def check(state: _State, modules: tuple[str, ...], queue: str | None, closed: in
                err=as_json)
     if broken:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any other than the loopback needs a token (one is made).")
+@click.option("--port", default=8233, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--token", default=None, envvar="DURABLE_UI_TOKEN", metavar="TOKEN",
+              help="Require this token on every request (default: a random one off the loopback address; "
+                   "$DURABLE_UI_TOKEN).")
+@click.pass_obj
+@handle_errors
+def ui(state: _State, host: str, port: int, token: str | None) -> None:
+    """Serve a web UI over the store: workflows, their timelines, signals, cancel and terminate
+    (needs pip install 'durable-workflows[ui]'). Prints the URL to open."""
+    from durable.ui import serve_sync
+
+    client = state.client()
+    serve_sync(client, host=host, port=port, token=token,
+               announce=lambda url: click.echo(f"durable ui: serving {state.data or client.data_dir} at {url} "
+                                               "(Ctrl-C stops)", err=True))
