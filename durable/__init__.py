@@ -9,6 +9,7 @@ from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
 from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
+from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
@@ -23,6 +24,8 @@ from ._errors import (
     NotRegistered,
     PayloadError,
     QueryFailed,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     StoreError,
     StoreFormatError,
     StoreFullError,
@@ -90,6 +93,11 @@ __all__ = [
     "QueryFailed",
     "RetryPolicy",
     "Saga",
+    "ScheduleAction",
+    "ScheduleAlreadyExists",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleNotFound",
     "StoreError",
     "StoreFormatError",
     "StoreFullError",
