@@ -25,7 +25,7 @@ import datetime as _dt
 import hashlib
 from typing import Any
 
-from . import _ops
+from . import _crashpoint, _ops
 from ._errors import InvalidArgument, ScheduleAlreadyExists, ScheduleNotFound, WorkflowAlreadyExists, WorkflowNotFound
 from ._limits import SCHEDULE_FIRE_BATCH, SCHEDULE_RECENT_ACTIONS
 from ._store import Txn, u64x2, unpack_u64
@@ -241,6 +241,8 @@ def fire(t: Txn, sid: str, due_key: bytes) -> None:
             slot = first
             continue
         _act(t, rec, slot, "scheduled", rec["overlap"])
+        if _crashpoint.ENABLED:  # fault tests only: die with the slot taken but not committed
+            _crashpoint.hit("schedule-before-commit")
         taken += 1
         slot = next_slot(rec["spec"], slot)
     rec["next"] = slot
