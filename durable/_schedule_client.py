@@ -10,7 +10,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _schedules
+from . import _ops, _schedules
 from ._defs import check_arity, arity_from_record, check_seconds, workflow_def
 from ._errors import InvalidArgument
 from ._limits import MAX_BACKFILL_SLOTS, MAX_SCHEDULE_ID_BYTES
@@ -238,7 +238,7 @@ def create_schedule(client: Client, schedule_id: str, workflow: Any, args: tuple
     check_name(queue, "queue")
     if isinstance(workflow, str):
         name, check = check_name(workflow, "workflow name"), True
-        known = client._store.read(lambda t: _schedules._ops.registered_workflow(t, queue, name))
+        known = client._store.read(lambda t: _ops.registered_workflow(t, queue, name))
         fits = arity_from_record((known or {}).get("params"))
         if fits is not None:
             check_arity(f"workflow {name!r}", fits, len(args))

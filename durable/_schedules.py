@@ -85,7 +85,7 @@ def next_slot(spec: dict[str, Any], after: int) -> int | None:
     """The first slot of `spec` strictly after `after` (ns), or None if there is none."""
     every = spec.get("every")
     if every is not None:
-        return (after // every + 1) * every
+        return (after // int(every) + 1) * int(every)
     from cronsim import CronSim
 
     try:
@@ -106,7 +106,7 @@ def _jitter(rec: dict[str, Any], slot: int) -> int:
     if not rec["jitter"]:
         return 0
     digest = hashlib.blake2b(f"{rec['id']}\x00{slot}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % rec["jitter"]
+    return int.from_bytes(digest, "big") % int(rec["jitter"])
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -258,11 +258,12 @@ def _count_slots(spec: dict[str, Any], first: int, end: int | None) -> int:
         return 1
     every = spec.get("every")
     if every is not None:
-        return max((end - first + every - 1) // every, 1)
-    n, slot = 0, first
-    while slot is not None and slot < end and n < 10_000:
+        return max((end - first + int(every) - 1) // int(every), 1)
+    n = 0
+    nxt: int | None = first
+    while nxt is not None and nxt < end and n < 10_000:
         n += 1
-        slot = next_slot(spec, slot)
+        nxt = next_slot(spec, nxt)
     return n
 
 
