@@ -26,7 +26,8 @@ import hashlib
 from typing import Any
 
 from . import _crashpoint, _ops
-from ._errors import InvalidArgument, ScheduleAlreadyExists, ScheduleNotFound, WorkflowAlreadyExists, WorkflowNotFound
+from ._codec import decode
+from ._errors import DecodeError, InvalidArgument, ScheduleAlreadyExists, ScheduleNotFound, WorkflowAlreadyExists, WorkflowNotFound
 from ._limits import SCHEDULE_FIRE_BATCH, SCHEDULE_RECENT_ACTIONS
 from ._store import Txn, u64x2, unpack_u64
 
@@ -227,8 +228,11 @@ def backfill(t: Txn, sid: str, start: int, end: int, overlap: str, limit: int) -
 def fire(t: Txn, sid: str, due_key: bytes) -> None:
     """The due entry `due_key` of schedule `sid` fell due: take the actions of the slots that
     are due (those older than the catch-up window are missed), then set the next due entry."""
-    rec = t.get_rec("sched", _key(sid))
-    if rec is None or rec.get("due") != due_key:
+    try:
+        rec = t.get_rec("sched", _key(sid))
+    except DecodeError:  # a damaged record must not stop the timers of everything else
+        return  # (describe reports its error)
+    if not isinstance(rec, dict) or rec.get("due") != due_key:
         return  # deleted, paused or re-armed since: a stale entry
     rec["due"] = None
     slot = rec["next"]
@@ -367,8 +371,6 @@ def list_schedules(t: Txn, upcoming: int) -> list[dict[str, Any]]:
     """Every schedule, by id, described as `describe` does."""
     out = []
     for _, raw in t.scan("sched", b"s"):
-        from ._codec import decode
-
         rec = decode(raw, what="schedule record")
         if isinstance(rec, dict):
             out.append(_described(t, rec, upcoming))

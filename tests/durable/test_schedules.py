@@ -196,6 +196,26 @@ def test_missed_slots_within_the_catchup_window_fire_each_older_ones_are_missed(
     assert sd.next_action_times[0] == at(18 * 60)
 
 
+def test_cron_slots_missed_past_the_catchup_window_are_counted(clocked: tuple[durable.Client, ManualClock]) -> None:
+    client, clock = clocked
+    h = client.create_schedule("c", basic.Collector, cron="*/10 * * * *", overlap="allow_all",
+                               catchup_window=dt.timedelta(minutes=25))
+    tick(client, clock, 3600 + 60)  # slots at 10, 20, ..., 60 minutes; those before 36 min are missed
+    assert started(client, "c") == [wid("c", 40 * 60), wid("c", 50 * 60), wid("c", 3600)]
+    assert h.describe().actions_missed == 3
+
+
+def test_a_damaged_schedule_record_does_not_stop_other_timers(clocked: tuple[durable.Client, ManualClock]) -> None:
+    client, clock = clocked
+    every_minute(client, "bad")
+    every_minute(client, "good", overlap="allow_all")
+    client._store.write(lambda t: t.put("sched", b"sbad", b"\xff\xff"))
+    tick(client, clock, 120)
+    assert started(client, "good") == [wid("good", 60), wid("good", 120)]
+    with pytest.raises(durable.DecodeError):
+        client.get_schedule_handle("bad").describe()
+
+
 def test_catch_up_under_skip_starts_one(clocked: tuple[durable.Client, ManualClock]) -> None:
     client, clock = clocked
     h = every_minute(client)  # skip, and the default catch-up window of a year
