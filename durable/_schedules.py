@@ -16,7 +16,7 @@ time: "0 2 * * *" fires once every day, 24 hours apart). Intervals are aligned t
 Layout of the "sched" table: "s" + schedule id -> schedule record; "r" + schedule id + NUL +
 start time + run number (u64 each) -> workflow id of a run the schedule started (for
 `list(schedule=...)`, newest last). A workflow record started by a schedule carries "sched"
-(the schedule id) and "slot" (its slot time); when it closes, `_ops._close` calls `on_close`.
+(the schedule id), "sgen" (the schedule's creation time) and "slot" (its slot time); when it closes, `_ops._close` calls `on_close`.
 """
 
 from __future__ import annotations
@@ -314,6 +314,7 @@ def _start(t: Txn, rec: dict[str, Any], slot: int, kind: str) -> None:
         return  # this slot's workflow exists: it was started before (a backfill over fired slots)
     wf = _ops.load_wf(t, wid)
     wf["sched"] = rec["id"]
+    wf["sgen"] = rec["created"]  # a schedule deleted and made again under its id is another one
     wf["slot"] = slot
     _ops._save_wf(t, wf)
     t.put("sched", _runs_prefix(rec["id"]) + u64x2(wf["created"], num), wid.encode())
@@ -328,8 +329,8 @@ def on_close(t: Txn, wf: dict[str, Any], status: str) -> None:
     `_ops._close`, before `wf` is saved): pause the schedule if it failed and the schedule
     pauses on failure; start the buffered slot if this was the run it waited for."""
     rec = t.get_rec("sched", _key(wf["sched"]))
-    if rec is None:
-        return  # the schedule was deleted
+    if rec is None or rec["created"] != wf.get("sgen"):
+        return  # the schedule was deleted (and maybe made again)
     changed = False
     if status == "failed" and rec["pof"] and not rec["paused"]:
         rec["paused"] = True

@@ -313,9 +313,11 @@ def test_delete_stops_the_schedule_and_keeps_its_workflows(clocked: tuple[durabl
         h.describe()
     with pytest.raises(durable.ScheduleNotFound):
         client.list(schedule="s")
-    client.get_handle(wid("s", 60)).terminate()  # its close finds no schedule: nothing happens
-    every_minute(client)  # the id is free again
+    every_minute(client, pause_on_failure=True)  # the id is free again
     assert client.list_schedules()[0].actions_started == 0
+    # a workflow of the deleted schedule that fails does not pause the new one of the same id
+    fail_workflow(client, wid("s", 60))
+    assert not client.get_schedule_handle("s").describe().paused
 
 
 def test_list_by_schedule_and_list_schedules(clocked: tuple[durable.Client, ManualClock]) -> None:
@@ -336,16 +338,10 @@ def test_list_by_schedule_and_list_schedules(clocked: tuple[durable.Client, Manu
 # --- pause on failure (the close hook) -------------------------------------------------------------
 
 
-def test_pause_on_failure_pauses_when_a_started_workflow_fails(clocked: tuple[durable.Client, ManualClock]) -> None:
-    client, clock = clocked
-    h = every_minute(client, pause_on_failure=True, overlap="allow_all")
-    tick(client, clock, 60)
-    tick(client, clock, 120)
-    # the first ends terminated: not a failure
-    client.get_handle(wid("s", 60)).terminate()
-    assert not h.describe().paused
-    # the second fails: its workflow task records the failure, as a worker would
-    num = int(client.get_handle(wid("s", 120)).describe().run_id, 16)
+def fail_workflow(client: durable.Client, workflow_id: str) -> None:
+    """Record a workflow task of `workflow_id` that fails the workflow, as a worker does (tests
+    under tests/worker fail one with a real worker)."""
+    num = int(client.get_handle(workflow_id).describe().run_id, 16)
 
     def fail(t: object) -> None:
         item = _ops.claim_workflow_task(t, num, "default", "w", 10 * NS)  # type: ignore[arg-type]
@@ -354,6 +350,19 @@ def test_pause_on_failure_pauses_when_a_started_workflow_fails(clocked: tuple[du
         assert _ops.complete_workflow_task(t, num, item["token"], [{"k": "WorkflowFailed", "err": err}]) == "ok"  # type: ignore[arg-type]
 
     client._store.write(fail)
+    assert client.get_handle(workflow_id).describe().status == "failed"
+
+
+
+def test_pause_on_failure_pauses_when_a_started_workflow_fails(clocked: tuple[durable.Client, ManualClock]) -> None:
+    client, clock = clocked
+    h = every_minute(client, pause_on_failure=True, overlap="allow_all")
+    tick(client, clock, 60)
+    tick(client, clock, 120)
+    # the first ends terminated: not a failure
+    client.get_handle(wid("s", 60)).terminate()
+    assert not h.describe().paused
+    fail_workflow(client, wid("s", 120))
     assert client.get_handle(wid("s", 120)).describe().status == "failed"
     sd = h.describe()
     assert sd.paused and wid("s", 120) in sd.note and sd.next_action_times == ()
