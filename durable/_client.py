@@ -319,7 +319,29 @@ class Client:
 
     # --- schedules ---------------------------------------------------------------------------
 
-    def create_schedule(self, schedule_id: str, workflow: Any, *args: Any, cron: str | None = None,
+    # Typed as `start` is: the arguments must fit the workflow's parameters.
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: str, *args: Any, cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: Callable[[*Ts], Awaitable[Any]], *args: *Ts,
+                        cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: Callable[[], WorkflowInstance[*Ts, Any]], *args: *Ts,
+                        cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+
+    def create_schedule(self, schedule_id: str, workflow: Any, *args: object, cron: str | None = None,
                         every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
                         jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
                         catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
