@@ -10,6 +10,7 @@ from ._async_client import AsyncClient, AsyncWorkflowHandle
 from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
+from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
@@ -24,6 +25,8 @@ from ._errors import (
     NotRegistered,
     PayloadError,
     QueryFailed,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     StoreError,
     StoreFormatError,
     StoreFullError,
@@ -93,6 +96,11 @@ __all__ = [
     "QueryFailed",
     "RetryPolicy",
     "Saga",
+    "ScheduleAction",
+    "ScheduleAlreadyExists",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleNotFound",
     "StoreError",
     "StoreFormatError",
     "StoreFullError",

@@ -22,12 +22,13 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, cast, overload
 import sniffio
 
 from . import _events as ev
-from . import _ops, _wake
+from . import _ops, _schedules, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
+from ._schedule_client import UPCOMING, ScheduleDescription, ScheduleHandle, check_schedule_id, create_schedule
 from ._store import Store
 
 DEFAULT_QUEUE = "default"
@@ -155,6 +156,8 @@ class WorkflowDescription:
     #: for a running workflow whose queue no worker serves now (filled in by `describe`):
     #: "no worker has polled queue 'q' since ...", else None
     queue_warning: str | None = None
+    #: the id of the schedule that started it, else None
+    schedule_id: str | None = None
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
@@ -171,7 +174,7 @@ class WorkflowDescription:
             cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
             task_error=(converter or _PLAIN).readable_text(tfail.get("err")),
             pending_activities=tuple(PendingActivity.from_record(p, converter) for p in pending),
-            queue_warning=queue_warning, start_at=_time(rec.get("start_at")),
+            queue_warning=queue_warning, start_at=_time(rec.get("start_at")), schedule_id=rec.get("sched"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -290,16 +293,90 @@ class Client:
 
     def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
              since: _dt.datetime | None = None, until: _dt.datetime | None = None,
-             all_runs: bool = False) -> list[WorkflowDescription]:
+             all_runs: bool = False, schedule: str | None = None) -> list[WorkflowDescription]:
         """Workflows, newest first by start time: at most `limit`, optionally only those with
         `status`, of type `workflow`, started at or after `since` and before `until` (naive
-        datetimes are UTC). One entry per id, its latest run; with `all_runs`, every run."""
+        datetimes are UTC). One entry per id, its latest run; with `all_runs`, every run.
+        With `schedule`, only the runs that schedule started (every run: each has its own id)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgument(f"limit must be a positive integer, not {limit!r}")
+        if schedule is not None:
+            return self._list_scheduled(schedule, status, workflow, limit, since, until)
         args = self._filters(workflow, since, until)
         recs = self._store.read(lambda t: _ops.list_workflows(t, status, args[0], limit, since=args[1],
                                                               until=args[2], all_runs=bool(all_runs)))
         return [WorkflowDescription.from_record(r, converter=self._converter) for r in recs]
+
+    def _list_scheduled(self, schedule: str, status: str | None, workflow: str | None, limit: int,
+                        since: Any, until: Any) -> builtins.list[WorkflowDescription]:
+        sid = check_schedule_id(schedule)
+        _ops._check_status(status)
+        wtype, lo, hi = self._filters(workflow, since, until)
+
+        def keep(rec: dict[str, Any]) -> bool:
+            return ((status is None or rec["status"] == status) and (wtype is None or rec["type"] == wtype)
+                    and (lo is None or rec["created"] >= lo) and (hi is None or rec["created"] < hi))
+
+        recs = self._store.read(lambda t: [r for r in _schedules.started(t, sid, 1 << 62) if keep(r)][:limit])
+        return [WorkflowDescription.from_record(r, converter=self._converter) for r in recs]
+
+    # --- schedules ---------------------------------------------------------------------------
+
+    # Typed as `start` is: the arguments must fit the workflow's parameters.
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: str, *args: Any, cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: Callable[[*Ts], Awaitable[Any]], *args: *Ts,
+                        cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: Callable[[], WorkflowInstance[*Ts, Any]], *args: *Ts,
+                        cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+
+    def create_schedule(self, schedule_id: str, workflow: Any, *args: object, cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle:
+        """Create a schedule that starts `workflow` (a decorated workflow or its name) with `args`
+        at each slot of `cron` (a cron expression, evaluated in UTC) or `every` (an interval in
+        seconds or a timedelta, aligned to the Unix epoch); return its handle.
+
+        The schedule lives in the store: whichever worker of the store is running fires it (no
+        worker of its own, any queue's). Each slot starts one workflow, with id
+        ``<schedule_id>-<slot time, ISO 8601 UTC>``, on `queue`, exactly once however workers
+        crash. `jitter` delays each slot by a random time below it (the same for a slot in every
+        process). `overlap` says what a slot does while the workflow started last still runs:
+        "skip" (the default), "buffer_one" (start once it closes; one start kept),
+        "allow_all" (start anyway), "cancel_other" (cancel it, start once it has closed).
+        After downtime, the missed slots at most `catchup_window` old are taken, each under
+        the overlap policy; older ones are counted as missed. With `pause_on_failure`, a
+        started workflow that fails pauses the schedule. `paused` creates it paused, with `note`.
+        Raises `ScheduleAlreadyExists` if the id is taken.
+        """
+        return create_schedule(self, schedule_id, workflow, args, cron=cron, every=every, queue=queue,
+                               jitter=jitter, overlap=overlap, catchup_window=catchup_window,
+                               pause_on_failure=pause_on_failure, paused=paused, note=note)
+
+    def get_schedule_handle(self, schedule_id: str) -> ScheduleHandle:
+        """A handle to the schedule `schedule_id` (checked when used)."""
+        return ScheduleHandle(self, schedule_id)
+
+    def list_schedules(self) -> builtins.list[ScheduleDescription]:
+        """Every schedule, by id."""
+        recs = self._store.read(lambda t: _schedules.list_schedules(t, UPCOMING))
+        return [ScheduleDescription.from_record(r) for r in recs]
 
     def count(self, *, status: str | None = None, workflow: str | None = None, since: _dt.datetime | None = None,
               until: _dt.datetime | None = None, all_runs: bool = False) -> int:

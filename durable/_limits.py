@@ -60,3 +60,13 @@ MIN_PRESENCE_SECONDS = 1.0
 #: The records of workers gone for longer than this are forgotten when a worker of their queue
 #: starts (the latest is always kept, for "no worker has polled queue X since T").
 PRESENCE_KEEP_NS = 7 * 86_400 * 1_000_000_000
+
+#: Most slots of one schedule one transaction fires (a long catch-up goes on in the next ones).
+SCHEDULE_FIRE_BATCH = 64
+#: How many of its latest starts a schedule keeps for `describe`.
+SCHEDULE_RECENT_ACTIONS = 10
+#: Most slots one backfill takes (one transaction).
+MAX_BACKFILL_SLOTS = 10_000
+#: Longest schedule id, in bytes: the ids of the workflows it starts add a time to it and must fit
+#: in MAX_ID_BYTES.
+MAX_SCHEDULE_ID_BYTES = 160

@@ -24,6 +24,7 @@ Layout (keys sort as bytes; integers are big-endian u64):
 - ``query``  "r"/"a" + query number -> query request / answer
 - ``workers`` queue + NUL + worker identity -> when the worker last showed it serves the queue,
   and until when that holds (see `record_presence`)
+- ``sched``  schedules, and the runs each started (see `_schedules`)
 - ``meta``   format version, counters, and the close log: "C" + close number -> workflow id for
   the most recent closes (`CLOSE_LOG_KEEP`), so that a waiting client learns which workflows
   ended from one small read per wake-up (kept here: the counters' page is written anyway)
@@ -467,6 +468,7 @@ def migrate(t: Txn, version: int) -> None:
                 continue  # (describe reports its error, as before)
             t.put("idx", b"c" + when, wid)
             t.put("idx", _idx_key(status, when), wid)
+    # format 3 added the "sched" table, which opening the store creates: nothing to rewrite
 
 
 def publish_registry(t: Txn, queue: str, desc: dict[str, Any]) -> None:
@@ -634,6 +636,10 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
         if not isinstance(state, dict) or state.get("st") != "q":  # an attempt may run: tell its worker now
             t.wake_acts = True
     t.wake = True
+    if "sched" in rec:  # started by a schedule: it may pause, or start the slot it buffered
+        from . import _schedules
+
+        _schedules.on_close(t, rec, status)
 
 
 # --- task claims ---------------------------------------------------------------------------
@@ -1329,6 +1335,10 @@ def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
             _check_activity(t, unpack_u64(ref, 1), unpack_u64(ref, 9), key)
         elif kind == b"W":
             _expire_wft(t, unpack_u64(ref, 1), key)
+        elif kind == b"S":
+            from . import _schedules
+
+            _schedules.fire(t, ref[1:].decode(), key)
     return len(items)
 
 

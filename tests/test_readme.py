@@ -139,12 +139,28 @@ def test_readme_commands_name_only_real_options() -> None:
                 continue
             words = shlex.split(line, comments=True)
             command = words[1]
+            if command == "schedule":  # a group: its subcommand has the options
+                command = f"schedule {words[2]}"
             if command not in helps:
-                helps[command] = subprocess.run([str(BIN / "durable"), command, "--help"], env=env,
+                helps[command] = subprocess.run([str(BIN / "durable"), *command.split(), "--help"], env=env,
                                                 capture_output=True, text=True, timeout=60).stdout
             for word in words[2:]:
                 if word.startswith("--"):
                     assert word.split("=")[0] in helps[command], f"{line!r}: {command} --help lacks {word}"
+
+
+def test_readme_schedules_snippet_runs(tmp_path: Path) -> None:
+    """The Python of the Schedules section as written (no worker: schedules are in the store)."""
+    block = _python_block("import datetime as dt\n\nclient = durable.Client(")
+    checks = """
+assert report.describe().actions_started == 1 and len(client.list(schedule="report")) == 1
+assert client.list(schedule="report")[0].schedule_id == "report"
+assert [s.schedule_id for s in client.list_schedules()] == ["report"]
+"""
+    script = "import durable\nfrom examples.hello import three_steps\n" + block + checks
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_dev_script_names_what_the_readme_promises() -> None:

@@ -527,18 +527,19 @@ def _filters(fn: F) -> F:
 
 @main.command("list")
 @_filters
+@click.option("--schedule", "schedule_id", default=None, metavar="ID", help="Only the workflows this schedule started.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1), help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
 @handle_errors
 def list_(state: _State, status: str | None, workflow: str | None, since: _dt.datetime | None,
-          until: _dt.datetime | None, all_runs: bool, limit: int, as_json: bool) -> None:
+          until: _dt.datetime | None, all_runs: bool, schedule_id: str | None, limit: int, as_json: bool) -> None:
     """List workflows, newest first by start time (the latest run of each id, unless --all-runs).
 
     A table with a header line, or with --json one object per line; if more workflows match
     than --limit, a line on stderr says so."""
     rows = state.client().list(status=status, workflow=workflow, since=since, until=until, all_runs=all_runs,
-                               limit=limit + 1)
+                               limit=limit + 1, schedule=schedule_id)
     more = len(rows) > limit
     rows = rows[:limit]
     if as_json:
@@ -599,7 +600,7 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         if key == "error":
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
-        elif key in ("task_error", "closed_at", "queue_warning", "start_at") and value is None:
+        elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id") and value is None:
             continue
         elif key == "task_error":
             click.echo(f"task_error: {value}")

@@ -9,6 +9,7 @@ compares). Each ``# type: ignore[code]`` marks a line that must be an error: wit
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable
 from typing import Any, assert_type, reveal_type
 
@@ -208,6 +209,21 @@ async def on_asyncio(url: str) -> bytes:
 
 reveal_type(on_asyncio)  # revealed: durable._defs.Activity[[url: str], bytes]
 durable.activity(loop="uvloop")  # type: ignore[call-overload]
+
+# --- schedules: their arguments are checked as start's ----------------------------------------
+
+sched = client.create_schedule("s1", wf_function, 1, 2.5, every=60, overlap="buffer_one")
+assert_type(sched, durable.ScheduleHandle)
+assert_type(client.create_schedule("s2", WfClass, {"amount": 1}, cron="@hourly"), durable.ScheduleHandle)
+assert_type(client.create_schedule("s3", "wf_function", "anything", every=60), durable.ScheduleHandle)
+assert_type(sched.describe(), durable.ScheduleDescription)
+assert_type(sched.describe().next_action_times, tuple[datetime.datetime, ...])
+assert_type(sched.describe().recent_actions, tuple[durable.ScheduleAction, ...])
+assert_type(sched.backfill(datetime.datetime(2026, 1, 1), datetime.datetime(2026, 1, 2)), int)
+assert_type(client.list_schedules(), list[durable.ScheduleDescription])
+assert_type(client.list(schedule="s1"), list[durable.WorkflowDescription])
+client.create_schedule("s4", wf_function, "1", every=60)  # type: ignore[arg-type]
+client.create_schedule("s5", wf_no_args, 1, cron="@daily")  # type: ignore[arg-type]
 
 # --- patching and the pre-deploy check --------------------------------------------------------
 
