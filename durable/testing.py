@@ -161,7 +161,7 @@ class _EnvClient(Client):
 
     _harness: _Harness
 
-    def start(self, workflow: Any, *args: Any, **options: Any) -> WorkflowHandle[Any]:
+    def start(self, workflow: Any, *args: Any, **options: Any) -> WorkflowHandle[Any]:  # type: ignore[override]
         handle = super().start(workflow, *args, **options)
         own: _EnvHandle[Any] = _EnvHandle(self, handle.id, run_id=handle.run_id)
         own.warning = handle.warning
@@ -372,7 +372,7 @@ class _Harness:
             while True:
                 left = _RESULT_SLICE_SECONDS if deadline is None else min(deadline - time.monotonic(), _RESULT_SLICE_SECONDS)
                 try:
-                    return WorkflowHandle.result(handle, max(left, 0.0))  # type: ignore[return-value]
+                    return WorkflowHandle.result(handle, max(left, 0.0))
                 except WaitTimeout:
                     if deadline is not None and time.monotonic() >= deadline:
                         raise WaitTimeout(f"workflow {handle.id!r} is still running after {limit:g} s") from None
@@ -451,7 +451,7 @@ class _Common:
     def start(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
               **options: Any) -> WorkflowHandle[R]: ...
 
-    def start(self, workflow: Any, *args: Any, id: str | None = None, **options: Any) -> WorkflowHandle[Any]:
+    def start(self, workflow: Any, *args: object, id: str | None = None, **options: Any) -> WorkflowHandle[Any]:
         """Start `workflow` on the environment's queue (`env.client.start`, which takes the same
         options: ``start_delay=``, ...)."""
         options.setdefault("queue", self._running().queue)
@@ -502,7 +502,7 @@ class SyncEnvironment(_Common):
     def execute(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
                 timeout: float | None = None, **options: Any) -> R: ...
 
-    def execute(self, workflow: Any, *args: Any, id: str | None = None, timeout: float | None = None,
+    def execute(self, workflow: Any, *args: object, id: str | None = None, timeout: float | None = None,
                 **options: Any) -> Any:
         """Start `workflow` and return its result (time skips while it runs)."""
         return self.result(self.start(workflow, *args, id=id, **options), timeout)
@@ -563,7 +563,7 @@ class Environment(_Common):
     async def execute(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
                       timeout: float | None = None, **options: Any) -> R: ...
 
-    async def execute(self, workflow: Any, *args: Any, id: str | None = None, timeout: float | None = None,
+    async def execute(self, workflow: Any, *args: object, id: str | None = None, timeout: float | None = None,
                       **options: Any) -> Any:
         """Start `workflow` and return its result (time skips while it runs)."""
         return await self.result(self.start(workflow, *args, id=id, **options), timeout)
