@@ -53,7 +53,7 @@ from ._replay import replay as _replay
 from ._store import Clock, Store
 from .worker import Worker
 
-__all__ = ["Environment", "SyncEnvironment", "mock_activity"]
+__all__ = ["Environment", "SyncEnvironment", "WorkflowTaskFailed", "mock_activity"]
 
 R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
@@ -67,6 +67,18 @@ _RESULT_SLICE_SECONDS = 0.1
 #: A jump longer than this writes the worker's presence again: clients judge from the clock
 #: whether a worker serves the queue (`Client.start` warns otherwise).
 _PRESENCE_JUMP_NS = _NS
+
+
+class WorkflowTaskFailed(DurableError):
+    """Waiting for a result in a test environment was given up: the workflow's task fails (a
+    bug in its code, an activity no worker has). In production the workflow waits for fixed code
+    and its task is retried; in a test the same code would only fail again. The message holds
+    the task's error (as `describe` shows it)."""
+
+    def __init__(self, message: str, *, workflow_id: str, task_error: str) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.task_error = task_error
 
 
 def _memory_dir() -> str | None:
@@ -374,11 +386,22 @@ class _Harness:
                 try:
                     return WorkflowHandle.result(handle, max(left, 0.0))
                 except WaitTimeout:
+                    self._check_task(handle)
                     if deadline is not None and time.monotonic() >= deadline:
                         raise WaitTimeout(f"workflow {handle.id!r} is still running after {limit:g} s") from None
                     if stop is not None and stop.is_set():
                         raise
                     self._check_running()
+
+    @staticmethod
+    def _check_task(handle: WorkflowHandle[Any]) -> None:
+        """Raise `WorkflowTaskFailed` if the workflow's task fails: it would only fail again."""
+        desc = handle.describe()
+        if desc.status == "running" and desc.task_error is not None:
+            raise WorkflowTaskFailed(
+                f"workflow {handle.id!r} cannot go on: its workflow task failed ({desc.task_failures} "
+                f"time{'s' if desc.task_failures != 1 else ''}): {desc.task_error}",
+                workflow_id=handle.id, task_error=desc.task_error)
 
     def replay(self, workflow: Any, history: WorkflowHandle[Any] | bytes | list[dict[str, Any]] | str | os.PathLike[str]) -> int:
         if isinstance(history, WorkflowHandle):

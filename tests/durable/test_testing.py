@@ -436,3 +436,35 @@ def test_several_waiters_in_threads_skip_together() -> None:
         for t in threads:
             t.join(WAIT)
         assert len(results) == 3 and min(results) >= DAY
+
+
+# --- a workflow that cannot go on -------------------------------------------------------------
+
+
+@durable.workflow
+async def buggy() -> int:
+    return {}["missing"]  # a bug: the workflow task fails
+
+
+@durable.workflow
+async def calls_an_activity_nobody_has() -> str:
+    return await charge(1)
+
+
+def test_a_failing_workflow_task_ends_the_wait_instead_of_skipping_through_its_retries_sync() -> None:
+    with SyncEnvironment(workflows=[buggy]) as env:
+        before = env.now()
+        handle = env.start(buggy, id="buggy")
+        with pytest.raises(durable.testing.WorkflowTaskFailed, match=r"workflow 'buggy' cannot go on: .*KeyError: 'missing'") as caught:
+            env.result(handle, timeout=WAIT)
+        assert caught.value.workflow_id == "buggy" and "KeyError" in caught.value.task_error
+        assert env.now() - before < dt.timedelta(seconds=WAIT)  # no jumps through its retries
+        assert handle.describe().status == "running"
+
+
+async def test_an_activity_nobody_has_ends_the_wait_trio() -> None:
+    async with Environment(workflows=[calls_an_activity_nobody_has]) as env:
+        before = env.now()
+        with pytest.raises(durable.testing.WorkflowTaskFailed, match="activity 'charge' is not registered"):
+            await env.execute(calls_an_activity_nobody_has, id="nobody", timeout=WAIT)
+        assert env.now() - before < dt.timedelta(seconds=WAIT)
