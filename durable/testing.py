@@ -23,6 +23,11 @@ is recorded before any timer the skip could fire, as in real time.
 order, each fired and run to rest before the next jump, and returns once the environment is at
 rest at the target time. `env.now()` is the clock's time.
 
+Time never jumps to the retry of a failed workflow task (a bug in the code) or of an activity no
+worker here has: it would only fail again. Waiting for such a workflow's result raises
+`WorkflowTaskFailed` instead. The temporary store lives in /dev/shm where there is one: each
+commit is synced, which costs milliseconds on a disk and nothing in memory.
+
 Why the worker runs in its own thread in both forms: the client is synchronous; a blocking call
 (`handle.query`, `handle.result`) made by a test, from a trio task too, must not stop the
 worker that answers it.
@@ -319,7 +324,8 @@ class _Harness:
         """Worker's trio thread: wake its clock and poller; show again that it serves the queue."""
         self.worker._notify_local()
         if delta >= _PRESENCE_JUMP_NS and self._nursery is not None:
-            self._nursery.start_soon(self._present)
+            with contextlib.suppress(RuntimeError):  # the worker has stopped: nobody to show
+                self._nursery.start_soon(self._present)
 
     async def _present(self) -> None:
         with contextlib.suppress(DurableError):
