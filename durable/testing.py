@@ -69,9 +69,6 @@ _NS = 1_000_000_000
 _POLL_SECONDS = 0.001
 #: How long one wait for a result lasts before the waiter looks again (whether it was cancelled).
 _RESULT_SLICE_SECONDS = 0.1
-#: A jump longer than this writes the worker's presence again: clients judge from the clock
-#: whether a worker serves the queue (`Client.start` warns otherwise).
-_PRESENCE_JUMP_NS = _NS
 
 
 class WorkflowTaskFailed(DurableError):
@@ -314,22 +311,25 @@ class _Harness:
         return self.store.read(lambda t: _ops.idle_until(t, self.queue))
 
     def _jump(self, when: int) -> None:
-        """Move the clock to `when` and have the worker look at the store (any thread)."""
-        delta = self.clock.advance_to(when)
-        if delta and self._token is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._jumped, delta)
+        """Any thread but the worker's: `_jump_here` in the worker's trio thread."""
+        assert self._token is not None
+        try:
+            trio.from_thread.run(self._jump_here, when, trio_token=self._token)
+        except trio.RunFinishedError:
+            self._check_running()
 
-    def _jumped(self, delta: int) -> None:
-        """Worker's trio thread: wake its clock and poller; show again that it serves the queue."""
-        self.worker._notify_local()
-        if delta >= _PRESENCE_JUMP_NS and self._nursery is not None:
-            with contextlib.suppress(RuntimeError):  # the worker has stopped: nobody to show
-                self._nursery.start_soon(self._present)
-
-    async def _present(self) -> None:
+    async def _jump_here(self, when: int) -> None:
+        """Move the clock to `when` and have the worker look at the store. First the worker shows
+        that it serves its queue until past `when` (clients judge that by the clock: a start would
+        warn that nobody serves it), so that nobody sees it gone at the new time."""
+        if when <= self.clock.now_ns():
+            return
+        w = self.worker
+        until = when + max(w.lease_ns, int(3 * _NS * w._presence_interval()))
         with contextlib.suppress(DurableError):
-            await self.worker._write(self.worker._present)
+            await w._write(lambda t: _ops.record_presence(t, w.queue, w.identity, until, w._presence))
+        if self.clock.advance_to(when):
+            w._notify_local()  # its clock fires what fell due, its poller claims what came visible
 
     async def _skip_loop(self) -> None:
         """While callers wait for a result: jump to the next due time whenever the store is idle."""
@@ -341,7 +341,7 @@ class _Harness:
                 continue
             idle, nxt = self._idle()
             if idle and nxt is not None:
-                self._jump(nxt)
+                await self._jump_here(nxt)
             await trio.sleep(_POLL_SECONDS)
 
     def _kick(self) -> None:

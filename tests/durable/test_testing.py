@@ -468,3 +468,14 @@ async def test_an_activity_nobody_has_ends_the_wait_trio() -> None:
         with pytest.raises(durable.testing.WorkflowTaskFailed, match="activity 'charge' is not registered"):
             await env.execute(calls_an_activity_nobody_has, id="nobody", timeout=WAIT)
         assert env.now() - before < dt.timedelta(seconds=WAIT)
+
+
+def test_the_worker_still_serves_the_queue_after_a_day_passes() -> None:
+    """Clients judge from the clock whether a worker serves a queue: a jump must not make the
+    environment's own worker look gone (a start would warn that nobody serves the queue)."""
+    with SyncEnvironment(workflows=[sleeps_a_day, three_steps], activities=[add_one, double]) as env:
+        env.execute(sleeps_a_day, id="sleeper", timeout=WAIT)
+        handle = env.start(three_steps, 1, id="after")
+        assert handle.warning is None
+        assert [w.alive for w in env.client.workers()] == [True]
+        assert env.result(handle, timeout=WAIT) == 5
