@@ -52,7 +52,7 @@ import trio
 from . import _ops
 from ._client import DEFAULT_QUEUE, Client, WorkflowHandle
 from ._codec import PayloadCodec
-from ._defs import Activity, WorkflowInstance, arity, check_seconds, signature_text
+from ._defs import Activity, Registry, WorkflowInstance, arity, check_seconds, signature_text
 from ._errors import DurableError, InvalidArgument, WaitTimeout
 from ._replay import replay as _replay
 from ._store import Clock, Store
@@ -442,7 +442,8 @@ class _Common:
         self._options: dict[str, Any] = dict(
             workflows=list(workflows), activities=list(activities), mock_activities=mock_activities,
             time_skipping=time_skipping, queue=queue, start_time=start_time, codec=codec, data=data)
-        _with_mocks(self._options["activities"], mock_activities)  # a mistake is refused here, before anything starts
+        # a mistake is refused here, before anything starts
+        Registry(self._options["workflows"], _with_mocks(self._options["activities"], mock_activities))
         self._open: _Harness | None = None
 
     def _running(self) -> _Harness:

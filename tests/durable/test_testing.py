@@ -479,3 +479,10 @@ def test_the_worker_still_serves_the_queue_after_a_day_passes() -> None:
         assert handle.warning is None
         assert [w.alive for w in env.client.workers()] == [True]
         assert env.result(handle, timeout=WAIT) == 5
+
+
+def test_what_is_not_a_workflow_or_an_activity_is_refused_at_once() -> None:
+    with pytest.raises(durable.InvalidArgument, match="not an activity"):
+        SyncEnvironment(activities=[len])  # type: ignore[list-item]
+    with pytest.raises(durable.InvalidArgument):
+        SyncEnvironment(workflows=[len])
