@@ -7,8 +7,9 @@ installed): the ``durable_env`` fixture and the ``durable`` marker that says wha
 
 The marker takes the options of `durable.testing.SyncEnvironment`; on a module
 (``pytestmark = pytest.mark.durable(...)``) or a class it serves every test in it, and one on a
-test replaces it. This module imports nothing of durable until a test asks for the fixture, so
-that it costs the test runs of a project that does not use it nothing.
+test replaces it. Loading the plugin imports the `durable` package (its ``__init__``: about 70 ms
+where trio is imported already), and `durable.testing` only once a test asks for the fixture: a
+test run that does not use it gets one marker registered and one fixture defined, nothing else.
 """
 
 from __future__ import annotations
