@@ -20,6 +20,7 @@ import durable
 import durable.testing
 from durable.testing import Environment, SyncEnvironment
 from examples.hello import Approval, add_one, double, three_steps
+from tests.fault._util import wait_until
 
 DAY = 86_400
 WAIT = 60  # a real timeout: these workflows wait a day or an hour of the environment's time
@@ -410,16 +411,40 @@ def test_a_store_given_must_be_fresh(tmp_path: Path) -> None:
             pass
 
 
-def test_waiting_is_cancellable_in_trio() -> None:
-    async def main() -> None:
-        async with Environment(workflows=[Approval]) as env:
-            handle = env.start(Approval, {"amount": 1}, id="ap")
-            with trio.move_on_after(0.2) as scope:
-                await env.sleep(10 * 365 * DAY)  # ten years, through the hour's timer... cancelled or done
-            if not scope.cancelled_caught:
-                assert handle.describe().status == "failed"
+@durable.workflow
+class WaitsForever:
+    """Waits for a signal that never comes, with no timeout: nothing ever falls due."""
 
-    trio.run(main)
+    def __init__(self) -> None:
+        self.done = False
+
+    async def run(self) -> None:
+        await durable.wait_condition(lambda: self.done)
+
+    @durable.signal
+    def finish(self) -> None:
+        self.done = True
+
+
+async def test_waiting_is_cancellable_and_stops_the_skipping_trio() -> None:
+    async with Environment(workflows=[WaitsForever, Ticker]) as env:
+        handle = env.start(WaitsForever, id="forever")
+        with trio.move_on_after(0.3) as scope:
+            await env.result(handle)
+        assert scope.cancelled_caught
+        before = env.now()
+        with trio.fail_after(WAIT):
+            await env.sleep(10 * 365 * DAY)  # ten years pass at once: nothing falls due on the way
+        assert env.now() - before >= dt.timedelta(days=10 * 365)
+        # the abandoned waiter gives up within its slice: time no longer skips for it
+        harness = env._open
+        assert harness is not None
+        await trio.to_thread.run_sync(lambda: wait_until(lambda: harness._waiting == 0, what="the waiter to give up"))
+        before = env.now()
+        ticker = env.start(Ticker, id="ticker")
+        assert ticker.query("count") == 0  # its first task ran: it waits on its 10 s timer
+        assert env.now() - before < dt.timedelta(seconds=10)
+        assert ticker.describe().status == "running"
 
 
 def test_several_waiters_in_threads_skip_together() -> None:
