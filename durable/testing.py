@@ -14,7 +14,9 @@ rule) only while a caller waits for a workflow's result (`env.result`, `env.exec
 passing: no task of the environment's queue claimable, nothing due, and no workflow task or
 activity attempt running (holding a lease) anywhere (`_ops.idle_until` reads that in one
 transaction of the store). The clock then jumps to the next due time (a timer, a retry's
-backoff, a deadline, a delayed start) and the worker fires it. So a ``durable.sleep(86400)``
+backoff, a deadline, a delayed start) and the worker fires it. The look and the jump are one
+write transaction of their own, so no write of this process comes between them, and every write
+after it takes its time from the moved clock. So a ``durable.sleep(86400)``
 completes at once; an activity that runs is never timed out by a jump (its deadline is due while
 it runs, and time only flows with real time then); and a signal sent before waiting for a result
 is recorded before any timer the skip could fire, as in real time.
@@ -55,7 +57,7 @@ from ._codec import PayloadCodec
 from ._defs import Activity, Registry, WorkflowInstance, arity, check_seconds, signature_text
 from ._errors import DurableError, InvalidArgument, WaitTimeout
 from ._replay import replay as _replay
-from ._store import Clock, Store
+from ._store import Clock, Store, Txn
 from .worker import Worker
 
 __all__ = ["Environment", "SyncEnvironment", "WorkflowTaskFailed", "mock_activity"]
@@ -67,6 +69,9 @@ A = TypeVar("A", bound=Activity[Any, Any])
 _NS = 1_000_000_000
 #: How often a waiting caller, or the skipper, looks at the store again while something runs.
 _POLL_SECONDS = 0.001
+#: What `_Harness._try_jump` found: something can run; nothing can, and the clock jumped; nothing
+#: can and nothing is due before the limit, where the clock is.
+BUSY, JUMPED, AT_REST = "busy", "jumped", "at rest"
 #: How long one wait for a result lasts before the waiter looks again (whether it was cancelled).
 _RESULT_SLICE_SECONDS = 0.1
 
@@ -307,42 +312,51 @@ class _Harness:
     def now(self) -> _dt.datetime:
         return _dt.datetime.fromtimestamp(self.clock.now_ns() / _NS, tz=_dt.timezone.utc)
 
-    def _idle(self) -> tuple[bool, int | None]:
-        return self.store.read(lambda t: _ops.idle_until(t, self.queue))
+    def _try_jump(self, limit: int | None = None) -> str:
+        """If nothing can run now (`_ops.idle_until`), move the clock to the next due time, or to
+        `limit` if that comes first: `JUMPED`; `BUSY` if something can run; `AT_REST` if nothing
+        is due until `limit` and the clock is there (or, without one, nothing is due at all).
 
-    def _jump(self, when: int) -> None:
-        """Any thread but the worker's: `_jump_here` in the worker's trio thread."""
-        assert self._token is not None
-        try:
-            trio.from_thread.run(self._jump_here, when, trio_token=self._token)
-        except trio.RunFinishedError:
-            self._check_running()
-
-    async def _jump_here(self, when: int) -> None:
-        """Move the clock to `when` and have the worker look at the store. First the worker shows
-        that it serves its queue until past `when` (clients judge that by the clock: a start would
-        warn that nobody serves it), so that nobody sees it gone at the new time."""
-        if when <= self.clock.now_ns():
-            return
+        One transaction of its own, under the store's write lock (not group-committed with
+        others): the look, the jump, and the worker's presence past the new time (clients judge
+        from the clock whether a worker serves a queue) are one step, which no other write of
+        this process comes between; each write after it takes its time from the moved clock.
+        The worker is woken then: its clock fires what fell due, its poller claims what came due.
+        Blocks for one commit: call it outside the worker's trio thread."""
         w = self.worker
-        until = when + max(w.lease_ns, int(3 * _NS * w._presence_interval()))
-        with contextlib.suppress(DurableError):
-            await w._write(lambda t: _ops.record_presence(t, w.queue, w.identity, until, w._presence))
-        if self.clock.advance_to(when):
-            w._notify_local()  # its clock fires what fell due, its poller claims what came visible
+        if not self.store.read(lambda t: _ops.idle_until(t, self.queue))[0]:
+            return BUSY  # the usual answer while work runs: no need to take the write lock for it
+
+        def op(t: Txn) -> str:
+            idle, nxt = _ops.idle_until(t, self.queue)
+            if not idle:
+                return BUSY
+            target = nxt if limit is None or (nxt is not None and nxt < limit) else limit
+            if target is None or target <= self.clock.now_ns():
+                return AT_REST
+            until = target + max(w.lease_ns, int(3 * _NS * w._presence_interval()))
+            _ops.record_presence(t, w.queue, w.identity, until, w._presence)
+            self.clock.advance_to(target)
+            return JUMPED
+
+        [status] = self.store.write_batch([op])
+        if isinstance(status, BaseException):
+            raise status
+        if status == JUMPED and self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(w._notify_local)
+        return str(status)
 
     async def _skip_loop(self) -> None:
-        """While callers wait for a result: jump to the next due time whenever the store is idle."""
+        """While callers wait for a result: jump to the next due time whenever nothing can run."""
         while True:
             if not self.time_skipping or self._waiting == 0:
                 assert self._kicked is not None
                 await self._kicked.wait()
                 self._kicked = trio.Event()
                 continue
-            idle, nxt = self._idle()
-            if idle and nxt is not None:
-                await self._jump_here(nxt)
-            await trio.sleep(_POLL_SECONDS)
+            if await trio.to_thread.run_sync(self._try_jump) != JUMPED:
+                await trio.sleep(_POLL_SECONDS)
 
     def _kick(self) -> None:
         assert self._kicked is not None
@@ -369,14 +383,12 @@ class _Harness:
         self._check_running()
         target = self.clock.now_ns() + int(amount * _NS)
         while stop is None or not stop.is_set():
-            idle, nxt = self._idle()
-            if idle:
-                if self.clock.now_ns() >= target:
-                    return
-                self._jump(target if nxt is None or nxt > target else nxt)
-                continue
-            self._check_running()
-            time.sleep(_POLL_SECONDS)
+            status = self._try_jump(target)
+            if status == AT_REST:
+                return
+            if status == BUSY:
+                self._check_running()
+                time.sleep(_POLL_SECONDS)
 
     # --- results -----------------------------------------------------------------------------
 
