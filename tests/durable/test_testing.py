@@ -511,3 +511,11 @@ def test_what_is_not_a_workflow_or_an_activity_is_refused_at_once() -> None:
         SyncEnvironment(activities=[len])  # type: ignore[list-item]
     with pytest.raises(durable.InvalidArgument):
         SyncEnvironment(workflows=[len])
+
+
+def test_a_delayed_start_skips_to_its_start() -> None:
+    with SyncEnvironment(workflows=[three_steps], activities=[add_one, double]) as env:
+        before = env.now()
+        handle = env.start(three_steps, 1, id="later", start_delay=3600)
+        assert env.result(handle, timeout=WAIT) == 5
+        assert env.now() - before >= dt.timedelta(seconds=3600)
