@@ -1312,6 +1312,50 @@ def next_due(t: Txn) -> int | None:
     return None if item is None else unpack_u64(item[0])
 
 
+def idle_until(t: Txn, queue: str) -> tuple[bool, int | None]:
+    """For a test environment that skips time (`durable.testing`): whether nothing can happen now
+    but by time passing (no task of `queue` claimable, nothing due, and no lease held: no workflow
+    task or activity attempt runs anywhere), and when the next thing falls due or a task of `queue`
+    becomes claimable (ns), or None. Every pending piece of work is claimable, leased or scheduled
+    for later, each in the transaction that made it: so idle here means idle everywhere.
+
+    The retry of a workflow task that failed (a bug in the code: it fails again), or of an
+    activity refused for want of its code, is not a next thing: time jumping to it would only
+    make the same failure, again and again.
+
+    Reads every due entry: for the small stores of tests, not for a worker's hot path."""
+    nxt: int | None = None
+    for kind in (b"w", b"a", b"q"):
+        prefix = _task_prefix(kind, queue)
+        for key, ref in t.scan("tasks", prefix):
+            when = unpack_u64(key, len(prefix))
+            if when <= t.now:
+                return False, when
+            if kind == b"w":
+                rec = _wf_by_num(t, unpack_u64(ref))
+                if rec is not None and "tfail" in rec:
+                    continue
+            elif kind == b"a":
+                st = t.get_rec("act", ref[:16])
+                if isinstance(st, dict) and st.get("refused"):  # no worker has its code: refused again
+                    continue
+            if nxt is None or when < nxt:
+                nxt = when
+            break
+    for key, _ in t.scan("due", b""):
+        when = unpack_u64(key)
+        ref = key[8:]
+        if when <= t.now or ref[:1] == b"W":  # due now, or a workflow task's lease: it runs
+            return False, when
+        if ref[:1] == b"A":
+            st = t.get_rec("act", ref[1:17])
+            if isinstance(st, dict) and st.get("st") == "r":  # an attempt runs under a lease
+                return False, when
+        if nxt is None or when < nxt:
+            nxt = when
+    return True, nxt
+
+
 def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
     """Process up to `limit` due items (timers fire, expired leases end); return how many.
 

@@ -181,3 +181,16 @@ def test_the_demo_runs_clean(tmp_path: Path) -> None:
     noisy = [line for line in proc.stderr.splitlines() if re.search(r"warning|error|traceback", line, re.I)
              and "pypi" not in line and "setuptools" not in line.lower()]
     assert noisy == [], noisy
+
+
+def test_the_testing_snippet_runs_verbatim_under_pytest(tmp_path: Path) -> None:
+    """The README's test of the hello example, as a user's test file run by pytest (the plugin
+    giving `durable_env` loaded from the installed package). The durations it reports are the
+    figure the README's "in milliseconds" stands on (printed, not asserted)."""
+    (tmp_path / "test_hello.py").write_text(_python_block("# test_hello.py\n"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+                           "--strict-markers", "--durations=0", "--durations-min=0", "test_hello.py"],
+                          cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout

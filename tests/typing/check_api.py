@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from typing import Any, assert_type, reveal_type
 
 import durable
+import durable.testing
 
 # --- activities ----------------------------------------------------------------------------
 
@@ -243,3 +244,27 @@ assert_type(results, list[durable.CheckResult])
 assert_type(results[0].ok, bool)
 assert_type(results[0].error, str | None)
 durable.check_histories(workflows=[wf_patched], histories=["not bytes"])  # type: ignore[list-item]
+
+# --- the test environment -----------------------------------------------------------------------
+
+
+
+def sync_test() -> None:
+    with durable.testing.SyncEnvironment(workflows=[wf_function], activities=[sync_plain]) as env:
+        assert_type(env.execute(wf_function, 1), list[float])
+        assert_type(env.start(wf_function, 1), durable.WorkflowHandle[list[float]])
+        assert_type(env.result(env.start(wf_function, 1)), list[float])
+        assert_type(env.now(), datetime.datetime)
+        assert_type(env.replay(wf_function, env.start(wf_function, 1)), int)
+        env.execute(wf_function, "1")  # type: ignore[arg-type]
+        env.sleep(3600)
+
+
+async def trio_test() -> None:
+    async with durable.testing.Environment(workflows=[wf_function], mock_activities={"sync_plain": len}) as env:
+        assert_type(await env.execute(wf_function, 1), list[float])
+        assert_type(await env.result(env.start(wf_function, 1), timeout=5), list[float])
+        await env.sleep(3600)
+
+
+assert_type(durable.testing.mock_activity(sync_plain)(lambda x, tag="": x), durable.Activity[Any, Any])
