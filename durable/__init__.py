@@ -9,6 +9,7 @@ from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
 from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
+from ._continue import continue_as_new
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
@@ -108,6 +109,7 @@ __all__ = [
     "activity",
     "activity_info",
     "check_histories",
+    "continue_as_new",
     "deprecate_patch",
     "fail_after",
     "heartbeat",
