@@ -48,7 +48,6 @@ from ._errors import (
 T = TypeVar("T")
 
 _log = logging.getLogger("durable.workflow")
-_SUGGEST_EVENTS = _continue.SUGGEST_CONTINUE_AS_NEW_EVENTS
 
 
 class Cancelled(BaseException):
@@ -403,7 +402,7 @@ class Runtime:
             before = self._hist_len
             self._hist_len = self.processed + (j - i)
             self._hist_size += sum(map(_continue.event_size, inputs))
-            if not recorded and before < _SUGGEST_EVENTS <= self._hist_len:
+            if not recorded and before < _continue.SUGGEST_CONTINUE_AS_NEW_EVENTS <= self._hist_len:
                 _log.warning("workflow %r (%s): %s", self.workflow_id, self.defn.name,
                              _continue.history_warning(self._hist_len))
             self._replaying = bool(recorded)
