@@ -25,7 +25,11 @@ MODULE = "examples.account"
 def torture(data_dir: str, seed: int, kills: int, senders: int, per_sender: int, every: int) -> None:
     rng = random.Random(seed)
     client = durable.Client(data_dir)
-    workers = [start_worker_process(data_dir, MODULE, lease=1.0) for _ in range(2)]
+    # one worker with its fast paths, one without: with them, an idle worker runs a task before
+    # claiming it, and a signal that comes meanwhile makes it run again instead of landing in
+    # the inbox; without them, signals land in the inbox of the final task and are carried over
+    envs = [None, {"DURABLE_FAST_PATHS": "0"}]
+    workers = [start_worker_process(data_dir, MODULE, lease=1.0, env=env) for env in envs]
     try:
         h = client.start("Account", 0, every, id="acct")
         sent: list[list[int]] = [[] for _ in range(senders)]
@@ -48,7 +52,7 @@ def torture(data_dir: str, seed: int, kills: int, senders: int, per_sender: int,
             time.sleep(rng.uniform(0.05, 0.3))
             victim = rng.randrange(len(workers))
             assert stop_worker_process(workers[victim], signal.SIGKILL) == -signal.SIGKILL
-            workers[victim] = start_worker_process(data_dir, MODULE, lease=1.0)
+            workers[victim] = start_worker_process(data_dir, MODULE, lease=1.0, env=envs[victim])
         for thread in threads:
             thread.join()
         assert errors == []
