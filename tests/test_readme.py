@@ -165,3 +165,10 @@ def test_the_demo_runs_clean(tmp_path: Path) -> None:
     noisy = [line for line in proc.stderr.splitlines() if re.search(r"warning|error|traceback", line, re.I)
              and "pypi" not in line and "setuptools" not in line.lower()]
     assert noisy == [], noisy
+
+
+def test_the_readme_account_excerpt_is_the_file_in_examples() -> None:
+    block = _python_block("# examples/account.py\n")
+    source = (ROOT / "examples" / "account.py").read_text()
+    body = block.split("\n", 1)[1]
+    assert body.rstrip() in source, "the README's account excerpt differs from examples/account.py"
