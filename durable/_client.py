@@ -296,7 +296,8 @@ class Client:
         num, _ = self._store.write(
             lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
                                           int(delay * 1_000_000_000),
-                                          extra=_ops.workflow_timeouts(*timeouts, t.now) if any(timeouts) else None)
+                                          extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
+                                          if any(timeouts) else None)
         )
         handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}")
         handle.warning = self._nobody_serves(queue)

@@ -19,7 +19,13 @@ from . import _context
 from . import _events as ev
 from ._defs import check_name, workflow_def
 from ._errors import DurableError
-from ._limits import MAX_HISTORY_EVENTS, SUGGEST_CONTINUE_AS_NEW_BYTES, SUGGEST_CONTINUE_AS_NEW_EVENTS
+from . import _limits
+from ._limits import MAX_HISTORY_EVENTS
+
+#: When a history suggests continuing as new (`_limits`; module attributes here, read at each
+#: use, so that tests may lower them)
+SUGGEST_CONTINUE_AS_NEW_EVENTS = _limits.SUGGEST_CONTINUE_AS_NEW_EVENTS
+SUGGEST_CONTINUE_AS_NEW_BYTES = _limits.SUGGEST_CONTINUE_AS_NEW_BYTES
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
