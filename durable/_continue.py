@@ -92,9 +92,9 @@ def only_continue(errors: list[BaseException]) -> ContinueAsNew | None:
 
 def event_size(event: dict[str, Any]) -> int:
     """An event's size in the history, as counted for `WorkflowInfo.history_size`: its payload's
-    bytes plus a fixed 32 for the rest (close to the stored size, and the same on every replay)."""
-    payload = event.get("in") or event.get("out")
-    return 32 + (len(payload) if type(payload) is bytes else 0)
+    bytes plus a fixed 32 for the rest (close to the stored size, and the same on every replay).
+    The runtime counts it so for whole activations (`_runtime._size`)."""
+    return 32 + len(event.get("in") or event.get("out") or b"")
 
 
 def suggested(length: int, size: int) -> bool:

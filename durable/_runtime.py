@@ -401,7 +401,7 @@ class Runtime:
                 return []
             before = self._hist_len
             self._hist_len = self.processed + (j - i)
-            self._hist_size += sum(map(_continue.event_size, inputs))
+            self._hist_size += _size(inputs)
             if not recorded and before < _continue.SUGGEST_CONTINUE_AS_NEW_EVENTS <= self._hist_len:
                 _log.warning("workflow %r (%s): %s", self.workflow_id, self.defn.name,
                              _continue.history_warning(self._hist_len))
@@ -415,10 +415,10 @@ class Runtime:
             if not recorded:
                 self.processed += j - i
                 self._pending_recorded = len(commands)
-                self._pending_size = sum(map(_continue.event_size, commands))
+                self._pending_size = _size(commands)
                 return commands
             self._compare(commands, recorded, self.processed + (j - i))
-            self._hist_size += sum(map(_continue.event_size, recorded))
+            self._hist_size += _size(recorded)
             self.processed += k - i
             i = k
         return []
@@ -900,6 +900,12 @@ class Runtime:
         if self._rng is None:
             self._rng = _random.Random(self._seed)
         return self._rng
+
+
+def _size(events: list[dict[str, Any]]) -> int:
+    """The size of `events` as `WorkflowInfo.history_size` counts it (`_continue.event_size`,
+    written out here: it runs on every activation)."""
+    return 32 * len(events) + sum([len(e.get("in") or e.get("out") or b"") for e in events])
 
 
 def _refuse_in_query(what: str) -> None:
