@@ -286,3 +286,37 @@ def test_it_is_refused_in_a_signal_handler(data_dir: str) -> None:
         h.signal("go")
         d = wait_until(lambda: (lambda d: d if d.task_error else None)(h.describe()), what="the task error")
     assert "signal or query handler" in (d.task_error or "") and d.status == "running"
+
+
+def test_a_run_at_the_history_limit_can_still_continue(data_dir: str) -> None:
+    """A history at its limit fails any other close, but continue-as-new still goes through:
+    the new run starts with the signals the old one had not taken in."""
+    from durable._limits import MAX_HISTORY_EVENTS
+
+    store = Store.open(data_dir)
+    blob = encode([1])
+
+    def fill(wid: str) -> int:
+        num, _ = store.write(lambda t: _ops.start_workflow(t, wid, "Account", "default", encode([0, 3]), False, False))
+        store.write(lambda t: [_ops.signal(t, wid, "deposit", blob) for _ in range(MAX_HISTORY_EVENTS - 1)])
+        return num
+
+    for wid, command in [("full-1", {"k": ev.WORKFLOW_COMPLETED, "out": encode(0)}),
+                         ("full-2", {"k": ev.WORKFLOW_CONTINUED_AS_NEW, "in": encode([0, 3]), "type": "Account",
+                                     "queue": "default"})]:
+        num = fill(wid)
+        assert store.read(lambda t: _ops.load_wf(t, wid))["hlen"] == MAX_HISTORY_EVENTS
+        [item] = store.write(lambda t: _ops.claim(t, "default", "w1", 10**10, 1, 0, 0))
+        if command["k"] == ev.WORKFLOW_CONTINUED_AS_NEW:
+            store.write(lambda t: _ops.signal(t, wid, "deposit", encode([7])))  # into the inbox
+        assert store.write(lambda t: _ops.complete_workflow_task(t, num, item["token"], [command])) == "ok"
+        old = store.read(lambda t: _ops.load_run(t, wid, num))
+        if command["k"] == ev.WORKFLOW_COMPLETED:
+            assert old["status"] == "failed"  # the limit: HistoryLimitError
+            last = store.read(lambda t: _ops.read_history(t, num, old["hlen"] - 1))[-1]
+            assert last["k"] == ev.WORKFLOW_FAILED and "limit" in last["err"]["msg"]
+        else:
+            assert old["status"] == "continued_as_new"
+            new = store.read(lambda t: _ops.load_wf(t, wid))
+            events = store.read(lambda t: _ops.read_history(t, new["num"]))
+            assert [e["k"] for e in events] == ["WorkflowStarted", "SignalReceived"] and events[1]["in"] == encode([7])
