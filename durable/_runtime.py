@@ -1016,7 +1016,8 @@ def uuid4() -> _uuid.UUID:
 
 
 def info() -> WorkflowInfo:
-    """Facts about the current workflow: id, type, run id, queue, start time."""
+    """Facts about the current workflow: id, type, run id, queue, start time, the run it
+    continues, and its history's length and size with whether to continue as new."""
     return _context.current("durable.info").info()
 
 

@@ -92,7 +92,29 @@ async def leaves_a_nursery() -> str:
     return "not reached"
 
 
-WORKFLOWS = [ContinueAsSame, countdown, swallower, second_type, hand_over, leaves_a_nursery, account.Account]
+@durable.workflow
+class Restartable:
+    """Waits; an async signal handler continues it as new (the main task is cancelled first)."""
+
+    def __init__(self) -> None:
+        self.restarts = 0
+
+    async def run(self, restarts: int) -> int:
+        self.restarts = restarts
+        await durable.sleep(3600)
+        return restarts
+
+    @durable.signal
+    async def restart(self) -> None:
+        await durable.sleep(0.01)
+        durable.continue_as_new(self.restarts + 1)
+
+    @durable.query
+    def count(self) -> int:
+        return self.restarts
+
+
+WORKFLOWS = [Restartable, ContinueAsSame, countdown, swallower, second_type, hand_over, leaves_a_nursery, account.Account]
 
 
 def serving(data: str, **options: Any) -> Any:
@@ -320,3 +342,20 @@ def test_a_run_at_the_history_limit_can_still_continue(data_dir: str) -> None:
             new = store.read(lambda t: _ops.load_wf(t, wid))
             events = store.read(lambda t: _ops.read_history(t, new["num"]))
             assert [e["k"] for e in events] == ["WorkflowStarted", "SignalReceived"] and events[1]["in"] == encode([7])
+
+
+def test_from_an_async_signal_handler_and_cancel_follows_the_chain(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with serving(data_dir):
+        h = client.start(Restartable, 0, id="r")
+        for i in range(1, 3):
+            h.signal("restart")  # the started run's handle: it reaches the latest run
+            wait_until(lambda i=i: client.count(all_runs=True) == i + 1 and h.query("count", timeout=TIMEOUT) == i,
+                       what=f"restart {i}")
+        h.cancel("enough")  # reaches the latest run too
+        with pytest.raises(durable.WorkflowFailed) as info:
+            h.result(timeout=TIMEOUT)
+    assert info.value.status == "cancelled"
+    first = [e["kind"] for e in h.history()]
+    assert "TimerCancelled" in first and first[-1] == "WorkflowContinuedAsNew"  # main's sleep cancelled first
+    assert [r.status for r in client.list(all_runs=True)] == ["cancelled", "continued_as_new", "continued_as_new"]
