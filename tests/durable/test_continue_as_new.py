@@ -114,11 +114,33 @@ class Restartable:
         return self.restarts
 
 
-WORKFLOWS = [Restartable, ContinueAsSame, countdown, swallower, second_type, hand_over, leaves_a_nursery, account.Account]
+@durable.activity
+def reserve(x: int) -> int:
+    return x
+
+
+@durable.activity
+def release(x: int) -> int:
+    return x
+
+
+@durable.workflow
+async def keeps_its_steps(n: int) -> int:
+    """Continue-as-new leaving a saga block: the steps stand, nothing is compensated."""
+    if n > 0:
+        return n
+    async with durable.saga() as saga:
+        await reserve(1)
+        saga.add_compensation(release, 1)
+        durable.continue_as_new(n + 1)
+    return -1
+
+
+WORKFLOWS = [keeps_its_steps, Restartable, ContinueAsSame, countdown, swallower, second_type, hand_over, leaves_a_nursery, account.Account]
 
 
 def serving(data: str, **options: Any) -> Any:
-    return worker_thread(data, WORKFLOWS, [slow_step], **options)
+    return worker_thread(data, WORKFLOWS, [slow_step, reserve, release], **options)
 
 
 def test_continue_as_same_keeps_the_id_and_the_input(data_dir: str) -> None:
@@ -359,3 +381,11 @@ def test_from_an_async_signal_handler_and_cancel_follows_the_chain(data_dir: str
     first = [e["kind"] for e in h.history()]
     assert "TimerCancelled" in first and first[-1] == "WorkflowContinuedAsNew"  # main's sleep cancelled first
     assert [r.status for r in client.list(all_runs=True)] == ["cancelled", "continued_as_new", "continued_as_new"]
+
+
+def test_a_saga_it_leaves_does_not_compensate(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with serving(data_dir):
+        h = client.start(keeps_its_steps, 0, id="k")
+        assert h.result(timeout=TIMEOUT) == 1
+    assert [e["name"] for e in h.history() if e["kind"] == "ActivityScheduled"] == ["reserve"]
