@@ -172,8 +172,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.sequential:
         args.measurements = [m for m in args.measurements if m != "sequential"]
     args.gc_batches = _sizes(args.gc_batches, parser)
-    for name in ("n", "n_timer", "concurrency", "replay_events", "replay_width", "replay_repeats", "can_signals", "can_every",
-                 "gc_workflows", "cold_repeats", "memory_workflows"):
+    for name in ("n", "n_timer", "concurrency", "replay_events", "replay_width", "replay_repeats",
+                 "can_signals", "can_every", "gc_workflows", "cold_repeats", "memory_workflows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.gc_seconds <= 0:

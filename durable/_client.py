@@ -273,8 +273,8 @@ class Client:
         if isinstance(start_delay, _dt.timedelta):
             start_delay = start_delay.total_seconds()
         delay = check_seconds(start_delay, "start_delay") or 0.0
-        timeouts = [_seconds(value, what) for value, what in ((execution_timeout, "execution_timeout"),
-                                                              (run_timeout, "run_timeout"), (timeout_grace, "timeout_grace"))]
+        timeouts = [_seconds(execution_timeout, "execution_timeout"), _seconds(run_timeout, "run_timeout"),
+                    _seconds(timeout_grace, "timeout_grace")]
         if timeouts[2] is not None and timeouts[0] is None and timeouts[1] is None:
             raise InvalidArgument("timeout_grace needs execution_timeout or run_timeout")
         _check_choice(id_reuse_policy, "id_reuse_policy", _ops.ID_REUSE_POLICIES)
@@ -586,8 +586,12 @@ class WorkflowHandle(Generic[R_co]):
                     raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
                 ended.wait(POLL_FALLBACK_SECONDS if deadline is None else min(deadline - now, POLL_FALLBACK_SECONDS))
 
+    def _chain_end(self, t: Any) -> int | None:
+        """The handle's run, or the run it continued into (through every continue-as-new)."""
+        return _ops.chain_end(t, self.id, self._num)
+
     def _closing_event(self, t: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        rec = _ops.load_run(t, self.id, _ops.chain_end(t, self.id, self._num))
+        rec = _ops.load_run(t, self.id, self._chain_end(t))
         if rec["status"] == _ops.RUNNING:
             return rec, None
         events = _ops.read_history(t, rec["num"], rec["hlen"] - 1)
@@ -607,10 +611,9 @@ class WorkflowHandle(Generic[R_co]):
             err.__cause__ = cause
             raise err
         if rec["status"] == "timed_out":
-            which = last.get("timeout") or "workflow"
-            raise WorkflowFailed(f"workflow {self.id!r} timed out" + (f" (its {which} timeout passed)" if kind == ev.WORKFLOW_TIMED_OUT
-                                                                     else " and was cancelled in its grace period"),
-                                 workflow_id=self.id, status="timed_out")
+            how = (f"its {last.get('timeout')} timeout passed" if kind == ev.WORKFLOW_TIMED_OUT
+                   else "it was cancelled in its grace period")
+            raise WorkflowFailed(f"workflow {self.id!r} timed out ({how})", workflow_id=self.id, status="timed_out")
         if kind == ev.WORKFLOW_CANCELLED:
             raise WorkflowFailed(f"workflow {self.id!r} was cancelled", workflow_id=self.id, status="cancelled")
         reason = last.get("reason") or "no reason given"
@@ -620,7 +623,7 @@ class WorkflowHandle(Generic[R_co]):
         """Send signal `name` with `args`: recorded in history, delivered once, in order."""
         check_name(name, "signal name")
         payload = self._converter.to_payload(list(args), f"signal {name!r}")
-        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, _ops.chain_end(t, self.id, self._num), len(args)))
+        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._chain_end(t), len(args)))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
@@ -628,7 +631,7 @@ class WorkflowHandle(Generic[R_co]):
         payload = self._converter.to_payload(list(args), f"query {name!r}")
         deadline = time.monotonic() + timeout
         with self._client._listening() as wait:
-            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, _ops.chain_end(t, self.id, self._num)))
+            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, self._chain_end(t)))
             while True:
                 expired = time.monotonic() >= deadline
                 answer = self._store.read(lambda t: _ops.peek_query_answer(t, qnum))
@@ -650,12 +653,12 @@ class WorkflowHandle(Generic[R_co]):
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason, _ops.chain_end(t, self.id, self._num)))
+        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason, self._chain_end(t)))
 
     def terminate(self, reason: str = "") -> None:
         """End the workflow at once; none of its code runs again."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.terminate(t, self.id, reason, _ops.chain_end(t, self.id, self._num)))
+        self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._chain_end(t)))
 
     def history(self, start: int = 0) -> list[dict[str, Any]]:
         """The run's history as readable dicts (payloads decoded, times as datetimes), from
