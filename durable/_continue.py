@@ -59,10 +59,13 @@ def continue_as_new(*args: Any, workflow: Any = None, queue: str | None = None) 
         raise DurableError("durable.continue_as_new must be called from workflow code, not from a signal or query handler")
     if workflow is None:
         wtype = rt.defn.name
+        rt.defn.check_start_args(args)  # a bug here fails this task, not the next run
     elif isinstance(workflow, str):
         wtype = check_name(workflow, "continue_as_new(workflow=)")
     else:
-        wtype = workflow_def(workflow).name
+        defn = workflow_def(workflow)
+        wtype = defn.name
+        defn.check_start_args(args)
     if queue is None:
         queue = rt.info().queue
     else:

@@ -389,3 +389,15 @@ def test_a_saga_it_leaves_does_not_compensate(data_dir: str) -> None:
         h = client.start(keeps_its_steps, 0, id="k")
         assert h.result(timeout=TIMEOUT) == 1
     assert [e["name"] for e in h.history() if e["kind"] == "ActivityScheduled"] == ["reserve"]
+
+
+def test_arguments_that_do_not_fit_fail_the_task_not_the_next_run(data_dir: str) -> None:
+    @durable.workflow
+    async def wrong_args(x: int) -> None:
+        durable.continue_as_new(x, x, x)
+
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [wrong_args], []):
+        h = client.start(wrong_args, 1, id="wa")
+        d = wait_until(lambda: (lambda d: d if d.task_error else None)(h.describe()), what="the task error")
+    assert "wrong_args" in (d.task_error or "") and d.status == "running" and client.count(all_runs=True) == 1
