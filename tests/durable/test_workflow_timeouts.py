@@ -85,7 +85,7 @@ def test_a_run_timeout_closes_the_workflow_as_timed_out(data_dir: str) -> None:
 def test_the_execution_timeout_spans_continue_as_new(data_dir: str) -> None:
     client = durable.Client(data_dir)
     with serving(data_dir):
-        h = client.start(restless, 0, id="r", execution_timeout=0.8)
+        h = client.start(restless, 0, id="r", execution_timeout=2.0)
         deadline = h.describe().execution_deadline
         err = outcome(h)
     assert err.status == "timed_out" and "execution timeout" in str(err)
@@ -98,7 +98,7 @@ def test_the_execution_timeout_spans_continue_as_new(data_dir: str) -> None:
 def test_with_a_grace_the_compensations_run_first(data_dir: str) -> None:
     client = durable.Client(data_dir)
     with serving(data_dir):
-        h = client.start(booking, "room", id="b", execution_timeout=0.3, timeout_grace=30)
+        h = client.start(booking, "room", id="b", execution_timeout=1.0, timeout_grace=30)
         err = outcome(h)
     assert err.status == "timed_out"
     kinds = [(e["kind"], e.get("name")) for e in h.history()]
