@@ -11,6 +11,7 @@ from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
+from ._continue import continue_as_new
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
@@ -119,6 +120,7 @@ __all__ = [
     "activity",
     "activity_info",
     "check_histories",
+    "continue_as_new",
     "deprecate_patch",
     "fail_after",
     "heartbeat",

@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, cast, overload
 
 import sniffio
 
+
+from . import _continue
 from . import _events as ev
 from . import _ops, _schedules, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
@@ -159,6 +161,15 @@ class WorkflowDescription:
     #: the id of the schedule that started it, else None
     schedule_id: str | None = None
 
+    #: the run this one continues (`durable.continue_as_new`), and the one it continued into
+    previous_run_id: str | None = None
+    next_run_id: str | None = None
+    #: when the history is long enough to near its limit: what to do about it, else None
+    history_warning: str | None = None
+    #: the workflow timeouts' deadlines (`execution_timeout`, `run_timeout` of `Client.start`)
+    execution_deadline: _dt.datetime | None = None
+    run_deadline: _dt.datetime | None = None
+
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
                     queue_warning: str | None = None, converter: Converter | None = None) -> WorkflowDescription:
@@ -175,6 +186,9 @@ class WorkflowDescription:
             task_error=(converter or _PLAIN).readable_text(tfail.get("err")),
             pending_activities=tuple(PendingActivity.from_record(p, converter) for p in pending),
             queue_warning=queue_warning, start_at=_time(rec.get("start_at")), schedule_id=rec.get("sched"),
+            previous_run_id=_run_id(rec.get("prev")), next_run_id=_run_id(rec.get("next")),
+            history_warning=_continue.history_warning(rec["hlen"]) if rec["status"] == _ops.RUNNING else None,
+            execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -185,6 +199,10 @@ class WorkflowDescription:
                 value = [p.to_json() for p in value]
             out[key] = value.isoformat() if isinstance(value, _dt.datetime) else value
         return out
+
+
+def _run_id(num: Any) -> str | None:
+    return f"{num:x}" if isinstance(num, int) else None
 
 
 class Client:
@@ -216,21 +234,25 @@ class Client:
     @overload
     def start(self, workflow: str, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
               id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[Any]: ...
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[Any]: ...
     @overload
     def start(self, workflow: Callable[[*Ts], Awaitable[R]], *args: *Ts, id: str | None = None,
               queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
               id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[R]: ...
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[R]: ...
     @overload
     def start(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
               queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
               id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[R]: ...
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[R]: ...
 
     def start(self, workflow: Any, *args: object, id: str | None = None, queue: str = DEFAULT_QUEUE,
               id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[Any]:
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[Any]:
         """Start `workflow` (a decorated workflow or its name) with `args`; return the handle of
         the run started (its `run_id` set).
 
@@ -247,10 +269,22 @@ class Client:
 
         With `start_delay` (seconds or a timedelta), the workflow is recorded now (it runs, and
         takes signals, from now on) but its code starts that much later, on a durable timer.
+
+        Workflow timeouts (seconds or timedeltas): `execution_timeout` bounds the whole workflow,
+        every run of its continue-as-new chain; `run_timeout` each run. When one passes, the
+        workflow closes as ``timed_out`` (its code stops, its activities lose their leases);
+        with `timeout_grace`, it is first asked to cancel, as `cancel` does (it sees
+        `durable.Cancelled`, its compensations run), and is closed as timed out if it has not
+        ended when the grace is over. The deadlines are timers in the store: they hold across
+        restarts, and fire when a worker's clock next looks if none runs at the time.
         """
         if isinstance(start_delay, _dt.timedelta):
             start_delay = start_delay.total_seconds()
         delay = check_seconds(start_delay, "start_delay") or 0.0
+        timeouts = [_seconds(execution_timeout, "execution_timeout"), _seconds(run_timeout, "run_timeout"),
+                    _seconds(timeout_grace, "timeout_grace")]
+        if timeouts[2] is not None and timeouts[0] is None and timeouts[1] is None:
+            raise InvalidArgument("timeout_grace needs execution_timeout or run_timeout")
         _check_choice(id_reuse_policy, "id_reuse_policy", _ops.ID_REUSE_POLICIES)
         _check_choice(id_conflict_policy, "id_conflict_policy", _ops.ID_CONFLICT_POLICIES)
         use_existing = id_conflict_policy == "use_existing"
@@ -269,7 +303,9 @@ class Client:
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         num, _ = self._store.write(
             lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
-                                          int(delay * 1_000_000_000))
+                                          int(delay * 1_000_000_000),
+                                          extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
+                                          if any(timeouts) else None)
         )
         handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}")
         handle.warning = self._nobody_serves(queue)
@@ -527,6 +563,16 @@ def _check_id(wid: Any) -> str:
     )
 
 
+_Seconds = float | _dt.timedelta | None
+
+
+def _seconds(value: Any, what: str) -> float | None:
+    """A duration given as seconds or a timedelta, checked (None or 0: none)."""
+    if isinstance(value, _dt.timedelta):
+        value = value.total_seconds()
+    return check_seconds(value, what) or None
+
+
 def _check_choice(value: Any, what: str, allowed: tuple[str, ...]) -> None:
     if not isinstance(value, str) or value not in allowed:
         raise InvalidArgument(f"{what} must be one of {', '.join(map(repr, allowed))}, not {_short(value)}")
@@ -584,9 +630,11 @@ class WorkflowHandle(Generic[R_co]):
     `R_co` is the workflow's result type, as `result` gives it: the workflow's return type for a
     handle from `Client.start` given the workflow, `Any` for one by name or from `get_handle`.
 
-    Reads (`describe`, `result`, `history`, `query`) see the handle's run. Signals, cancel and
-    terminate reach the id's current run only: on a handle whose run is an earlier one, they
-    raise `WorkflowClosed`.
+    Reads (`describe`, `history`) see the handle's run. Signals, queries, cancel and terminate
+    reach the id's current run only: on a handle whose run is an earlier one, they raise
+    `WorkflowClosed`; but a run that continued as new (`durable.continue_as_new`) stands for the
+    run it continued into, so that they, and `result`, follow a continue-as-new chain to its
+    latest run.
     """
 
     def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
@@ -634,8 +682,12 @@ class WorkflowHandle(Generic[R_co]):
                     raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
                 ended.wait(POLL_FALLBACK_SECONDS if deadline is None else min(deadline - now, POLL_FALLBACK_SECONDS))
 
+    def _chain_end(self, t: Any) -> int | None:
+        """The handle's run, or the run it continued into (through every continue-as-new)."""
+        return _ops.chain_end(t, self.id, self._num)
+
     def _closing_event(self, t: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        rec = _ops.load_run(t, self.id, self._num)
+        rec = _ops.load_run(t, self.id, self._chain_end(t))
         if rec["status"] == _ops.RUNNING:
             return rec, None
         events = _ops.read_history(t, rec["num"], rec["hlen"] - 1)
@@ -654,6 +706,10 @@ class WorkflowHandle(Generic[R_co]):
             )
             err.__cause__ = cause
             raise err
+        if rec["status"] == "timed_out":
+            how = (f"its {last.get('timeout')} timeout passed" if kind == ev.WORKFLOW_TIMED_OUT
+                   else "it was cancelled in its grace period")
+            raise WorkflowFailed(f"workflow {self.id!r} timed out ({how})", workflow_id=self.id, status="timed_out")
         if kind == ev.WORKFLOW_CANCELLED:
             raise WorkflowFailed(f"workflow {self.id!r} was cancelled", workflow_id=self.id, status="cancelled")
         reason = last.get("reason") or "no reason given"
@@ -663,7 +719,7 @@ class WorkflowHandle(Generic[R_co]):
         """Send signal `name` with `args`: recorded in history, delivered once, in order."""
         check_name(name, "signal name")
         payload = self._converter.to_payload(list(args), f"signal {name!r}")
-        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._num, len(args)))
+        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._chain_end(t), len(args)))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
@@ -672,7 +728,7 @@ class WorkflowHandle(Generic[R_co]):
         self._client._warn_if_on_event_loop("query")
         deadline = time.monotonic() + timeout
         with self._client._listening() as wait:
-            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, self._num))
+            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, self._chain_end(t)))
             while True:
                 expired = time.monotonic() >= deadline
                 answer = self._store.read(lambda t: _ops.peek_query_answer(t, qnum))
@@ -694,12 +750,12 @@ class WorkflowHandle(Generic[R_co]):
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason, self._num))
+        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason, self._chain_end(t)))
 
     def terminate(self, reason: str = "") -> None:
         """End the workflow at once; none of its code runs again."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._num))
+        self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._chain_end(t)))
 
     def history(self, start: int = 0) -> list[dict[str, Any]]:
         """The run's history as readable dicts (payloads decoded, times as datetimes), from

@@ -19,6 +19,12 @@ MAX_CBOR_ITEMS = 1 << 18
 MAX_EXPORT_BYTES = 64 * MAX_RECORD_BYTES
 #: Most events one workflow's history may hold; appending past it fails the workflow task.
 MAX_HISTORY_EVENTS = 50_000
+#: A history this long (events) makes `durable.info().continue_as_new_suggested` true, and the
+#: workflow's `describe` and its worker's log warn that the limit above is coming (Temporal
+#: warns at 10,240 events of its 51,200).
+SUGGEST_CONTINUE_AS_NEW_EVENTS = 10_000
+#: A history this large (bytes, as `durable.info().history_size` counts them) suggests it too.
+SUGGEST_CONTINUE_AS_NEW_BYTES = 10 * 1024 * 1024
 #: Most CBOR values in one exported history, all events together (a real event holds ~10-30).
 MAX_EXPORT_ITEMS = 64 * MAX_HISTORY_EVENTS
 #: Longest workflow id, in UTF-8 bytes (LMDB keys are at most 511 bytes).

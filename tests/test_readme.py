@@ -194,3 +194,9 @@ def test_the_testing_snippet_runs_verbatim_under_pytest(tmp_path: Path) -> None:
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 passed" in proc.stdout
+
+def test_the_readme_account_excerpt_is_the_file_in_examples() -> None:
+    block = _python_block("# examples/account.py\n")
+    source = (ROOT / "examples" / "account.py").read_text()
+    body = block.split("\n", 1)[1]
+    assert body.rstrip() in source, "the README's account excerpt differs from examples/account.py"

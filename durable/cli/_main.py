@@ -418,16 +418,25 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
               help="If a workflow with this id is running: fail, or print its id as if started.")
 @click.option("--start-delay", "start_delay", default=None, type=click.FloatRange(0), metavar="SECONDS",
               help="Record the workflow now, start its code this many seconds later.")
+@click.option("--execution-timeout", "execution_timeout", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="Time the workflow out after this long, across continue-as-new.")
+@click.option("--run-timeout", "run_timeout", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="Time a run of the workflow out after this long.")
+@click.option("--timeout-grace", "timeout_grace", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="When a timeout passes, ask the workflow to cancel (its compensations run) and give it this long.")
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option("--timeout", default=None, type=click.FloatRange(0), help="With --wait: give up after this many seconds.")
 @click.pass_obj
 @handle_errors
 def start(state: _State, workflow: str, inputs: tuple[str, ...], wid: str | None, queue: str, reuse: str,
-          conflict: str, start_delay: float | None, wait: bool, timeout: float | None) -> None:
+          conflict: str, start_delay: float | None, execution_timeout: float | None, run_timeout: float | None,
+          timeout_grace: float | None, wait: bool, timeout: float | None) -> None:
     """Start WORKFLOW (by name) and print its id (or, with --wait, its result as JSON)."""
     args = [_json_arg(text, f"--input {i + 1}") for i, text in enumerate(inputs)]
     handle = state.client(create=True).start(workflow, *args, id=wid, queue=queue, id_reuse_policy=reuse,
-                                             id_conflict_policy=conflict, start_delay=start_delay)
+                                             id_conflict_policy=conflict, start_delay=start_delay,
+                                             execution_timeout=execution_timeout, run_timeout=run_timeout,
+                                             timeout_grace=timeout_grace)
     if handle.warning is not None:
         click.echo(f"warning: {_one_line(handle.warning)}", err=True)
     if wait:
@@ -600,12 +609,16 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         if key == "error":
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
-        elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id") and value is None:
+        elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id", "previous_run_id", "next_run_id",
+                     "history_warning", "execution_deadline", "run_deadline") and value is None:
             continue
         elif key == "task_error":
             click.echo(f"task_error: {value}")
-        elif key == "queue_warning":
+        elif key in ("queue_warning", "history_warning"):
             click.echo(f"warning: {value}")
+        elif key in ("previous_run_id", "next_run_id"):
+            verb = "continues run" if key == "previous_run_id" else "continued as new in run"
+            click.echo(f"{verb}: {value} (durable describe {desc.workflow_id} --run {value})")
         elif key == "pending_activities":
             if value:
                 click.echo("pending activities:")
