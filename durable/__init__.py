@@ -6,7 +6,7 @@ here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
-from ._async_client import AsyncClient, AsyncWorkflowHandle
+from ._async_client import AsyncClient, AsyncScheduleHandle, AsyncWorkflowHandle
 from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
@@ -76,6 +76,7 @@ __all__ = [
     "ActivityOptions",
     "ApplicationError",
     "AsyncClient",
+    "AsyncScheduleHandle",
     "AsyncWorkflowHandle",
     "CancelScope",
     "Cancelled",

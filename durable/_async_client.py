@@ -32,10 +32,12 @@ from ._client import (
     WorkflowDescription,
     WorkflowHandle,
     _CloseWatcher,
+    _Seconds,
     readable_event,
 )
 from ._codec import PayloadCodec
 from ._defs import WorkflowInstance
+from ._schedule_client import ScheduleDescription, ScheduleHandle
 from ._errors import DurableError, WaitTimeout
 from ._limits import DEFAULT_QUERY_TIMEOUT, POLL_FALLBACK_SECONDS
 
@@ -166,25 +168,30 @@ class AsyncClient:
     @overload
     async def start(self, workflow: str, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
                     id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
-                    start_delay: float | _dt.timedelta | None = None) -> AsyncWorkflowHandle[Any]: ...
+                    start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+                    run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> AsyncWorkflowHandle[Any]: ...
     @overload
     async def start(self, workflow: Callable[[*Ts], Awaitable[R]], *args: *Ts, id: str | None = None,
                     queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
                     id_conflict_policy: str = "fail",
-                    start_delay: float | _dt.timedelta | None = None) -> AsyncWorkflowHandle[R]: ...
+                    start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+                    run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> AsyncWorkflowHandle[R]: ...
     @overload
     async def start(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
                     queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
                     id_conflict_policy: str = "fail",
-                    start_delay: float | _dt.timedelta | None = None) -> AsyncWorkflowHandle[R]: ...
+                    start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+                    run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> AsyncWorkflowHandle[R]: ...
 
     async def start(self, workflow: Any, *args: object, id: str | None = None, queue: str = DEFAULT_QUEUE,
                     id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
-                    start_delay: float | _dt.timedelta | None = None) -> AsyncWorkflowHandle[Any]:
+                    start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+                    run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> AsyncWorkflowHandle[Any]:
         """`Client.start`, awaited: start `workflow` with `args`; return the run's handle."""
         start = functools.partial(self.sync.start, workflow, *args, id=id, queue=queue,
                                   id_reuse_policy=id_reuse_policy, id_conflict_policy=id_conflict_policy,
-                                  start_delay=start_delay)
+                                  start_delay=start_delay, execution_timeout=execution_timeout,
+                                  run_timeout=run_timeout, timeout_grace=timeout_grace)
         return AsyncWorkflowHandle(await _in_thread(start))
 
     def get_handle(self, workflow_id: str, run_id: str | None = None) -> AsyncWorkflowHandle[Any]:
@@ -193,10 +200,10 @@ class AsyncClient:
 
     async def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
                    since: _dt.datetime | None = None, until: _dt.datetime | None = None,
-                   all_runs: bool = False) -> list[WorkflowDescription]:
+                   all_runs: bool = False, schedule: str | None = None) -> list[WorkflowDescription]:
         """`Client.list`, awaited: workflows, newest first."""
         return await _in_thread(functools.partial(self.sync.list, status=status, workflow=workflow, limit=limit,
-                                                  since=since, until=until, all_runs=all_runs))
+                                                  since=since, until=until, all_runs=all_runs, schedule=schedule))
 
     async def count(self, *, status: str | None = None, workflow: str | None = None,
                     since: _dt.datetime | None = None, until: _dt.datetime | None = None,
@@ -205,10 +212,99 @@ class AsyncClient:
         return await _in_thread(functools.partial(self.sync.count, status=status, workflow=workflow,
                                                   since=since, until=until, all_runs=all_runs))
 
+    # Typed as `start` is: the arguments must fit the workflow's parameters.
+    @overload
+    async def create_schedule(self, schedule_id: str, workflow: str, *args: Any, cron: str | None = None,
+                              every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                              jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                              catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                              pause_on_failure: bool = False, paused: bool = False,
+                              note: str = "") -> AsyncScheduleHandle: ...
+    @overload
+    async def create_schedule(self, schedule_id: str, workflow: Callable[[*Ts], Awaitable[Any]], *args: *Ts,
+                              cron: str | None = None,
+                              every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                              jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                              catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                              pause_on_failure: bool = False, paused: bool = False,
+                              note: str = "") -> AsyncScheduleHandle: ...
+    @overload
+    async def create_schedule(self, schedule_id: str, workflow: Callable[[], WorkflowInstance[*Ts, Any]],
+                              *args: *Ts, cron: str | None = None,
+                              every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                              jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                              catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                              pause_on_failure: bool = False, paused: bool = False,
+                              note: str = "") -> AsyncScheduleHandle: ...
+
+    async def create_schedule(self, schedule_id: str, workflow: Any, *args: object, cron: str | None = None,
+                              every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                              jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                              catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                              pause_on_failure: bool = False, paused: bool = False,
+                              note: str = "") -> AsyncScheduleHandle:
+        """`Client.create_schedule`, awaited: create a schedule; return its handle."""
+        create = functools.partial(self.sync.create_schedule, schedule_id, workflow, *args, cron=cron, every=every,
+                                   queue=queue, jitter=jitter, overlap=overlap, catchup_window=catchup_window,
+                                   pause_on_failure=pause_on_failure, paused=paused, note=note)
+        return AsyncScheduleHandle(await _in_thread(create))
+
+    def get_schedule_handle(self, schedule_id: str) -> AsyncScheduleHandle:
+        """`Client.get_schedule_handle`: a handle to a schedule (checked when used)."""
+        return AsyncScheduleHandle(self.sync.get_schedule_handle(schedule_id))
+
+    async def list_schedules(self) -> builtins.list[ScheduleDescription]:
+        """`Client.list_schedules`, awaited: every schedule, by id."""
+        return await _in_thread(self.sync.list_schedules)
+
     async def workers(self, *, queue: str | None = None,
                       include_gone: bool = False) -> builtins.list[WorkerDescription]:
         """`Client.workers`, awaited: the workers that serve a queue now."""
         return await _in_thread(functools.partial(self.sync.workers, queue=queue, include_gone=include_gone))
+
+
+class AsyncScheduleHandle:
+    """`ScheduleHandle` for async code: the same methods, awaited. `sync` is the handle it wraps."""
+
+    def __init__(self, handle: ScheduleHandle) -> None:
+        #: the `ScheduleHandle` whose methods these await
+        self.sync = handle
+
+    def __repr__(self) -> str:
+        return f"AsyncScheduleHandle({self.sync.id!r})"
+
+    @property
+    def id(self) -> str:
+        """The schedule's id."""
+        return self.sync.id
+
+    async def describe(self) -> ScheduleDescription:
+        """`ScheduleHandle.describe`, awaited."""
+        return await _in_thread(self.sync.describe)
+
+    async def pause(self, note: str = "") -> None:
+        """`ScheduleHandle.pause`, awaited."""
+        await _in_thread(self.sync.pause, note)
+
+    async def unpause(self, note: str = "") -> None:
+        """`ScheduleHandle.unpause`, awaited."""
+        await _in_thread(self.sync.unpause, note)
+
+    async def trigger(self) -> None:
+        """`ScheduleHandle.trigger`, awaited."""
+        await _in_thread(self.sync.trigger)
+
+    async def backfill(self, start: _dt.datetime, end: _dt.datetime, *, overlap: str = "allow_all") -> int:
+        """`ScheduleHandle.backfill`, awaited."""
+        return await _in_thread(functools.partial(self.sync.backfill, start, end, overlap=overlap))
+
+    async def delete(self) -> None:
+        """`ScheduleHandle.delete`, awaited."""
+        await _in_thread(self.sync.delete)
+
+    async def list_workflows(self, limit: int = 1000) -> list[WorkflowDescription]:
+        """`ScheduleHandle.list_workflows`, awaited."""
+        return await _in_thread(self.sync.list_workflows, limit)
 
 
 class AsyncWorkflowHandle(Generic[R_co]):

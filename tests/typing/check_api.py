@@ -195,6 +195,10 @@ async def uses_async_client() -> None:
     assert_type(aclient.get_handle("a1"), durable.AsyncWorkflowHandle[Any])
     assert_type(ahandle.sync, durable.WorkflowHandle[list[float]])
     assert_type(await aclient.count(), int)
+    asched = await aclient.create_schedule("as1", wf_function, 1, 2.5, every=60)
+    assert_type(asched, durable.AsyncScheduleHandle)
+    assert_type(await asched.describe(), durable.ScheduleDescription)
+    await aclient.create_schedule("as2", wf_function, "1", every=60)  # type: ignore[arg-type]
     async for event in ahandle.follow_history(timeout=5):
         assert_type(event, dict[str, Any])
     awider: durable.AsyncWorkflowHandle[object] = ahandle  # covariant, as WorkflowHandle is

@@ -35,11 +35,12 @@ def _signatures(fn: Any) -> list[str]:
     """The signatures of `fn` and of its overloads, async types named as their sync ones."""
     overloads = typing.get_overloads(fn) or [fn]
     return [str(inspect.signature(f)).replace("AsyncWorkflowHandle", "WorkflowHandle").replace(
-        "AsyncIterator", "Iterator") for f in overloads]
+        "AsyncScheduleHandle", "ScheduleHandle").replace("AsyncIterator", "Iterator") for f in overloads]
 
 
 @pytest.mark.parametrize(("sync", "aio"), [(durable.Client, durable.AsyncClient),
-                                           (durable.WorkflowHandle, durable.AsyncWorkflowHandle)])
+                                           (durable.WorkflowHandle, durable.AsyncWorkflowHandle),
+                                           (durable.ScheduleHandle, durable.AsyncScheduleHandle)])
 def test_the_async_classes_have_the_methods_of_the_sync_ones_with_the_same_signatures(sync: type, aio: type) -> None:
     sync_names, async_names = _public(sync), _public(aio)
     handle_attributes = {"id", "run_id", "warning"}  # set in WorkflowHandle.__init__, properties here
@@ -55,7 +56,7 @@ def test_the_async_classes_have_the_methods_of_the_sync_ones_with_the_same_signa
         # what does I/O is awaited; a generator is an async generator
         if inspect.isgeneratorfunction(fn):
             assert inspect.isasyncgenfunction(afn), name
-        elif name == "get_handle":  # no I/O: a handle is checked when used
+        elif name in ("get_handle", "get_schedule_handle"):  # no I/O: a handle is checked when used
             assert not inspect.iscoroutinefunction(afn)
         else:
             assert inspect.iscoroutinefunction(afn), name
@@ -107,6 +108,27 @@ def test_from_trio_result_waits_without_blocking_the_loop(data_dir: str) -> None
 
     with worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
         trio.run(main)
+
+
+def test_schedules_from_asyncio(data_dir: str) -> None:
+    async def main() -> None:
+        client = durable.AsyncClient(data_dir)
+        sched = await client.create_schedule("every-hour", basic.three_steps, 1, every=3600, paused=True)
+        assert sched.id == "every-hour" and sched.sync.id == "every-hour"
+        assert (await sched.describe()).paused
+        await sched.trigger()  # one action now, paused or not
+        [started] = await sched.list_workflows()
+        assert started.workflow_id.startswith("every-hour-")
+        assert await client.get_handle(started.workflow_id).result(timeout=30) == 5
+        await sched.unpause()
+        assert not (await sched.describe()).paused
+        assert [d.schedule_id for d in await client.list_schedules()] == ["every-hour"]
+        assert [d.workflow_id for d in await client.list(schedule="every-hour")] == [started.workflow_id]
+        await client.get_schedule_handle("every-hour").delete()
+        assert await client.list_schedules() == []
+
+    with worker_thread(data_dir, WORKFLOWS, ACTIVITIES):
+        asyncio.run(main())
 
 
 def test_from_trio_result_can_be_cancelled_and_times_out(data_dir: str) -> None:
