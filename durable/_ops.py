@@ -1562,7 +1562,7 @@ def continue_run(t: Txn, rec: dict[str, Any], command: dict[str, Any], carried: 
     (F13), and one sent after this transaction reaches the new run, the id's current one.
     Returns the new run's number; the old record names it ("next"), the new one the old ("prev")."""
     extra: dict[str, Any] = {"prev": rec["num"], "first": rec.get("first", rec["num"])}
-    for field_name in ("xdl", "rto", "grace"):
+    for field_name in ("xdl", "rto", "grace", "sched", "sgen", "slot"):
         if rec.get(field_name) is not None:
             extra[field_name] = rec[field_name]
     num, _ = start_workflow(t, rec["id"], command["type"], command["queue"], command["in"], False, False,
@@ -1582,6 +1582,10 @@ def continue_run(t: Txn, rec: dict[str, Any], command: dict[str, Any], carried: 
     if old is not None:
         old["next"] = num
         t.put_rec("runs", _run_key(rec["id"], rec["num"]), old)
+    if "sched" in rec:  # started by a schedule: it now waits for this run
+        from . import _schedules
+
+        _schedules.on_continue(t, rec, num)
     return num
 
 
