@@ -7,15 +7,18 @@ here; the implementation lives in private modules.
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
 from ._check import CheckResult, check_histories
+from ._children import ChildWorkflowHandle, ExternalWorkflowHandle, execute_child, get_external_handle, start_child
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
     CompensationFailed,
     DecodeError,
     DurableError,
+    ExternalWorkflowError,
     HistoryLimitError,
     InvalidArgument,
     NondeterminismError,
@@ -73,11 +76,15 @@ __all__ = [
     "CancelScope",
     "Cancelled",
     "CheckResult",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
     "CompensationFailed",
     "DecodeError",
     "DurableError",
     "Event",
+    "ExternalWorkflowError",
+    "ExternalWorkflowHandle",
     "HistoryLimitError",
     "InvalidArgument",
     "NondeterminismError",
@@ -109,7 +116,9 @@ __all__ = [
     "activity_info",
     "check_histories",
     "deprecate_patch",
+    "execute_child",
     "fail_after",
+    "get_external_handle",
     "heartbeat",
     "info",
     "logger",
@@ -123,6 +132,7 @@ __all__ = [
     "saga",
     "signal",
     "sleep",
+    "start_child",
     "uuid4",
     "wait_condition",
     "workflow",
