@@ -34,7 +34,7 @@ from ._codec import error_from_record
 from ._defs import WorkflowInstance, check_name, workflow_def
 from ._errors import ChildWorkflowError, ExternalWorkflowError, InvalidArgument
 from ._limits import MAX_ID_BYTES
-from ._runtime import Cancelled, Runtime, _refuse_in_query, _Task, _Waiter
+from ._runtime import CancelScope, Cancelled, Runtime, _refuse_in_query, _Task, _Waiter
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -49,7 +49,7 @@ ID_REUSE_POLICIES = ("allow_duplicate", "allow_duplicate_failed_only", "reject_d
 class _Child:
     """One child of one runtime: where its events go, its outcome once it has closed."""
 
-    __slots__ = ("rt", "seq", "wid", "wtype", "run", "outcome", "waiters", "started", "cancel_sent")
+    __slots__ = ("rt", "seq", "wid", "wtype", "run", "outcome", "waiters", "started", "cancel_sent", "home")
 
     def __init__(self, rt: Runtime, seq: int, wid: str, wtype: str) -> None:
         self.rt = rt
@@ -61,6 +61,8 @@ class _Child:
         self.waiters: list[_Waiter] = []
         self.started: _Waiter | None = None
         self.cancel_sent = False
+        #: the scope of the nursery that watches a child of `start_child`
+        self.home: CancelScope | None = None
 
     def on_event(self, event: dict[str, Any]) -> None:
         rt, kind = self.rt, event["k"]
@@ -131,12 +133,31 @@ class _Child:
         return value
 
     async def watch(self) -> None:
-        """The task that holds the scope of a child started by `start_child` open until the
-        child closes; the outcome is kept for `ChildWorkflowHandle.result`."""
+        """The task that holds the nursery of a child started by `start_child` open until the
+        child closes; the outcome is kept for `ChildWorkflowHandle.result`.
+
+        A child cancelled because the nursery (or a scope around it) was cancelled ends this
+        task with `Cancelled`, as any task of that nursery would end; one cancelled by a scope
+        inside the nursery (around the `start_child` call) ends it quietly, so that the
+        cancellation does not leave the scope that caused it."""
         try:
             await self.closed()
-        except (Exception, Cancelled):  # noqa: BLE001 - the handle's result() raises it
+        except Cancelled:
+            if self.home is not None and _scope_cancelled(self.home):
+                raise
+        except Exception:  # noqa: BLE001, S110 - the handle's result() raises it
             pass
+
+
+def _scope_cancelled(scope: CancelScope | None) -> bool:
+    """Whether code in `scope` is cancelled (by it, or a scope around it not kept out by a shield)."""
+    while scope is not None:
+        if scope.cancel_called:
+            return True
+        if scope.shield:
+            return False
+        scope = scope.parent
+    return False
 
 
 def _default_id(rt: Runtime, seq: int) -> str:
@@ -267,6 +288,7 @@ async def start_child(workflow: Any, *args: Any, id: str | None = None, queue: s
     while scope._nursery is None and scope.parent is not None:
         scope = scope.parent
     nursery = scope._nursery or rt._root
+    child.home = nursery.cancel_scope
     watcher = _Task(child.watch(), task.scope, nursery, f"child {child.wid}")
     nursery._children[watcher] = None
     rt._ready.append((watcher, None, None))

@@ -664,8 +664,15 @@ def _event_line(event: dict[str, Any], t0: _dt.datetime) -> str:
             continue
         if key == "duration_ns" and isinstance(value, int):
             parts.append(f"duration={readable_duration(value / 1e9)}")
+        elif key == "run" and isinstance(value, int):  # a child's or another workflow's run: as run ids read
+            if value:
+                parts.append(f"run={value:x}")
         else:
             parts.append(f"{key}={_to_json(value)}")
+    opts = event.get("opts")
+    if event["kind"] == "ChildWorkflowInitiated" and isinstance(opts, dict):
+        parts += [f"queue={_to_json(opts['queue'])}"] if "queue" in opts else []
+        parts.append(f"parent_close_policy={_to_json(opts.get('close', 'terminate'))}")
     clock = event["time"].strftime("%H:%M:%S.%f")[:-3]
     offset = "+" + readable_duration((event["time"] - t0).total_seconds())
     return f"{event['index']:>4}  {clock}  {offset:>11}  {event['kind']:<24} {' '.join(parts)}".rstrip()

@@ -115,6 +115,15 @@ async def parent_with_handle(path: str) -> str:
 
 
 @durable.workflow
+async def parent_waits(path: str) -> str:
+    """A child started in a nursery, not awaited: the nursery waits for it."""
+    async with durable.open_nursery():
+        h = await durable.start_child(sleeper, 3600.0, path, id=f"{durable.info().workflow_id}-kid")
+        await note(path, f"started {h.id}")
+    return "child closed"
+
+
+@durable.workflow
 async def parent_leaves(policy: str, child_id: str) -> str:
     """Starts a child, then returns at once: the child gets the parent close policy."""
     await durable.start_child(sleeper, 3600.0, os.devnull, id=child_id, parent_close_policy=policy)
@@ -179,6 +188,6 @@ async def parent_signals_child() -> list[Any]:
 
 
 WORKFLOWS = [double, fails, sleeper, parent_sum, parent_fan_out, parent_of_failure, parent_fails_through,
-             parent_with_id, parent_cancels_scope, parent_with_handle, parent_leaves, Mailbox, sender,
+             parent_with_id, parent_cancels_scope, parent_with_handle, parent_waits, parent_leaves, Mailbox, sender,
              canceller, signals_missing, parent_signals_child]
 ACTIVITIES = [note, slow]
