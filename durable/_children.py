@@ -268,7 +268,7 @@ async def start_child(workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *
                       id_reuse_policy: str = "allow_duplicate") -> ChildWorkflowHandle[R]: ...
 
 
-async def start_child(workflow: Any, *args: Any, id: str | None = None, queue: str | None = None,
+async def start_child(workflow: Any, *args: object, id: str | None = None, queue: str | None = None,
                       parent_close_policy: str = "terminate",
                       id_reuse_policy: str = "allow_duplicate") -> ChildWorkflowHandle[Any]:
     """Start a child workflow; return its handle once it has started (workflow code only).
@@ -314,7 +314,7 @@ async def execute_child(workflow: Callable[[], WorkflowInstance[*Ts, R]], *args:
                         id_reuse_policy: str = "allow_duplicate") -> R: ...
 
 
-async def execute_child(workflow: Any, *args: Any, id: str | None = None, queue: str | None = None,
+async def execute_child(workflow: Any, *args: object, id: str | None = None, queue: str | None = None,
                         parent_close_policy: str = "terminate", id_reuse_policy: str = "allow_duplicate") -> Any:
     """Run a child workflow and return its result (workflow code only); `ChildWorkflowError`
     if it fails, is cancelled or terminated, or cannot start. Options as for `start_child`.

@@ -506,9 +506,9 @@ class Runtime:
         elif kind == ev.CANCEL_REQUESTED:
             self._root_scope.cancel()
         elif kind in ev.CHILD_INPUT_KINDS:
-            callback = self._callbacks.get(event["seq"])
-            if callback is not None:
-                callback(event)
+            on_event = self._callbacks.get(event["seq"])
+            if on_event is not None:
+                on_event(event)
 
     def _start(self, event: dict[str, Any]) -> None:
         self._seed, self._rng = event["seed"], None
