@@ -187,7 +187,52 @@ async def parent_signals_child() -> list[Any]:
     return await h.result()
 
 
-WORKFLOWS = [double, fails, sleeper, parent_sum, parent_fan_out, parent_of_failure, parent_fails_through,
+@durable.workflow
+async def parent_of_blocked() -> str:
+    """features: child_workflow/throws_on_termination."""
+    try:
+        await durable.execute_child(Mailbox, id=f"{durable.info().workflow_id}/blocked")
+    except durable.ChildWorkflowError as exc:
+        return f"{exc.kind}: {exc.__cause__}"
+    return "no error"
+
+
+@durable.workflow
+async def parent_reject_duplicate() -> str:
+    """features: child_workflow/throws_on_start."""
+    wid = f"{durable.info().workflow_id}/once"
+    first = await durable.execute_child(double, 1, id=wid)
+    try:
+        await durable.execute_child(double, 2, id=wid, id_reuse_policy="reject_duplicate")
+    except durable.ChildWorkflowError as exc:
+        return f"{first} then {exc.kind}: {exc.__cause__}"
+    return "started twice"
+
+
+@durable.workflow
+async def stubborn(path: str) -> str:
+    """Ignores its cancellation: cleans up, then completes anyway."""
+    try:
+        await durable.sleep(3600)
+        return "slept"
+    except durable.Cancelled:
+        with durable.CancelScope(shield=True):
+            await note(path, "ignored the cancel")
+        return "finished anyway"
+
+
+@durable.workflow
+async def parent_cancel_wait_completed(path: str) -> str:
+    """features: child_workflow/cancel_wait_completed: the scope's cancellation reaches the
+    child, which completes anyway; the parent gets its result, then its own Cancelled."""
+    got = "nothing"
+    with durable.move_on_after(0.3) as scope:
+        got = await durable.execute_child(stubborn, path, id=f"{durable.info().workflow_id}/stubborn")
+        await durable.sleep(3600)
+    return f"{got}, scope cancelled: {scope.cancelled_caught}"
+
+
+WORKFLOWS = [parent_of_blocked, parent_reject_duplicate, stubborn, parent_cancel_wait_completed, double, fails, sleeper, parent_sum, parent_fan_out, parent_of_failure, parent_fails_through,
              parent_with_id, parent_cancels_scope, parent_with_handle, parent_waits, parent_leaves, Mailbox, sender,
              canceller, signals_missing, parent_signals_child]
 ACTIVITIES = [note, slow]
