@@ -597,8 +597,11 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         if key == "error":
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
-        elif key in ("task_error", "closed_at", "queue_warning", "start_at") and value is None:
+        elif key in ("task_error", "closed_at", "queue_warning", "start_at", "parent_id", "parent_run_id") and value is None:
             continue
+        elif key == "pending_children":
+            if value:
+                click.echo(f"pending children: {', '.join(value)}")
         elif key == "task_error":
             click.echo(f"task_error: {value}")
         elif key == "queue_warning":

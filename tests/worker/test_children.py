@@ -114,6 +114,8 @@ def test_cancelling_the_parent_cancels_its_children_and_waits_for_them(data_dir:
         h = client.start(c.parent_waits, log, id="pc")  # its child sleeps an hour
         wait_until(lambda: Path(log).exists(), what="the child to start")
         assert h.describe().pending_children == ("pc-kid",)
+        shown = CliRunner().invoke(main, ["--data", data_dir, "describe", "pc"]).output
+        assert "pending children: pc-kid" in shown and "parent_id" not in shown
         h.cancel()
         with pytest.raises(durable.WorkflowFailed):
             h.result(timeout=20)
@@ -205,3 +207,25 @@ def test_children_with_a_worker_process(data_dir: str) -> None:
     with worker_process(data_dir, "tests.wfs.children"):
         assert client.start("parent_fan_out", 3, id="proc").result(timeout=30) == [0, 2, 4]
     assert os.path.isdir(data_dir)
+
+
+def test_child_payloads_and_failures_go_through_the_workers_codec(data_dir: str) -> None:
+    """The child's input, result and failure, and a signal's input, are encoded as activity
+    payloads are: nothing of them is in the store in clear."""
+    from tests.wfs.codecs import XorCodec
+
+    codec = XorCodec()
+    with worker_thread(data_dir, c.WORKFLOWS, c.ACTIVITIES, codec=codec):
+        client = durable.Client(data_dir, codec=codec)
+        assert client.start(c.parent_of_failure, "secret-reason-77", id="enc").result(timeout=20) == (
+            "failed: ChildBroke: secret-reason-77")
+        box = client.start(c.Mailbox, id="enc-box")
+        assert client.start(c.sender, "enc-box", 1, id="enc-snd").result(timeout=20) == "sent"
+        assert box.result(timeout=20) == [0]
+        events = client.get_handle("enc").history()
+        initiated = next(e for e in events if e["kind"] == "ChildWorkflowInitiated")
+        assert initiated["input"] == ["secret-reason-77"]  # readable through the client's codec
+    from tests.fault._util import store_snapshot
+
+    raw = b"".join(k + v for pairs in store_snapshot(durable.Client(data_dir)).values() for k, v in pairs)
+    assert b"secret-reason-77" not in raw

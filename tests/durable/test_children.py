@@ -1,0 +1,134 @@
+"""Child workflows and requests to other workflows at the runtime's level, over the real store
+(`engine.Engine`): replay checks, mistakes in workflow code, and the store's records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import durable
+from durable import _events as ev
+from durable import _ops
+from durable._defs import workflow_def
+from durable._runtime import Runtime
+
+from .engine import Engine
+
+
+@durable.activity
+def act(path: str, how: str) -> str:
+    return path
+
+
+@durable.workflow
+async def kid(x: int) -> int:
+    return x + 1
+
+
+@durable.workflow
+async def other_kid(x: int) -> int:
+    return x + 2
+
+
+@durable.workflow(name="parent")
+async def parent(n: int) -> int:
+    return await durable.execute_child(kid, n) + await durable.execute_child(kid, n, id="fixed")
+
+
+@durable.workflow(name="parent")
+async def parent_other_type(n: int) -> int:
+    return await durable.execute_child(other_kid, n) + await durable.execute_child(kid, n, id="fixed")
+
+
+@durable.workflow(name="parent")
+async def parent_other_id(n: int) -> int:
+    return await durable.execute_child(kid, n) + await durable.execute_child(kid, n, id="moved")
+
+
+@durable.workflow
+async def bad_policy() -> None:
+    await durable.execute_child(kid, 1, parent_close_policy="orphan")
+
+
+@durable.workflow
+async def bad_args() -> None:
+    await durable.execute_child(kid, 1, 2)  # type: ignore[call-arg]
+
+
+@durable.workflow
+async def bad_run_id() -> None:
+    await durable.get_external_handle("x", run_id="zz").cancel()
+
+
+def engine(tmp_path: Path, *workflows: Any) -> Engine:
+    return Engine(str(tmp_path / "store"), list(workflows), [act])
+
+
+def history_of(e: Engine, wid: str) -> list[dict[str, Any]]:
+    [rec] = [r for r in e.runs() if r["id"] == wid]
+    return e.history(rec["num"])
+
+
+def test_a_recorded_parent_replays_and_a_changed_child_is_nondeterminism(tmp_path: Path) -> None:
+    e = engine(tmp_path, parent, kid)
+    try:
+        e.start("parent", 1, id="p")
+        e.run()
+        history = history_of(e, "p")
+        assert [x["k"] for x in history].count(ev.CHILD_COMPLETED) == 2
+        assert e.conv.from_payload(history[-1]["out"]) == 4
+        assert durable.replay(parent, history) == len(history)
+        with pytest.raises(durable.NondeterminismError, match=(
+                r"the history has ChildWorkflowInitiated\('kid', id 'p/child-1', seq=1\) "
+                r"but the code now does ChildWorkflowInitiated\('other_kid', id 'p/child-1', seq=1\)")):
+            durable.replay(parent_other_type, history)
+        with pytest.raises(durable.NondeterminismError, match=r"id 'fixed', seq=2\) but the code now does "
+                                                              r"ChildWorkflowInitiated\('kid', id 'moved'"):
+            durable.replay(parent_other_id, history)
+    finally:
+        e.close()
+
+
+def test_the_parent_and_child_records_link_each_other(tmp_path: Path) -> None:
+    e = engine(tmp_path, parent, kid)
+    try:
+        num = e.start("parent", 1, id="p")
+        # the parent's first task: the child is started in the transaction that records it
+        e._round()
+        rec = e.store.read(lambda t: _ops.load_wf(t, "p"))
+        child = e.store.read(lambda t: _ops.load_wf(t, "p/child-1"))
+        assert rec["children"] == {1: ["p/child-1", child["num"], "terminate"]}
+        assert child["parent"] == {"id": "p", "num": num, "seq": 1}
+        assert [x["k"] for x in e.history(num)][-2:] == [ev.CHILD_INITIATED, ev.CHILD_STARTED]
+        e.run()
+        rec = e.store.read(lambda t: _ops.load_wf(t, "p"))
+        assert rec["status"] == "completed" and not rec.get("children")
+    finally:
+        e.close()
+
+
+@pytest.mark.parametrize(("workflow", "message"), [
+    (bad_policy, "parent_close_policy must be one of 'terminate', 'request_cancel', 'abandon', not 'orphan'"),
+    (bad_args, "workflow 'kid' takes 1 argument (x: int), not 2"),
+    (bad_run_id, "a run id is the hexadecimal form WorkflowDescription.run_id shows, not 'zz'"),
+])
+def test_a_mistake_in_the_call_is_a_clear_error_of_the_task(workflow: Any, message: str) -> None:
+    """A bug in workflow code fails the workflow task (its history untouched), clearly."""
+    rt = Runtime(workflow_def(workflow), "w", "1", durable._codec.Converter())
+    started = {"k": ev.WORKFLOW_STARTED, "t": 1, "type": "x", "in": rt.converter.to_payload([], "in"), "seed": 1,
+               "id": "w", "queue": "q"}
+    try:
+        with pytest.raises(durable.InvalidArgument) as info:
+            rt.advance([started])
+        assert message in str(info.value)
+    finally:
+        rt.close()
+
+
+async def test_outside_workflow_code_it_is_a_clear_error() -> None:
+    with pytest.raises(durable.DurableError, match="durable.execute_child can only be used inside workflow code"):
+        await durable.execute_child(kid, 1)
+    with pytest.raises(durable.DurableError, match="durable.get_external_handle can only be used inside workflow code"):
+        durable.get_external_handle("x")
