@@ -132,3 +132,60 @@ async def test_outside_workflow_code_it_is_a_clear_error() -> None:
         await durable.execute_child(kid, 1)
     with pytest.raises(durable.DurableError, match="durable.get_external_handle can only be used inside workflow code"):
         durable.get_external_handle("x")
+
+
+@durable.workflow
+async def blocker() -> None:
+    await durable.wait_condition(lambda: False)
+
+
+@durable.workflow
+async def starts_taken() -> str:
+    try:
+        await durable.start_child(kid, 1, id="taken")
+    except durable.ChildWorkflowError as exc:
+        return f"{exc.kind}: {exc.workflow_id}"
+    return "started"
+
+
+@durable.workflow
+async def grandparent() -> None:
+    await durable.execute_child(middle, id="g/middle")
+
+
+@durable.workflow
+async def middle() -> None:
+    await durable.execute_child(blocker, id="g/leaf")
+
+
+def test_start_child_raises_when_the_id_is_taken(tmp_path: Path) -> None:
+    e = engine(tmp_path, starts_taken, blocker, kid)
+    try:
+        e.start("blocker", id="taken")
+        num = e.start("starts_taken", id="s")
+        e.run()
+        history = e.history(num)
+        assert e.conv.from_payload(history[-1]["out"]) == "start_failed: taken"
+        failed = next(x for x in history if x["k"] == ev.CHILD_START_FAILED)
+        assert failed["err"]["type"] == "durable.WorkflowAlreadyExists"
+    finally:
+        e.close()
+
+
+def test_terminating_a_grandparent_terminates_its_descendants_in_one_transaction(tmp_path: Path) -> None:
+    e = engine(tmp_path, grandparent, middle, blocker)
+    try:
+        e.start("grandparent", id="g")
+        e.run()
+        statuses = {r["id"]: r["status"] for r in e.runs()}
+        assert statuses == {"g": "running", "g/middle": "running", "g/leaf": "running"}
+        e.store.write(lambda t: _ops.terminate(t, "g", "operator"))
+        statuses = {r["id"]: r["status"] for r in e.runs()}
+        assert statuses == {"g": "terminated", "g/middle": "terminated", "g/leaf": "terminated"}
+        leaf = history_of(e, "g/leaf")
+        assert leaf[-1]["reason"] == "its parent 'g/middle' was terminated"
+        # the closing parents were not told of the closes they caused
+        assert history_of(e, "g/middle")[-1]["k"] == ev.WORKFLOW_TERMINATED
+        assert history_of(e, "g")[-1]["k"] == ev.WORKFLOW_TERMINATED
+    finally:
+        e.close()
