@@ -1578,7 +1578,7 @@ def _tell_parent(t: Txn, rec: dict[str, Any], status: str, link: dict[str, Any])
             err = last["err"]
         else:
             reason = last.get("reason")
-            err = {"type": "durable.Workflow" + status.capitalize(),
+            err = {"type": "durable.Workflow" + "".join(part.capitalize() for part in status.split("_")),
                    "msg": f"the child {_was(status)}" + (f": {reason}" if isinstance(reason, str) and reason else "")}
         event = {"k": ev.CHILD_FAILED, "seq": seq, "err": err, "why": status}
     _deliver(t, parent, event)

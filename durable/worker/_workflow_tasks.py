@@ -19,16 +19,6 @@ from ._base import UNCLAIMED_LOST, WorkerBase, log
 from ._records import Ahead, Forward, Item
 
 
-#: Commands whose answer the store writes in the transaction that records them (a child's start,
-#: a request to another workflow, the cancel of an activity no worker has started): recording
-#: them queues the run's next workflow task at once.
-_ANSWERED_AT_ONCE = ev.CHILD_COMMAND_KINDS | {ev.ACTIVITY_CANCEL_REQUESTED}
-
-
-def _answered_at_once(commands: list[dict[str, Any]]) -> bool:
-    return any(c["k"] in _ANSWERED_AT_ONCE for c in commands)
-
-
 class WorkflowTasks(WorkerBase):
     """Running and recording workflow tasks, the instance cache, and queries."""
 
@@ -64,11 +54,11 @@ class WorkflowTasks(WorkerBase):
             else:  # finished, lease lost, or signals arrived as it closed: replay next time
                 await self._in_engine(self._evict, num)
             self._running_wfts.pop(num, None)
-            if item["token"] is None and result == TaskStatus.OK and (
-                    changes != self._change_count or _answered_at_once(commands)):
-                # this run's next task may be queued already (by this commit: the answer to a
-                # command came in the same transaction; or by another op since): the poller
-                # skipped the run while this task ran unclaimed, so it must look again
+            if item["token"] is None and result == TaskStatus.OK and changes != self._change_count:
+                # The poller skips a run while a task of it runs unclaimed. If it looked meanwhile,
+                # a task of this run queued since (by this commit, when a command's answer comes
+                # in the same transaction, as a child's start does; by another op) waits for the
+                # fallback poll unless it looks again now.
                 self._notify_local()
             claimed = eager
             self.stats["wft"] += 1
