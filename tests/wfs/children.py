@@ -232,7 +232,16 @@ async def parent_cancel_wait_completed(path: str) -> str:
     return f"{got}, scope cancelled: {scope.cancelled_caught}"
 
 
-WORKFLOWS = [parent_of_blocked, parent_reject_duplicate, stubborn, parent_cancel_wait_completed, double, fails, sleeper, parent_sum, parent_fan_out, parent_of_failure, parent_fails_through,
+@durable.workflow
+async def parent_elsewhere(queue: str, wtype: str) -> Any:
+    """A child (by its type's name) on another queue, served by other workers."""
+    try:
+        return await durable.execute_child(wtype, 5, queue=queue)
+    except durable.ChildWorkflowError as exc:
+        return f"{exc.kind}: {exc.__cause__}"
+
+
+WORKFLOWS = [parent_elsewhere, parent_of_blocked, parent_reject_duplicate, stubborn, parent_cancel_wait_completed, double, fails, sleeper, parent_sum, parent_fan_out, parent_of_failure, parent_fails_through,
              parent_with_id, parent_cancels_scope, parent_with_handle, parent_waits, parent_leaves, Mailbox, sender,
              canceller, signals_missing, parent_signals_child]
 ACTIVITIES = [note, slow]

@@ -229,3 +229,13 @@ def test_child_payloads_and_failures_go_through_the_workers_codec(data_dir: str)
 
     raw = b"".join(k + v for pairs in store_snapshot(durable.Client(data_dir)).values() for k, v in pairs)
     assert b"secret-reason-77" not in raw
+
+
+def test_a_child_on_another_queue_runs_on_that_queues_workers(data_dir: str) -> None:
+    with serve(data_dir), worker_thread(data_dir, [c.double], [], queue="kids"):
+        client = durable.Client(data_dir)
+        assert client.start(c.parent_elsewhere, "kids", "double", id="q").result(timeout=20) == 10
+        assert client.get_handle("q/child-1").describe().queue == "kids"
+        # a type the queue's workers do not have: the start fails, clearly
+        assert client.start(c.parent_elsewhere, "kids", "fails", id="q2").result(timeout=20) == (
+            "start_failed: durable.NotRegistered: unknown workflow 'fails' on queue 'kids' (registered: double)")
