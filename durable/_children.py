@@ -341,7 +341,9 @@ async def _request(rt: Runtime, wid: str, run: int, signal: str | None, args: tu
     seq = rt._next_seq()
     if signal is not None:
         payload = None if rt._replaying else rt.converter.to_payload(list(args), f"signal {signal!r} to {wid!r}")
-        rt._emit({"k": ev.EXTERNAL_SIGNAL, "seq": seq, "id": wid, "run": run, "name": signal, "in": payload})
+        # "n": the count of arguments, checked by the store against the handler's signature
+        rt._emit({"k": ev.EXTERNAL_SIGNAL, "seq": seq, "id": wid, "run": run, "name": signal, "in": payload,
+                  "n": len(args)})
     else:
         rt._emit({"k": ev.EXTERNAL_CANCEL, "seq": seq, "id": wid, "run": run})
 

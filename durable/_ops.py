@@ -1523,7 +1523,8 @@ def _apply_child_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], fol
                 )
             num = event["run"] or None
             if kind == ev.EXTERNAL_SIGNAL:
-                signal(t, event["id"], event["name"], event["in"], num)
+                nargs = event.get("n")
+                signal(t, event["id"], event["name"], event["in"], num, nargs if isinstance(nargs, int) else None)
             else:
                 request_cancel(t, event["id"], f"cancelled by workflow {rec['id']!r}", num)
         except (WorkflowNotFound, WorkflowClosed, NotRegistered, InvalidArgument) as exc:
@@ -1536,7 +1537,10 @@ def _close_family(t: Txn, rec: dict[str, Any], status: str) -> None:
     """Run `rec` closes with `status`: apply its children's parent close policies, and tell
     its parent (in this transaction, the one that closes it)."""
     children = rec.pop("children", None) or {}
-    for seq, (cid, cnum, policy) in children.items():
+    for entry in children.values() if isinstance(children, dict) else ():
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], int)):
+            continue  # not written by this code: nothing to apply a policy to
+        cid, cnum, policy = entry
         child = _wf_by_num(t, cnum)
         if child is None or child["status"] != RUNNING or policy == "abandon":
             continue
@@ -1551,7 +1555,8 @@ def _close_family(t: Txn, rec: dict[str, Any], status: str) -> None:
         _close(t, child, "terminated")
         _save_wf(t, child, RUNNING)
     link = rec.get("parent")
-    if isinstance(link, dict) and not link.get("told"):
+    if isinstance(link, dict) and isinstance(link.get("num"), int) and isinstance(link.get("seq"), int) \
+            and not link.get("told"):
         _tell_parent(t, rec, status, link)
 
 
@@ -1561,10 +1566,10 @@ def _tell_parent(t: Txn, rec: dict[str, Any], status: str, link: dict[str, Any])
     parent = _wf_by_num(t, link["num"])
     if parent is None or parent["status"] != RUNNING:
         return
-    children = parent.get("children") or {}
+    children = parent.get("children")
     seq = link["seq"]
-    entry = children.get(seq)
-    if entry is None or entry[1] != rec["num"]:
+    entry = children.get(seq) if isinstance(children, dict) else None
+    if not isinstance(entry, list) or len(entry) != 3 or entry[1] != rec["num"]:
         return
     del children[seq]
     last = read_history(t, rec["num"], rec["hlen"] - 1)[-1]

@@ -170,9 +170,9 @@ async def canceller(target: str) -> str:
 
 
 @durable.workflow
-async def signals_missing(target: str) -> str:
+async def signals_missing(target: str, name: str = "put", *args: Any) -> str:
     try:
-        await durable.get_external_handle(target).signal("put", 1)
+        await durable.get_external_handle(target).signal(name, *(args or (1,)))
     except durable.ExternalWorkflowError as exc:
         return f"not delivered: {exc.__cause__}"
     return "sent"

@@ -173,6 +173,12 @@ def test_a_signal_to_a_missing_workflow_or_signal_fails_clearly(data_dir: str) -
         client.start(c.double, 1, id="no-handlers").result(timeout=20)
         client.start(c.Mailbox, id="running-box")
         assert client.start(c.signals_missing, "running-box", id="m2").result(timeout=20) == "sent"
+        assert client.start(c.signals_missing, "running-box", "nope", id="m4").result(timeout=20) == (
+            "not delivered: durable.NotRegistered: workflow type 'Mailbox' has no signal 'nope' (signals: put, stop)")
+        assert client.start(c.signals_missing, "running-box", "put", 1, 2, id="m5").result(timeout=20) == (
+            "not delivered: durable.InvalidArgument: signal 'put' of workflow type 'Mailbox' takes 1 argument, not 2")
+        # the box got the valid signal only
+        assert kinds(client, "running-box").count("SignalReceived") == 1
         assert client.start(c.signals_missing, "m2", id="m3").result(timeout=20).startswith(
             "not delivered: durable.WorkflowClosed")
 
