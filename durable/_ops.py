@@ -1568,7 +1568,9 @@ def _tell_parent(t: Txn, rec: dict[str, Any], status: str, link: dict[str, Any])
         return
     children = parent.get("children")
     seq = link["seq"]
-    entry = children.get(seq) if isinstance(children, dict) else None
+    if not isinstance(children, dict):
+        return
+    entry = children.get(seq)
     if not isinstance(entry, list) or len(entry) != 3 or entry[1] != rec["num"]:
         return
     del children[seq]
