@@ -121,8 +121,9 @@ class _Child:
         return False
 
     async def closed(self) -> Any:
-        """Wait until the child has closed: its result, or `ChildWorkflowError`."""
-        self.rt._checkpoint()
+        """Wait until the child has closed: its result, or `ChildWorkflowError`. No checkpoint
+        first: a cancelled caller still waits (the watcher of `start_child` must, or its nursery
+        would exit while the child runs)."""
         if self.outcome is None:
             waiter = _Waiter(self._abort)
             self.waiters.append(waiter)
@@ -240,6 +241,7 @@ class ChildWorkflowHandle(Generic[R_co]):
     async def result(self) -> R_co:
         """Wait until the child has closed; return its result or raise `ChildWorkflowError`
         (its error the `__cause__`). Cancelling the caller's scope asks the child to cancel."""
+        self._child.rt._checkpoint()  # a cancelled caller: at once (its nursery still waits for the child)
         return await self._child.closed()  # type: ignore[no-any-return]
 
     async def signal(self, signal: str | Callable[..., Any], *args: Any) -> None:
