@@ -32,7 +32,7 @@ from . import _context
 from . import _events as ev
 from ._codec import error_from_record
 from ._defs import WorkflowInstance, check_name, workflow_def
-from ._errors import ChildWorkflowError, ExternalWorkflowError, InvalidArgument
+from ._errors import ChildWorkflowError, DecodeError, ExternalWorkflowError, InvalidArgument
 from ._limits import MAX_ID_BYTES
 from ._runtime import CancelScope, Cancelled, Runtime, _refuse_in_query, _Task, _Waiter
 
@@ -66,6 +66,9 @@ class _Child:
 
     def on_event(self, event: dict[str, Any]) -> None:
         rt, kind = self.rt, event["k"]
+        if kind in (ev.EXTERNAL_DONE, ev.EXTERNAL_FAILED):
+            raise DecodeError(f"workflow {rt.workflow_id!r}: the history has {kind} for seq {self.seq}, "
+                              "which started a child workflow")
         if kind == ev.CHILD_STARTED:
             self.run = event["run"]
             if self.started is not None:
@@ -350,6 +353,9 @@ async def _request(rt: Runtime, wid: str, run: int, signal: str | None, args: tu
         rt._emit({"k": ev.EXTERNAL_CANCEL, "seq": seq, "id": wid, "run": run})
 
     def on_event(event: dict[str, Any]) -> None:
+        if event["k"] not in (ev.EXTERNAL_DONE, ev.EXTERNAL_FAILED):
+            raise DecodeError(f"workflow {rt.workflow_id!r}: the history has {event['k']} for seq {seq}, "
+                              f"which sent {what}")
         del rt._callbacks[seq]
         if event["k"] == ev.EXTERNAL_DONE:
             rt._wake(waiter, None, None)

@@ -189,3 +189,18 @@ def test_terminating_a_grandparent_terminates_its_descendants_in_one_transaction
         assert history_of(e, "g")[-1]["k"] == ev.WORKFLOW_TERMINATED
     finally:
         e.close()
+
+
+def test_a_history_with_a_child_event_for_another_command_is_a_clear_error(tmp_path: Path) -> None:
+    e = engine(tmp_path, parent, kid)
+    try:
+        e.start("parent", 1, id="p")
+        e.run()
+        history = history_of(e, "p")
+        i = next(i for i, x in enumerate(history) if x["k"] == ev.CHILD_COMPLETED)
+        forged = history[:i] + [{"k": ev.EXTERNAL_DONE, "seq": history[i]["seq"], "t": history[i]["t"]}] + history[i + 1:]
+        with pytest.raises(durable.DecodeError, match=r"the history has ExternalRequestCompleted for seq 1, "
+                                                      r"which started a child workflow"):
+            durable.replay(parent, forged)
+    finally:
+        e.close()
