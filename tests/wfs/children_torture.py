@@ -16,7 +16,7 @@ import durable
 async def step(root: str, key: str, value: int) -> int:
     with open(os.path.join(root, f"{key}.{os.getpid()}.{durable.activity_info().attempt}"), "w"):
         pass
-    await trio.sleep(0.05)
+    await trio.sleep(0.1)
     return value + 1
 
 
@@ -43,15 +43,20 @@ async def order(root: str, order_id: str, lines: int, mailbox: str) -> int:
 
 @durable.workflow
 class Mailbox:
-    """Collects one signal per order, until `expected` came."""
+    """Collects one signal per completed order, until told to stop."""
 
     def __init__(self) -> None:
         self.items: list[Any] = []
+        self.done = False
 
-    async def run(self, expected: int) -> list[Any]:
-        await durable.wait_condition(lambda: len(self.items) >= expected)
+    async def run(self) -> list[Any]:
+        await durable.wait_condition(lambda: self.done)
         return sorted(self.items)
 
     @durable.signal
     def put(self, item: Any) -> None:
         self.items.append(item)
+
+    @durable.signal
+    def stop(self) -> None:
+        self.done = True
