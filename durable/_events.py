@@ -47,9 +47,14 @@ CHILD_INITIATED = "ChildWorkflowInitiated"
 CHILD_CANCEL_REQUESTED = "ChildWorkflowCancelRequested"
 EXTERNAL_SIGNAL = "ExternalSignalRequested"
 EXTERNAL_CANCEL = "ExternalCancelRequested"
+#: the run ends and a new run of the same id starts (`durable.continue_as_new`): its input,
+#: type and queue; the new run's number is in the run's record ("next"), not in the event
+WORKFLOW_CONTINUED_AS_NEW = "WorkflowContinuedAsNew"
 
 # written by an operator, never by workflow code
 WORKFLOW_TERMINATED = "WorkflowTerminated"
+#: written by the store's clock when a workflow-level timeout (execution or run) passes
+WORKFLOW_TIMED_OUT = "WorkflowTimedOut"
 
 _B, _I, _S, _D, _F = bytes, int, str, dict, bool
 
@@ -86,6 +91,8 @@ SCHEMA: dict[str, dict[str, type]] = {
     EXTERNAL_CANCEL: {"seq": _I, "id": _S, "run": _I},
     EXTERNAL_DONE: {"seq": _I},
     EXTERNAL_FAILED: {"seq": _I, "err": _D},
+    WORKFLOW_CONTINUED_AS_NEW: {"in": _B, "type": _S, "queue": _S},
+    WORKFLOW_TIMED_OUT: {"timeout": _S},
 }
 
 INPUT_KINDS = frozenset(
@@ -128,10 +135,12 @@ COMMAND_KINDS = frozenset(
         CHILD_CANCEL_REQUESTED,
         EXTERNAL_SIGNAL,
         EXTERNAL_CANCEL,
+        WORKFLOW_CONTINUED_AS_NEW,
     }
 )
 CLOSING_KINDS = frozenset(
-    {WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_CANCELLED, WORKFLOW_TERMINATED}
+    {WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_CANCELLED, WORKFLOW_TERMINATED, WORKFLOW_CONTINUED_AS_NEW,
+     WORKFLOW_TIMED_OUT}
 )
 #: Event kind that closes a workflow -> the workflow's final status.
 CLOSING_STATUS = {
@@ -139,6 +148,8 @@ CLOSING_STATUS = {
     WORKFLOW_FAILED: "failed",
     WORKFLOW_CANCELLED: "cancelled",
     WORKFLOW_TERMINATED: "terminated",
+    WORKFLOW_CONTINUED_AS_NEW: "continued_as_new",
+    WORKFLOW_TIMED_OUT: "timed_out",
 }
 
 

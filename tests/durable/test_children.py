@@ -204,3 +204,50 @@ def test_a_history_with_a_child_event_for_another_command_is_a_clear_error(tmp_p
             durable.replay(parent, forged)
     finally:
         e.close()
+
+
+@durable.workflow
+async def counting_kid(n: int) -> int:
+    if n < 3:
+        durable.continue_as_new(n + 1)
+    return n * 10
+
+
+@durable.workflow
+async def parent_of_continuing() -> int:
+    return await durable.execute_child(counting_kid, 0, id="ck")
+
+
+@durable.workflow
+async def continuing_parent(n: int) -> None:
+    if n == 0:
+        await durable.start_child(blocker, id="left-behind")
+        durable.continue_as_new(1)
+    await durable.wait_condition(lambda: False)
+
+
+def test_a_child_that_continues_as_new_is_waited_for_to_its_last_run(tmp_path: Path) -> None:
+    e = engine(tmp_path, parent_of_continuing, counting_kid)
+    try:
+        num = e.start("parent_of_continuing", id="p")
+        e.run()
+        history = e.history(num)
+        assert e.conv.from_payload(history[-1]["out"]) == 30
+        assert [x["k"] for x in history].count(ev.CHILD_COMPLETED) == 1
+        runs = [r for r in e.runs() if r["id"] == "ck"]
+        assert [r["status"] for r in runs] == ["continued_as_new"] * 3 + ["completed"]
+        assert all(r["parent"]["id"] == "p" for r in runs)
+    finally:
+        e.close()
+
+
+def test_a_parent_that_continues_as_new_applies_its_childrens_close_policy(tmp_path: Path) -> None:
+    e = engine(tmp_path, continuing_parent, blocker)
+    try:
+        e.start("continuing_parent", 0, id="cp")
+        e.run()
+        statuses = {r["id"]: r["status"] for r in e.runs()}
+        assert statuses["left-behind"] == "terminated"
+        assert history_of(e, "left-behind")[-1]["reason"] == "its parent 'cp' was continued_as_new"
+    finally:
+        e.close()
