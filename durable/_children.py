@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, overload
 from . import _context
 from . import _events as ev
 from ._codec import error_from_record
-from ._defs import WorkflowInstance, check_name, workflow_def
+from ._defs import WorkflowInstance, check_name, check_seconds, workflow_def
 from ._errors import ChildWorkflowError, DecodeError, ExternalWorkflowError, InvalidArgument
 from ._limits import MAX_ID_BYTES
 from ._runtime import CancelScope, Cancelled, Runtime, _refuse_in_query, _Task, _Waiter
@@ -193,7 +193,8 @@ def _choice(value: Any, what: str, allowed: tuple[str, ...]) -> str:
 
 
 def _initiate(what: str, workflow: Any, args: tuple[Any, ...], id: str | None, queue: str | None,
-              parent_close_policy: str, id_reuse_policy: str) -> _Child:
+              parent_close_policy: str, id_reuse_policy: str, execution_timeout: float | None = None,
+              run_timeout: float | None = None) -> _Child:
     """Emit the command that starts a child; return its state (its events go to it)."""
     rt = _context.current(what)
     _refuse_in_query(what)
@@ -210,6 +211,9 @@ def _initiate(what: str, workflow: Any, args: tuple[Any, ...], id: str | None, q
     }
     if queue is not None:
         opts["queue"] = check_name(queue, "queue")
+    for key, seconds, option in (("xto", execution_timeout, "execution_timeout"), ("rto", run_timeout, "run_timeout")):
+        if seconds is not None:
+            opts[key] = check_seconds(seconds, option, allow_none=False)
     wid = None if id is None else _check_id(id, "a child workflow's id")
     rt._checkpoint()
     payload = None if rt._replaying else rt.converter.to_payload(list(args), f"input of child workflow {name!r}")
@@ -262,20 +266,24 @@ class ChildWorkflowHandle(Generic[R_co]):
 @overload
 async def start_child(workflow: str, *args: Any, id: str | None = None, queue: str | None = None,
                       parent_close_policy: str = "terminate",
-                      id_reuse_policy: str = "allow_duplicate") -> ChildWorkflowHandle[Any]: ...
+                      id_reuse_policy: str = "allow_duplicate", execution_timeout: float | None = None,
+                      run_timeout: float | None = None) -> ChildWorkflowHandle[Any]: ...
 @overload
 async def start_child(workflow: Callable[[*Ts], Awaitable[R]], *args: *Ts, id: str | None = None,
                       queue: str | None = None, parent_close_policy: str = "terminate",
-                      id_reuse_policy: str = "allow_duplicate") -> ChildWorkflowHandle[R]: ...
+                      id_reuse_policy: str = "allow_duplicate", execution_timeout: float | None = None,
+                      run_timeout: float | None = None) -> ChildWorkflowHandle[R]: ...
 @overload
 async def start_child(workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
                       queue: str | None = None, parent_close_policy: str = "terminate",
-                      id_reuse_policy: str = "allow_duplicate") -> ChildWorkflowHandle[R]: ...
+                      id_reuse_policy: str = "allow_duplicate", execution_timeout: float | None = None,
+                      run_timeout: float | None = None) -> ChildWorkflowHandle[R]: ...
 
 
 async def start_child(workflow: Any, *args: object, id: str | None = None, queue: str | None = None,
                       parent_close_policy: str = "terminate",
-                      id_reuse_policy: str = "allow_duplicate") -> ChildWorkflowHandle[Any]:
+                      id_reuse_policy: str = "allow_duplicate", execution_timeout: float | None = None,
+                      run_timeout: float | None = None) -> ChildWorkflowHandle[Any]:
     """Start a child workflow; return its handle once it has started (workflow code only).
 
     `workflow` is a decorated workflow or its name; `id` defaults to the parent's id and a
@@ -283,10 +291,13 @@ async def start_child(workflow: Any, *args: object, id: str | None = None, queue
     running workflow (or refused by `id_reuse_policy`, as for `Client.start`), or whose type the
     queue's workers do not know, does not start: `ChildWorkflowError` (kind "start_failed").
     `parent_close_policy` says what happens to it if the parent closes first: "terminate",
-    "request_cancel" or "abandon". The child belongs to the scope of this call: see
-    `ChildWorkflowHandle`.
+    "request_cancel" or "abandon". `execution_timeout` and `run_timeout` (seconds) are the
+    child's workflow timeouts, as for `Client.start`: a child that passes one closes as
+    timed_out (`ChildWorkflowError`, kind "timed_out"). The child belongs to the scope of this
+    call: see `ChildWorkflowHandle`.
     """
-    child = _initiate("durable.start_child", workflow, args, id, queue, parent_close_policy, id_reuse_policy)
+    child = _initiate("durable.start_child", workflow, args, id, queue, parent_close_policy, id_reuse_policy,
+                      execution_timeout, run_timeout)
     rt = child.rt
     task = rt._require_task("durable.start_child")
     scope = task.scope
@@ -308,23 +319,28 @@ async def start_child(workflow: Any, *args: object, id: str | None = None, queue
 
 @overload
 async def execute_child(workflow: str, *args: Any, id: str | None = None, queue: str | None = None,
-                        parent_close_policy: str = "terminate", id_reuse_policy: str = "allow_duplicate") -> Any: ...
+                        parent_close_policy: str = "terminate", id_reuse_policy: str = "allow_duplicate",
+                        execution_timeout: float | None = None, run_timeout: float | None = None) -> Any: ...
 @overload
 async def execute_child(workflow: Callable[[*Ts], Awaitable[R]], *args: *Ts, id: str | None = None,
                         queue: str | None = None, parent_close_policy: str = "terminate",
-                        id_reuse_policy: str = "allow_duplicate") -> R: ...
+                        id_reuse_policy: str = "allow_duplicate", execution_timeout: float | None = None,
+                        run_timeout: float | None = None) -> R: ...
 @overload
 async def execute_child(workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
                         queue: str | None = None, parent_close_policy: str = "terminate",
-                        id_reuse_policy: str = "allow_duplicate") -> R: ...
+                        id_reuse_policy: str = "allow_duplicate", execution_timeout: float | None = None,
+                        run_timeout: float | None = None) -> R: ...
 
 
 async def execute_child(workflow: Any, *args: object, id: str | None = None, queue: str | None = None,
-                        parent_close_policy: str = "terminate", id_reuse_policy: str = "allow_duplicate") -> Any:
+                        parent_close_policy: str = "terminate", id_reuse_policy: str = "allow_duplicate",
+                        execution_timeout: float | None = None, run_timeout: float | None = None) -> Any:
     """Run a child workflow and return its result (workflow code only); `ChildWorkflowError`
     if it fails, is cancelled or terminated, or cannot start. Options as for `start_child`.
     Cancelling the caller's scope asks the child to cancel, and waits until it has closed."""
-    child = _initiate("durable.execute_child", workflow, args, id, queue, parent_close_policy, id_reuse_policy)
+    child = _initiate("durable.execute_child", workflow, args, id, queue, parent_close_policy, id_reuse_policy,
+                      execution_timeout, run_timeout)
     return await child.closed()
 
 

@@ -1571,8 +1571,11 @@ def _apply_child_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], fol
                 raise WorkflowAlreadyExists(f"a child workflow cannot take its parent's id {rec['id']!r}")
             if reuse not in ID_REUSE_POLICIES:
                 raise InvalidArgument(f"unknown id reuse policy {reuse!r}")
+            xto, rto = opts.get("xto"), opts.get("rto")
+            timeouts = workflow_timeouts(xto if isinstance(xto, (int, float)) else None,
+                                         rto if isinstance(rto, (int, float)) else None, None, t.now)
             cnum, _ = start_workflow(t, event["id"], event["name"], queue, event["in"], False, True, reuse,
-                                     extra={"parent": {"id": rec["id"], "num": rec["num"], "seq": seq}})
+                                     extra={"parent": {"id": rec["id"], "num": rec["num"], "seq": seq}, **(timeouts or {})})
         except (WorkflowAlreadyExists, NotRegistered, InvalidArgument) as exc:
             followups.append({"k": ev.CHILD_START_FAILED, "seq": seq, "err": error_to_record(exc), "t": t.now})
             return
@@ -1670,6 +1673,8 @@ def _tell_parent(t: Txn, rec: dict[str, Any], status: str, link: dict[str, Any])
             err = last["err"]
         else:
             reason = last.get("reason")
+            if last["k"] == ev.WORKFLOW_TIMED_OUT:
+                reason = f"its {str(last.get('timeout')).replace('_', ' ')} timeout passed"
             err = {"type": "durable.Workflow" + "".join(part.capitalize() for part in status.split("_")),
                    "msg": f"the child {_was(status).replace('_', ' ')}"
                           + (f": {reason}" if isinstance(reason, str) and reason else "")}

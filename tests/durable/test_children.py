@@ -251,3 +251,24 @@ def test_a_parent_that_continues_as_new_applies_its_childrens_close_policy(tmp_p
         assert history_of(e, "left-behind")[-1]["reason"] == "its parent 'cp' was continued_as_new"
     finally:
         e.close()
+
+
+@durable.workflow
+async def parent_of_slow_child() -> str:
+    try:
+        await durable.execute_child(blocker, id="slow", run_timeout=5)
+    except durable.ChildWorkflowError as exc:
+        return f"{exc.kind}: {exc.__cause__}"
+    return "no error"
+
+
+def test_a_child_that_passes_its_timeout_fails_the_parents_await(tmp_path: Path) -> None:
+    e = engine(tmp_path, parent_of_slow_child, blocker)
+    try:
+        num = e.start("parent_of_slow_child", id="p")
+        e.run()
+        assert e.conv.from_payload(e.history(num)[-1]["out"]) == (
+            "timed_out: durable.WorkflowTimedOut: the child was timed out: its run timeout passed")
+        assert {r["id"]: r["status"] for r in e.runs()}["slow"] == "timed_out"
+    finally:
+        e.close()

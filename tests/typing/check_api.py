@@ -259,7 +259,7 @@ async def wf_parent(n: int) -> float:
     assert_type(values, list[float])
     assert_type(await durable.execute_child(WfClass, {"amount": 1}, id="c"), str)
     assert_type(await durable.execute_child("wf_function", n), Any)
-    child = await durable.start_child(wf_function, n, 2.0, parent_close_policy="abandon")
+    child = await durable.start_child(wf_function, n, 2.0, parent_close_policy="abandon", run_timeout=60)
     assert_type(child, durable.ChildWorkflowHandle[list[float]])
     assert_type(await child.result(), list[float])
     await child.signal("add", 1)
