@@ -12,6 +12,7 @@ to run, the clock moves to the next due item (a timer, or a slow activity's end)
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from durable import _ops
@@ -37,7 +38,9 @@ class Engine:
     """See the module docstring."""
 
     def __init__(self, path: str, workflows: list[Any], activities: list[Any], *, evict: bool = False,
-                 queue: str = "q") -> None:
+                 queue: str = "q", remove: str | None = None) -> None:
+        #: a directory to delete on `close` (a temporary one the caller made for the store)
+        self.remove = remove
         self.clock = ManualClock()
         self.store = Store.open(path, clock=self.clock)
         self.registry = Registry(workflows, activities)
@@ -148,7 +151,10 @@ class Engine:
         return self.store.read(lambda t: _ops.read_history(t, num))
 
     def close(self) -> None:
+        """Evict the live instances and close the store (and, with `remove`, delete its directory)."""
         for rt in self.cache.values():
             rt.close()
         self.cache.clear()
         self.store.close()
+        if self.remove is not None:
+            shutil.rmtree(self.remove, ignore_errors=True)

@@ -149,7 +149,8 @@ cancel_times = st.none() | st.sampled_from([0.0, 0.5, 1.0, 2.0, 4.0])
 
 
 def run(tree: Any, cancel_at: float | None, evict: bool) -> tuple[Engine, list[dict[str, Any]]]:
-    engine = Engine(tempfile.mkdtemp(prefix="children-") + "/store", [program], [act, mark], evict=evict)
+    where = tempfile.mkdtemp(prefix="children-")
+    engine = Engine(where + "/store", [program], [act, mark], evict=evict, remove=where)
     engine.start("program", tree, "r", "-", id="root")
     if cancel_at is not None:
         engine.cancel_at(cancel_at, "root")
