@@ -245,3 +245,21 @@ def test_a_child_on_another_queue_runs_on_that_queues_workers(data_dir: str) -> 
         # a type the queue's workers do not have: the start fails, clearly
         assert client.start(c.parent_elsewhere, "kids", "fails", id="q2").result(timeout=20) == (
             "start_failed: durable.NotRegistered: unknown workflow 'fails' on queue 'kids' (registered: double)")
+
+
+def test_cli_history_shows_requests_to_other_workflows(data_dir: str) -> None:
+    with serve(data_dir):
+        client = durable.Client(data_dir)
+        client.start(c.Mailbox, id="cli-box")
+        client.start(c.sender, "cli-box", 1, id="cli-snd").result(timeout=20)
+        client.start(c.signals_missing, "nobody", id="cli-miss").result(timeout=20)
+    out = CliRunner().invoke(main, ["--data", data_dir, "history", "cli-snd"])
+    assert out.exit_code == 0, out.output
+    sent = [line for line in out.output.splitlines() if "ExternalSignalRequested" in line]
+    assert len(sent) == 2
+    assert 'id="cli-box"' in sent[0] and 'name="put"' in sent[0] and "input=[0]" in sent[0]
+    assert "run=" not in sent[0]  # the current run: no run to name
+    out = CliRunner().invoke(main, ["--data", data_dir, "history", "cli-miss"])
+    lines = out.output.splitlines()
+    failed = lines.index(next(line for line in lines if "ExternalRequestFailed" in line))
+    assert "durable.WorkflowNotFound: no workflow with id 'nobody'" in lines[failed + 1]
