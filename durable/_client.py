@@ -24,7 +24,7 @@ import sniffio
 
 from . import _continue
 from . import _events as ev
-from . import _ops, _schedules, _wake
+from . import _ops, _schedules, _tracing, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
@@ -319,11 +319,13 @@ class Client:
             name, check = defn.name, False
             defn.check_start_args(args)
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
+        tp = _tracing.current_traceparent()  # the workers' spans are children of the caller's (if any)
         num, _ = self._store.write(
             lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
                                           int(delay * 1_000_000_000),
                                           extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
-                                          if any(timeouts) else None)
+                                          if any(timeouts) else None,
+                                          started_extra={_tracing.FIELD: tp} if tp else None)
         )
         handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}")
         handle.warning = self._nobody_serves(queue)
