@@ -717,7 +717,7 @@ def peek_workflow_tasks(t: Txn, queue: str, limit: int, max_events: int,
                 or rec["hlen"] > max_events):
             rest = True  # the usual claim deals with it, and with what comes after it
             break
-        items.append(dict(_wft_item(rec, None), tkey=key, waited=t.now - unpack_u64(key, len(prefix))))
+        items.append(dict(_wft_item(rec, None), tkey=key))
     for kind in (b"a", b"q"):
         prefix = _task_prefix(kind, queue)
         first = t.first("tasks", prefix)

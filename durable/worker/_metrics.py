@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable import _ops
 from durable._errors import DurableError
+from durable._store import unpack_u64
 
 if TYPE_CHECKING:
     from durable._store import Store
@@ -96,7 +97,7 @@ class Metrics:
             made.backlog.stores[store.path] = store
             made.cache_sizes[queue] = cache_size
             self._users += 1
-        return Recorder(made, queue)
+        return Recorder(made, queue, store.clock.now_ns)
 
     def _detach(self, queue: str) -> None:
         """A worker stopped: the server stops with the last one."""
@@ -196,9 +197,10 @@ class Recorder:
     """What one worker counts, under its queue's label; children looked up once per label value.
     Called from the worker's threads (trio, engine, writer): prometheus_client is thread safe."""
 
-    def __init__(self, made: _Instruments, queue: str) -> None:
+    def __init__(self, made: _Instruments, queue: str, now_ns: Callable[[], int]) -> None:
         self._m = made
         self.queue = queue
+        self._now_ns = now_ns
         self._children: dict[tuple[Any, ...], Any] = {}
         self.commit = made.commit.observe
 
@@ -230,8 +232,11 @@ class Recorder:
         self._child(self._m.failures, activity).inc()
 
     def dispatched(self, item: dict[str, Any]) -> None:
-        """A claimed task starts: how long it waited in its queue, if it did."""
+        """A claimed task starts: how long it waited in its queue, if it did (a task run before
+        it is claimed: until now, from its queue key's visible time)."""
         waited = item.get("waited")
+        if waited is None and "tkey" in item:
+            waited = self._now_ns() - unpack_u64(item["tkey"], len(item["tkey"]) - 16)
         if waited is not None:
             kind = {"wft": "workflow", "act": "activity"}.get(item["kind"], "query")
             self._child(self._m.waited, kind).observe(max(0, waited) / 1e9)

@@ -236,3 +236,25 @@ def test_spans_are_children_of_the_clients_span(data_dir: str) -> None:
     assert sorted(s.attributes["durable.attempt"] for s in attempts) == [1, 1, 1]
     others = [s for s in spans if s.attributes.get("durable.workflow_id") == "untraced"]
     assert others and all(s.parent is None for s in others)  # started outside a span: roots of their own
+
+
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
+def test_the_async_clients_start_carries_the_span_too(data_dir: str, library: str) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    import asyncio
+
+    import trio
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+
+    async def start() -> tuple[str, str]:
+        with tracer.start_as_current_span("caller") as span:
+            handle = await durable.AsyncClient(data_dir).start(observed.waits, id=f"async-{library}")
+        ctx = span.get_span_context()
+        return handle.run_id, f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+    run_id, traceparent = asyncio.run(start()) if library == "asyncio" else trio.run(start)
+    [started] = [e for e in durable.Client(data_dir).get_handle(f"async-{library}").history()
+                 if e["kind"] == "WorkflowStarted"]
+    assert started["tp"] == traceparent
