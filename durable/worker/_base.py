@@ -158,8 +158,9 @@ class WorkerBase:
         except Exception as exc:  # the whole batch failed (disk full...): tell each waiter
             log.error("store write failed: %s", exc)
             return [exc] * len(ops)
-        if self.metrics is not None:
-            self.metrics.batch(len(ops))
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.batch(len(ops))
         if notes:
             tell(self, notes)
         if woke:

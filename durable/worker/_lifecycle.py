@@ -306,15 +306,16 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
                 nursery.cancel_scope.cancel()
         finally:
             listener.close()
-            if self.metrics is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._engine_thread.stop)  # before the writer it forwards to
+                await trio.to_thread.run_sync(self._writer.stop)
+            if self.metrics is not None:  # once the threads that count are stopped
                 with contextlib.suppress(ValueError):
                     self.store.commit_observers.remove(self.metrics.commit)
                 assert self._metrics_setting is not None
                 self._metrics_setting._detach(self.queue)
                 self.metrics = None
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._engine_thread.stop)  # before the writer it forwards to
-                await trio.to_thread.run_sync(self._writer.stop)
                 await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
                 if self._asyncio.started:  # every attempt has ended: no task of ours is left on it
                     await trio.to_thread.run_sync(self._asyncio.stop)
