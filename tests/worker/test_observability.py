@@ -118,9 +118,11 @@ def test_a_worker_process_serves_prometheus_metrics(data_dir: str, fast: str) ->
                                    status="completed") == 1
             return samples if done else None
 
-        samples = wait_until(counted, what="the workflows counted")
+        found = wait_until(counted, what="the workflows counted")
     finally:
         assert stop_worker_process(worker) == 0
+    assert found is not None
+    samples = found
     closed = {(labels[2][1], labels[1][1]): v for (name, labels), v in samples.items()
               if name == "durable_workflows_closed_total"}  # labels sorted: queue, status, workflow_type
     assert closed == {("three_steps", "completed"): 3, ("retried", "completed"): 1, ("fails", "failed"): 1,
@@ -248,7 +250,7 @@ def test_the_async_clients_start_carries_the_span_too(data_dir: str, library: st
 
     tracer = TracerProvider().get_tracer("test")
 
-    async def start() -> tuple[str, str]:
+    async def start() -> tuple[str | None, str]:
         with tracer.start_as_current_span("caller") as span:
             handle = await durable.AsyncClient(data_dir).start(observed.waits, id=f"async-{library}")
         ctx = span.get_span_context()
