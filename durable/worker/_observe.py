@@ -6,7 +6,8 @@ matching metrics.
 They come from the committed transactions' notes (`Txn.note`: `_ops._close` notes a close, the
 worker's `_claimed_then` a first task), so each is told once, by the worker whose commit
 recorded it, whatever path recorded it, and never on replay. Nothing is collected when neither
-INFO logging nor metrics are on (`observing`, asked once per batch).
+INFO logging (of the ``durable.worker.lifecycle`` logger) nor metrics are on (`observing`,
+asked once per batch).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from durable._codec import format_error_record
 if TYPE_CHECKING:
     from ._base import WorkerBase
 
-log = logging.getLogger("durable.worker")
+#: The lines of the workflows' lives go to a logger of their own, so that a program can keep the
+#: worker's other INFO lines and drop these (``logging.getLogger("durable.worker.lifecycle")
+#: .setLevel(logging.WARNING)``): they cost a log record each, two or more per workflow.
+log = logging.getLogger("durable.worker.lifecycle")
 
 
 def observing(worker: WorkerBase) -> bool:

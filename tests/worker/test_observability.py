@@ -47,8 +47,8 @@ def _run_the_lives(client: durable.Client) -> None:
 
 
 def _lifecycle_lines(lines: list[str]) -> list[str]:
-    return sorted(line.split("durable.worker: ", 1)[1].strip() for line in lines
-                  if "durable.worker: workflow '" in line and "workflow task" not in line)
+    return sorted(line.split("durable.worker.lifecycle: ", 1)[1].strip() for line in lines
+                  if "durable.worker.lifecycle: " in line)
 
 
 @pytest.mark.parametrize("fast", FAST_PATHS)
@@ -147,6 +147,16 @@ def test_a_worker_process_serves_prometheus_metrics(data_dir: str, fast: str) ->
     assert _value(samples, "durable_task_queue_lag_seconds", queue="nobody", kind="workflow") > 0
     assert _value(samples, "durable_task_queue_backlog", kind="workflow") == 0  # served: nothing waits
     assert ("durable_workflow_cache_size", (("queue", "default"),)) in samples
+
+
+def test_a_worker_process_with_tracing_runs_workflows(data_dir: str) -> None:
+    pytest.importorskip("opentelemetry")
+    # no SDK configured in the worker process: the API's spans are no-ops, the work goes on
+    worker = start_worker_process(data_dir, "tests.wfs.observed", extra=("--tracing",))
+    try:
+        assert durable.Client(data_dir).start(observed.three_steps, 1).result(timeout=30) == 4
+    finally:
+        assert stop_worker_process(worker) == 0
 
 
 def test_the_metrics_port_must_be_free(data_dir: str) -> None:
