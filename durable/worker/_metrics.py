@@ -202,6 +202,11 @@ class Recorder:
         self.queue = queue
         self._now_ns = now_ns
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._activities: dict[str, tuple[Any, Any]] = {}  # name -> its attempts counter, latency histogram
+        # the children every workflow touches, bound once
+        self._hit = made.cache.labels(queue, "hit").inc
+        self._miss = made.cache.labels(queue, "miss").inc
+        self.batch = made.batch.labels(queue).observe
         self.commit = made.commit.observe
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -220,13 +225,20 @@ class Recorder:
     def task_failed(self, wtype: str) -> None:
         self._child(self._m.task_failures, wtype).inc()
 
+    def _activity(self, activity: str) -> tuple[Any, Any]:
+        pair = self._activities.get(activity)
+        if pair is None:
+            pair = self._activities[activity] = (self._m.attempts.labels(self.queue, activity).inc,
+                                                 self._m.latency.labels(self.queue, activity).observe)
+        return pair
+
     def attempt_started(self, activity: str) -> float:
         """An attempt's code starts: counted; returns its start time for `attempt_ended`."""
-        self._child(self._m.attempts, activity).inc()
+        self._activity(activity)[0]()
         return time.perf_counter()
 
     def attempt_ended(self, activity: str, t0: float) -> None:
-        self._child(self._m.latency, activity).observe(time.perf_counter() - t0)
+        self._activity(activity)[1](time.perf_counter() - t0)
 
     def attempt_failed(self, activity: str) -> None:
         self._child(self._m.failures, activity).inc()
@@ -242,7 +254,4 @@ class Recorder:
             self._child(self._m.waited, kind).observe(max(0, waited) / 1e9)
 
     def cache(self, hit: bool) -> None:
-        self._child(self._m.cache, "hit" if hit else "miss").inc()
-
-    def batch(self, n: int) -> None:
-        self._child(self._m.batch).observe(n)
+        (self._hit if hit else self._miss)()

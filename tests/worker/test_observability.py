@@ -232,6 +232,7 @@ def test_spans_are_children_of_the_clients_span(data_dir: str) -> None:
         with tracer.start_as_current_span("checkout") as parent:
             handle = durable.Client(data_dir).start(observed.three_steps, 1, id="traced")
         assert handle.result(timeout=30) == 4
+        assert durable.replay(observed.three_steps, handle.export_history()) > 0  # the field is data: replay agrees
         untraced = durable.Client(data_dir).start(observed.three_steps, 1, id="untraced")
         assert untraced.result(timeout=30) == 4
     spans: list[Any] = list(exporter.get_finished_spans())
