@@ -125,6 +125,10 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
         self.registry = Registry(workflows, activities)
         self.store = Store.open(data, create=True)
         self._metrics_setting = metrics
+        if metrics is not None:
+            # prometheus_client imported and the metrics made now: a clear error at once if it is
+            # missing, and before `durable worker` freezes what is alive (gc.freeze)
+            metrics._instruments()
         self.metrics = None  # set while running, with metrics on
         self.tracer = None
         if tracing:
