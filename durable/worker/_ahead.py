@@ -229,7 +229,7 @@ class RunAhead(WorkerBase):
         if rt is None:
             return None
         if self.metrics is not None:
-            self.metrics.cache(True)
+            self.metrics.cache_used(True)
         if rt.done:
             self._cache[num] = rt
             return None

@@ -160,7 +160,7 @@ class WorkerBase:
             return [exc] * len(ops)
         metrics = self.metrics
         if metrics is not None:
-            metrics.batch(len(ops))
+            metrics.batched(len(ops))
         if notes:
             tell(self, notes)
         if woke:

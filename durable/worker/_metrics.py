@@ -3,9 +3,9 @@ worker does the thing, with the maintained client library (``prometheus_client``
 extra ``durable-workflows[metrics]``).
 
 Nothing here is imported or counted unless a worker is given a `Metrics`: the worker's hooks
-test one attribute for None (`WorkerBase.metrics`). With metrics on, each measured point is a
-counter increment or a histogram observation on a child looked up once per label value
-(`Recorder`). The queues' backlog and lag are read from the store when scraped (`_Backlog`),
+test one attribute for None (`WorkerBase.metrics`). With metrics on, each measured point adds
+one to a plain number (a histogram: to its bucket's and its sum), kept by the worker's
+`Recorder` and turned into prometheus_client's metric families when scraped (`_Counts`). The queues' backlog and lag are read from the store when scraped (`_Backlog`),
 not counted per event. docs/observability.md lists every metric with its labels.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -93,11 +94,13 @@ class Metrics:
         """A worker starts: its recorder; the server starts with the first worker."""
         self._serve()
         made = self._instruments()
+        recorder = Recorder(made, queue, store.clock.now_ns)
         with self._lock:
             made.backlog.stores[store.path] = store
             made.cache_sizes[queue] = cache_size
+            made.recorders.append(recorder)
             self._users += 1
-        return Recorder(made, queue, store.clock.now_ns)
+        return recorder
 
     def _detach(self, queue: str) -> None:
         """A worker stopped: the server stops with the last one."""
@@ -111,8 +114,36 @@ class Metrics:
                 self._server = None
 
 
+#: The counters a worker keeps (`Recorder`): attribute -> (name, help, labels after "queue").
+_COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "started": ("durable_workflows_started", "Workflow runs whose first workflow task this worker recorded.",
+                ("workflow_type",)),
+    "closed": ("durable_workflows_closed", "Workflow runs closed by what this worker recorded, by status "
+               "(completed, failed, cancelled, timed_out, continued_as_new, terminated).", ("workflow_type", "status")),
+    "task_failures": ("durable_workflow_task_failures", "Workflow tasks whose code failed (a bug: retried with "
+                      "backoff, the workflow goes on once fixed).", ("workflow_type",)),
+    "attempts": ("durable_activity_attempts", "Activity attempts started by this worker.", ("activity",)),
+    "failures": ("durable_activity_failures", "Failed activity attempts recorded by this worker (errors and "
+                 "timeouts; cancellations are not failures).", ("activity",)),
+    "cache": ("durable_workflow_cache_requests", "Workflow tasks that found their live instance in the worker's "
+              "cache (hit) or replayed the history (miss).", ("result",)),
+}
+#: The histograms a worker keeps: attribute -> (name, help, labels after "queue", buckets).
+_HISTOGRAMS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...]]] = {
+    "latency": ("durable_activity_attempt_seconds", "Time an activity attempt's code ran, from its start to its "
+                "result or error.", ("activity",), LATENCY_BUCKETS),
+    "waited": ("durable_schedule_to_start_seconds", "Time a task waited in its queue, from when it became visible "
+               "to its claim (tasks the worker claims as it makes them never wait and are not counted).",
+               ("kind",), LATENCY_BUCKETS),
+    "batch": ("durable_commit_batch_ops", "Operations committed together in one transaction by the worker's "
+              "writer (group commit).", (), BATCH_BUCKETS),
+}
+
+
 class _Instruments:
-    """The metric objects of one `Metrics` (prometheus_client imported here, on first use)."""
+    """The metrics of one `Metrics` (prometheus_client imported here, on first use): the workers'
+    counts, kept by their `Recorder` as plain numbers and read when scraped (`_Counts`), the
+    commit histogram (any thread of the process commits), and the backlog read from the stores."""
 
     def __init__(self, registry: Any) -> None:
         try:
@@ -122,38 +153,55 @@ class _Instruments:
                 "metrics need prometheus_client: pip install 'durable-workflows[metrics]'") from None
         self.registry = registry if registry is not None else pc.CollectorRegistry()
         r = self.registry
-        self.started = pc.Counter("durable_workflows_started", "Workflow runs whose first workflow task this worker "
-                                  "recorded.", ["queue", "workflow_type"], registry=r)
-        self.closed = pc.Counter("durable_workflows_closed", "Workflow runs closed by what this worker recorded, by "
-                                 "status (completed, failed, cancelled, timed_out, continued_as_new, terminated).",
-                                 ["queue", "workflow_type", "status"], registry=r)
-        self.task_failures = pc.Counter("durable_workflow_task_failures", "Workflow tasks whose code failed (a bug: "
-                                        "retried with backoff, the workflow goes on once fixed).",
-                                        ["queue", "workflow_type"], registry=r)
-        self.attempts = pc.Counter("durable_activity_attempts", "Activity attempts started by this worker.",
-                                   ["queue", "activity"], registry=r)
-        self.failures = pc.Counter("durable_activity_failures", "Failed activity attempts recorded by this worker "
-                                   "(errors and timeouts; cancellations are not failures).",
-                                   ["queue", "activity"], registry=r)
-        self.latency = pc.Histogram("durable_activity_attempt_seconds", "Time an activity attempt's code ran, from "
-                                    "its start to its result or error.", ["queue", "activity"],
-                                    buckets=LATENCY_BUCKETS, registry=r)
-        self.waited = pc.Histogram("durable_schedule_to_start_seconds", "Time a task waited in its queue, from when "
-                                   "it became visible to its claim (tasks the worker claims as it makes them "
-                                   "never wait and are not counted).", ["queue", "kind"],
-                                   buckets=LATENCY_BUCKETS, registry=r)
-        self.cache = pc.Counter("durable_workflow_cache_requests", "Workflow tasks that found their live instance "
-                                "in the worker's cache (hit) or replayed the history (miss).",
-                                ["queue", "result"], registry=r)
-        self.batch = pc.Histogram("durable_commit_batch_ops", "Operations committed together in one transaction "
-                                  "by the worker's writer (group commit).", ["queue"], buckets=BATCH_BUCKETS,
-                                  registry=r)
+        self.recorders: list[Recorder] = []  # every worker's, kept after it stops: counters never go back
         self.commit = pc.Histogram("durable_commit_seconds", "Time of each commit of the store in this process "
                                    "(LMDB's commit: writing the pages and the fsync).", buckets=LATENCY_BUCKETS,
                                    registry=r)
+        r.register(_Counts(self.recorders))
         self.cache_sizes: dict[str, Callable[[], int]] = {}
         self.backlog = _Backlog(self.cache_sizes)
         r.register(self.backlog)
+
+
+class _Counts:
+    """A collector of the workers' counters and histograms, summed over their recorders when scraped."""
+
+    def __init__(self, recorders: list[Recorder]) -> None:
+        self.recorders = recorders
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        recorders = list(self.recorders)
+        for attr, (name, doc, labels) in _COUNTERS.items():
+            counter = CounterMetricFamily(name, doc, labels=["queue", *labels])
+            sums: dict[tuple[str, ...], int] = {}
+            for rec in recorders:
+                for key, n in list(getattr(rec, attr).items()):
+                    full = (rec.queue, *key)
+                    sums[full] = sums.get(full, 0) + n
+            for key, n in sorted(sums.items()):
+                counter.add_metric(list(key), n)
+            yield counter
+        for attr, (name, doc, labels, bounds) in _HISTOGRAMS.items():
+            histogram = HistogramMetricFamily(name, doc, labels=["queue", *labels])
+            merged: dict[tuple[str, ...], list[float]] = {}
+            for rec in recorders:
+                for key, cells in list(getattr(rec, attr).items()):
+                    full = (rec.queue, *key)
+                    into = merged.setdefault(full, [0.0] * len(cells))
+                    for i, v in enumerate(list(cells)):
+                        into[i] += v
+            for key, cells in sorted(merged.items()):
+                cumulative, buckets = 0.0, []
+                for bound, n in zip((*bounds, float("inf")), cells[:-1]):
+                    cumulative += n
+                    buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+                histogram.add_metric(list(key), buckets, sum_value=cells[-1])
+            yield histogram
 
 
 class _Backlog:
@@ -194,54 +242,44 @@ class _Backlog:
 
 
 class Recorder:
-    """What one worker counts, under its queue's label; children looked up once per label value.
-    Called from the worker's threads (trio, engine, writer): prometheus_client is thread safe."""
+    """What one worker counts, under its queue's label: plain numbers in dicts by label values,
+    read when scraped (`_Counts`). Each is written by one thread of the worker only (the trio
+    thread: attempts, failures, waits; the engine: cache, task failures; the writer: starts,
+    closes, batches), so no update is lost; the commit histogram is prometheus_client's own."""
 
     def __init__(self, made: _Instruments, queue: str, now_ns: Callable[[], int]) -> None:
-        self._m = made
         self.queue = queue
         self._now_ns = now_ns
-        self._children: dict[tuple[Any, ...], Any] = {}
-        self._activities: dict[str, tuple[Any, Any]] = {}  # name -> its attempts counter, latency histogram
-        # the children every workflow touches, bound once
-        self._hit = made.cache.labels(queue, "hit").inc
-        self._miss = made.cache.labels(queue, "miss").inc
-        self.batch = made.batch.labels(queue).observe
+        self.started: dict[tuple[str, ...], int] = {}
+        self.closed: dict[tuple[str, ...], int] = {}
+        self.task_failures: dict[tuple[str, ...], int] = {}
+        self.attempts: dict[tuple[str, ...], int] = {}
+        self.failures: dict[tuple[str, ...], int] = {}
+        self.cache: dict[tuple[str, ...], int] = {}
+        self.latency: dict[tuple[str, ...], list[float]] = {}
+        self.waited: dict[tuple[str, ...], list[float]] = {}
+        self.batch: dict[tuple[str, ...], list[float]] = {}
         self.commit = made.commit.observe
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric),) + labels
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(self.queue, *labels)
-        return child
+    def workflow_started(self, wtype: str) -> None:
+        _inc(self.started, (wtype,))
 
-    def started(self, wtype: str) -> None:
-        self._child(self._m.started, wtype).inc()
-
-    def closed(self, wtype: str, status: str) -> None:
-        self._child(self._m.closed, wtype, status).inc()
+    def workflow_closed(self, wtype: str, status: str) -> None:
+        _inc(self.closed, (wtype, status))
 
     def task_failed(self, wtype: str) -> None:
-        self._child(self._m.task_failures, wtype).inc()
-
-    def _activity(self, activity: str) -> tuple[Any, Any]:
-        pair = self._activities.get(activity)
-        if pair is None:
-            pair = self._activities[activity] = (self._m.attempts.labels(self.queue, activity).inc,
-                                                 self._m.latency.labels(self.queue, activity).observe)
-        return pair
+        _inc(self.task_failures, (wtype,))
 
     def attempt_started(self, activity: str) -> float:
         """An attempt's code starts: counted; returns its start time for `attempt_ended`."""
-        self._activity(activity)[0]()
+        _inc(self.attempts, (activity,))
         return time.perf_counter()
 
     def attempt_ended(self, activity: str, t0: float) -> None:
-        self._activity(activity)[1](time.perf_counter() - t0)
+        _observe(self.latency, (activity,), LATENCY_BUCKETS, time.perf_counter() - t0)
 
     def attempt_failed(self, activity: str) -> None:
-        self._child(self._m.failures, activity).inc()
+        _inc(self.failures, (activity,))
 
     def dispatched(self, item: dict[str, Any]) -> None:
         """A claimed task starts: how long it waited in its queue, if it did (a task run before
@@ -251,7 +289,28 @@ class Recorder:
             waited = self._now_ns() - unpack_u64(item["tkey"], len(item["tkey"]) - 16)
         if waited is not None:
             kind = {"wft": "workflow", "act": "activity"}.get(item["kind"], "query")
-            self._child(self._m.waited, kind).observe(max(0, waited) / 1e9)
+            _observe(self.waited, (kind,), LATENCY_BUCKETS, max(0, waited) / 1e9)
 
-    def cache(self, hit: bool) -> None:
-        (self._hit if hit else self._miss)()
+    def cache_used(self, hit: bool) -> None:
+        _inc(self.cache, _HIT if hit else _MISS)
+
+    def batched(self, n: int) -> None:
+        _observe(self.batch, (), BATCH_BUCKETS, n)
+
+
+_HIT, _MISS = ("hit",), ("miss",)
+
+
+def _inc(table: dict[tuple[str, ...], int], key: tuple[str, ...]) -> None:
+    table[key] = table.get(key, 0) + 1
+
+
+def _observe(table: dict[tuple[str, ...], list[float]], key: tuple[str, ...], bounds: tuple[float, ...],
+             value: float) -> None:
+    """Count `value` in its bucket (the first bound at or above it; the last cell but one: +Inf)
+    and add it to the sum (the last cell)."""
+    cells = table.get(key)
+    if cells is None:
+        cells = table[key] = [0.0] * (len(bounds) + 2)
+    cells[bisect_left(bounds, value)] += 1
+    cells[-1] += value

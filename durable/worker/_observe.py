@@ -40,13 +40,13 @@ def tell(worker: WorkerBase, notes: list[tuple[Any, ...]]) -> None:
         if note[0] == "started":
             _, _num, wid, wtype = note
             if metrics is not None:
-                metrics.started(wtype)
+                metrics.workflow_started(wtype)
             if logging_on:
                 log.info("workflow %r (%s) started", wid, wtype)
         elif note[0] == "closed":
             _, num, wid, wtype, status, hlen = note
             if metrics is not None:
-                metrics.closed(wtype, status)
+                metrics.workflow_closed(wtype, status)
             if logging_on:
                 log.info("workflow %r (%s) %s", wid, wtype, _how(worker, num, status, hlen))
 

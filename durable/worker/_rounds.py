@@ -185,7 +185,7 @@ class Rounds(WorkerBase):
             return None
         del self._cache[num]
         if self.metrics is not None:
-            self.metrics.cache(True)
+            self.metrics.cache_used(True)
         advanced = advance_taken(rt, events)
         if advanced is None:
             return None

@@ -150,7 +150,7 @@ class WorkflowTasks(WorkerBase):
         num = item["num"]
         rt = self._cache.pop(num, None)
         if self.metrics is not None:
-            self.metrics.cache(rt is not None)
+            self.metrics.cache_used(rt is not None)
         try:
             if rt is None:
                 defn = self.registry.workflow(item["type"])
