@@ -89,7 +89,9 @@ class Tracer:
                         "durable.workflow_type": item["wtype"], "durable.activity": item["name"],
                         "durable.attempt": item["attempt"]})
 
-    @staticmethod
-    def end(span: Any) -> None:
-        """End a span started here."""
+    def end(self, span: Any, failed: bool = False) -> None:
+        """End a span started here; with `failed`, its status says so (an attempt that raised,
+        timed out or was cancelled)."""
+        if failed:
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR))
         span.end()

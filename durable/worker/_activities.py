@@ -52,6 +52,7 @@ class Activities(WorkerBase):
         metrics, tracer = self.metrics, self.tracer
         t0 = metrics.attempt_started(item["name"]) if metrics is not None else 0.0
         span = tracer.attempt_span(item) if tracer is not None else None
+        report: Report = None
         try:
             report = await self._attempt(item, ctx, scope)
         except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
@@ -65,7 +66,7 @@ class Activities(WorkerBase):
             if metrics is not None:
                 metrics.attempt_ended(item["name"], t0)
             if span is not None:
-                tracer.end(span)
+                tracer.end(span, not isinstance(report, Ok))
         await self._record_reports([(item, report)])
 
     def _activity_ended(self, item: Item) -> None:

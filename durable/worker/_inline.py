@@ -25,7 +25,7 @@ from durable import _activity
 from durable._errors import DurableError, NotRegistered
 
 from ._base import _NS, WorkerBase
-from ._records import CANCELLED, Entry, Err, Handle, Item, Pending, Report
+from ._records import CANCELLED, Entry, Err, Handle, Item, Ok, Pending, Report
 
 
 class Inline(WorkerBase):
@@ -125,7 +125,7 @@ class Inline(WorkerBase):
         if metrics is not None:
             metrics.attempt_ended(item["name"], t0)
         if span is not None:
-            tracer.end(span)
+            tracer.end(span, not isinstance(step, Ok))
         return step
 
     def _start_step(self, item: Item, ctx: _activity.ActivityContext) -> Report | Pending:
@@ -155,8 +155,10 @@ class Inline(WorkerBase):
         return Pending(coro, trap, token)
 
     async def _finish_step(self, item: Item, ctx: _activity.ActivityContext, step: Pending) -> Report:
+        failed = True
         try:
             result = await _drive(step.coro, step.trap)
+            failed = False
         except (Exception, _activity.ActivityCancelled) as exc:  # noqa: BLE001 - the attempt's failure, reported
             return self._error_report(ctx, exc)
         finally:
@@ -164,7 +166,7 @@ class Inline(WorkerBase):
             if self.metrics is not None:  # also when it is cancelled (timed out...)
                 self.metrics.attempt_ended(item["name"], step.t0)
             if step.span is not None:
-                self.tracer.end(step.span)
+                self.tracer.end(step.span, failed)
         return self._ok_report(item, result)
 
 

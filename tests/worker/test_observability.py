@@ -235,6 +235,7 @@ def test_spans_are_children_of_the_clients_span(data_dir: str) -> None:
         assert durable.replay(observed.three_steps, handle.export_history()) > 0  # the field is data: replay agrees
         untraced = durable.Client(data_dir).start(observed.three_steps, 1, id="untraced")
         assert untraced.result(timeout=30) == 4
+        assert durable.Client(data_dir).start(observed.retried, 5, id="retried").result(timeout=30) == 5
     spans: list[Any] = list(exporter.get_finished_spans())
     mine = [s for s in spans if s.attributes.get("durable.workflow_id") == "traced"]
     tasks = [s for s in mine if s.name == "workflow task three_steps"]
@@ -247,6 +248,10 @@ def test_spans_are_children_of_the_clients_span(data_dir: str) -> None:
         assert span.attributes["durable.run_id"] == handle.run_id
         assert span.attributes["durable.workflow_type"] == "three_steps"
     assert sorted(s.attributes["durable.attempt"] for s in attempts) == [1, 1, 1]
+    assert all(s.status.is_ok for s in tasks + attempts)
+    flaky = sorted((s.attributes["durable.attempt"], s.status.status_code.name) for s in spans
+                   if s.name == "activity flaky")
+    assert flaky == [(1, "ERROR"), (2, "UNSET")]  # the failed attempt says so
     others = [s for s in spans if s.attributes.get("durable.workflow_id") == "untraced"]
     assert others and all(s.parent is None for s in others)  # started outside a span: roots of their own
 
