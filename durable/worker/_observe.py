@@ -38,17 +38,23 @@ def tell(worker: WorkerBase, notes: list[tuple[Any, ...]]) -> None:
     logging_on = log.isEnabledFor(logging.INFO)
     for note in notes:
         if note[0] == "started":
-            _, _num, wid, wtype = note
+            _, num, wid, wtype = note
             if metrics is not None:
                 metrics.workflow_started(wtype)
             if logging_on:
-                log.info("workflow %r (%s) started", wid, wtype)
+                log.info("workflow %r (%s) started", wid, wtype, extra=_context(num, wid, wtype))
         elif note[0] == "closed":
             _, num, wid, wtype, status, hlen = note
             if metrics is not None:
                 metrics.workflow_closed(wtype, status)
             if logging_on:
-                log.info("workflow %r (%s) %s", wid, wtype, _how(worker, num, status, hlen))
+                log.info("workflow %r (%s) %s", wid, wtype, _how(worker, num, status, hlen),
+                         extra=_context(num, wid, wtype))
+
+
+def _context(num: int, wid: str, wtype: str) -> dict[str, str]:
+    """The record's context fields, as `durable.logger`'s records carry them (``--log-format json``)."""
+    return {"workflow_id": wid, "run_id": f"{num:x}", "workflow_type": wtype}
 
 
 def _how(worker: WorkerBase, num: int, status: str, hlen: int) -> str:

@@ -4,6 +4,7 @@ worker process, and OpenTelemetry spans children of the client's span."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -72,6 +73,31 @@ def test_the_worker_logs_each_workflows_life_once(data_dir: str, fast: str) -> N
         *["workflow 'again' (again) started"] * 3,  # one per run
         *["workflow 'again' (again) continued as new"] * 2, "workflow 'again' (again) completed",
     ])
+
+
+def test_with_two_workers_each_life_is_told_once_by_the_one_that_recorded_it(data_dir: str) -> None:
+    workers = [start_worker_process(data_dir, "tests.wfs.observed", extra=("--log-format", "json"))
+               for _ in range(2)]
+    try:
+        client = durable.Client(data_dir)
+        handles = [client.start(observed.three_steps, i, id=f"w{i}") for i in range(20)]
+        assert [h.result(timeout=60) for h in handles] == [i + 3 for i in range(20)]
+
+        def told() -> list[dict[str, Any]]:
+            lines = [line for w in workers for line in w.log_lines]  # type: ignore[attr-defined]
+            records = [json.loads(line) for line in lines if line.startswith("{")]
+            return [r for r in records if r["logger"] == "durable.worker.lifecycle"]
+
+        wait_until(lambda: len(told()) >= 40, what="the lines of 20 workflows")
+    finally:
+        for w in workers:
+            assert stop_worker_process(w) == 0
+    records = told()
+    assert sorted((r["workflow_id"], r["message"].rsplit(" ", 1)[1]) for r in records) == sorted(
+        (f"w{i}", what) for i in range(20) for what in ("started", "completed"))
+    runs = {h.id: h.run_id for h in handles}
+    assert all(r["level"] == "INFO" and r["workflow_type"] == "three_steps" and r["run_id"] == runs[r["workflow_id"]]
+               for r in records)
 
 
 def test_no_lifecycle_lines_below_info(data_dir: str, caplog: pytest.LogCaptureFixture) -> None:
