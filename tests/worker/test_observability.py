@@ -199,6 +199,22 @@ def test_the_metrics_port_must_be_free(data_dir: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_a_taken_port_stops_a_worker_run_in_a_program_before_it_claims_anything(data_dir: str) -> None:
+    pytest.importorskip("prometheus_client")
+    import trio
+
+    client = durable.Client(data_dir)
+    handle = client.start(observed.three_steps, 1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        worker = durable.Worker(data_dir, workflows=observed.WORKFLOWS, activities=observed.ACTIVITIES,
+                                metrics=durable.Metrics(taken.getsockname()[1]))
+        with pytest.raises(durable.DurableError, match="cannot serve metrics on 127.0.0.1"):
+            trio.run(worker.run)
+    assert handle.describe().status == "running" and len(handle.history()) == 1  # nothing was claimed
+
+
 def test_bad_metrics_options_are_refused_clearly(data_dir: str) -> None:
     for port in (-1, 70000, "9464", True):
         with pytest.raises(durable.DurableError, match="metrics port"):
