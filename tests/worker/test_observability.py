@@ -215,6 +215,23 @@ def test_a_taken_port_stops_a_worker_run_in_a_program_before_it_claims_anything(
     assert handle.describe().status == "running" and len(handle.history()) == 1  # nothing was claimed
 
 
+@pytest.mark.parametrize(("option", "said"), [
+    (("--metrics-port", "0"), "error: metrics need prometheus_client: pip install 'durable-workflows[metrics]'"),
+    (("--tracing",), "error: tracing needs opentelemetry-api: pip install 'durable-workflows[tracing]'"),
+])
+def test_without_the_extra_installed_the_worker_says_what_to_install(data_dir: str, tmp_path: Any,
+                                                                      option: tuple[str, ...], said: str) -> None:
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(  # as if they were not installed: importing them fails
+        "import sys\nsys.modules['prometheus_client'] = None\nsys.modules['opentelemetry'] = None\n")
+    proc = subprocess.run([sys.executable, "-m", "durable", "--data", data_dir, "worker", "tests.wfs.observed",
+                           *option], cwd=ROOT, env=dict(os.environ, PYTHONPATH=f"{hide}{os.pathsep}{ROOT}"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert said in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_bad_metrics_options_are_refused_clearly(data_dir: str) -> None:
     for port in (-1, 70000, "9464", True):
         with pytest.raises(durable.DurableError, match="metrics port"):
