@@ -13,7 +13,7 @@ from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescrip
 from ._codec import PayloadCodec
 from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
 from ._continue import continue_as_new
-from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
+from ._defs import Activity, ActivityOptions, UpdateMethod, activity, query, signal, update, workflow
 from ._errors import (
     ActivityError,
     ApplicationError,
@@ -29,6 +29,8 @@ from ._errors import (
     NotRegistered,
     PayloadError,
     QueryFailed,
+    UpdateFailed,
+    UpdateRejected,
     ScheduleAlreadyExists,
     ScheduleNotFound,
     StoreError,
@@ -103,6 +105,9 @@ __all__ = [
     "PayloadError",
     "PendingActivity",
     "QueryFailed",
+    "UpdateFailed",
+    "UpdateMethod",
+    "UpdateRejected",
     "RetryPolicy",
     "Saga",
     "ScheduleAction",
@@ -145,6 +150,7 @@ __all__ = [
     "replay",
     "saga",
     "signal",
+    "update",
     "sleep",
     "start_child",
     "uuid4",

@@ -362,6 +362,12 @@ class AsyncWorkflowHandle(Generic[R_co]):
         the caller stops waiting at once)."""
         return await _in_thread(functools.partial(self.sync.query, name, *args, timeout=timeout), abandon=True)
 
+    async def update(self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None) -> Any:
+        """`WorkflowHandle.update`, awaited (in a thread; cancelled, the caller stops waiting
+        at once, and the update goes on)."""
+        return await _in_thread(functools.partial(self.sync.update, name, *args, update_id=update_id,
+                                                  timeout=timeout), abandon=True)
+
     async def cancel(self, reason: str = "") -> None:
         """`WorkflowHandle.cancel`, awaited: ask the workflow to cancel."""
         await _in_thread(self.sync.cancel, reason)

@@ -765,6 +765,18 @@ class WorkflowHandle(Generic[R_co]):
                     )
                 wait(deadline)
 
+    def update(self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None) -> Any:
+        """Send update `name` with `args` and wait for its handler's return value.
+
+        `UpdateRejected` if its validator refused it (nothing recorded), `UpdateFailed` if its
+        handler raised a failure or the workflow closed first, `WaitTimeout` after `timeout`
+        seconds (the update goes on: call again with the same `update_id` to wait for it). A
+        call with the id of an update the run already has gets that update's outcome: the
+        handler runs once per id (default id: a fresh uuid)."""
+        from ._update_client import run_update
+
+        return run_update(self, name, args, update_id, timeout)
+
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
         _check_reason(reason)

@@ -1,0 +1,103 @@
+"""Workflows with updates, for tests/worker/test_updates.py and tests/fault/test_updates_kill.py."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import durable
+
+
+@durable.activity
+def record_effect(path: str, line: str) -> str:
+    """Append `line` to the file `path` (an effect outside the store, counted by tests)."""
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    return line
+
+
+@durable.activity
+async def double(n: int) -> int:
+    return 2 * n
+
+
+@durable.workflow
+class Counter:
+    """A counter changed by updates; it ends when told to (signal `finish`)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.finished = False
+        self.signals: list[str] = []
+        self.effects = ""
+
+    async def run(self, effects: str = "") -> int:
+        self.effects = effects
+        await durable.wait_condition(lambda: self.finished)
+        return self.total
+
+    @durable.update
+    def add(self, n: int) -> int:
+        self.total += n
+        return self.total
+
+    @add.validator
+    def _check_add(self, n: int) -> None:
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"only positive integers can be added, not {n!r}")
+
+    @durable.update
+    async def add_doubled(self, n: int) -> int:
+        """An async handler that runs an activity."""
+        self.total += await double(n)
+        return self.total
+
+    @durable.update
+    async def add_recorded(self, n: int, tag: str) -> int:
+        """Records its effect outside the store (once per attempt of the activity)."""
+        await record_effect(self.effects, tag)
+        self.total += n
+        return self.total
+
+    @durable.update
+    async def slow_add(self, n: int, seconds: float) -> int:
+        await durable.sleep(seconds)
+        self.total += n
+        return self.total
+
+    @durable.update
+    def fail(self, message: str) -> None:
+        raise durable.ApplicationError(message, type="Refused")
+
+    @durable.update
+    def buggy(self) -> None:
+        raise KeyError("a bug in the handler")
+
+    @durable.update(name="seen-signals")
+    def seen_signals(self) -> list[str]:
+        return list(self.signals)
+
+    @durable.update
+    def finish(self) -> int:
+        self.finished = True
+        return self.total
+
+    @durable.signal
+    def note(self, text: str) -> None:
+        self.signals.append(text)
+
+    @durable.signal
+    def stop(self) -> None:
+        self.finished = True
+
+    @durable.query
+    def value(self) -> int:
+        return self.total
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+ALL: list[Any] = [Counter]
+ACTIVITIES: list[Any] = [record_effect, double]
