@@ -49,7 +49,8 @@ class Counter:
     @durable.update
     async def add_doubled(self, n: int) -> int:
         """An async handler that runs an activity."""
-        self.total += await double(n)
+        doubled = await double(n)  # read the total after the await: other handlers may run meanwhile
+        self.total += doubled
         return self.total
 
     @durable.update

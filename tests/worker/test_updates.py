@@ -1,0 +1,250 @@
+"""Workflow updates with a real worker on a real store: validation refuses without writing
+history, handler failures reach the caller, async handlers run activities, concurrent updates,
+ordering with signals, exactly once per update id, and what closing does to updates in flight.
+
+The tests under "conformance" mirror the cases of Temporal's features repository (update/...)
+that apply here. Run with and without the fast paths (DURABLE_FAST_PATHS=0)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import durable
+from tests.conftest import worker_thread
+from tests.fault._util import wait_until
+from tests.wfs import updates as u
+
+TIMEOUT = 30
+
+
+def kinds(handle: durable.WorkflowHandle[Any]) -> list[str]:
+    return [e["kind"] for e in handle.history()]
+
+
+@pytest.fixture
+def env(data_dir: str) -> Any:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, u.ALL, u.ACTIVITIES):
+        yield client
+
+
+def test_update_returns_the_handlers_value_and_is_recorded(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    assert h.update("add", 3, timeout=TIMEOUT) == 3
+    assert h.update("add", 4, timeout=TIMEOUT) == 7
+    assert h.query("value") == 7
+    hist = h.history()
+    accepted = [e for e in hist if e["kind"] == "UpdateAccepted"]
+    completed = [e for e in hist if e["kind"] == "UpdateCompleted"]
+    assert [e["input"] for e in accepted] == [[3], [4]]
+    assert [e["result"] for e in completed] == [3, 7]
+    assert [e["uid"] for e in accepted] == [e["uid"] for e in completed]
+
+
+def test_validator_rejection_writes_nothing_to_history(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    assert h.update("add", 1, timeout=TIMEOUT) == 1
+    before = h.history()
+    with pytest.raises(durable.UpdateRejected, match="only positive integers can be added, not -5"):
+        h.update("add", -5, timeout=TIMEOUT)
+    assert h.history() == before
+    assert h.query("value") == 1
+
+
+def test_wrong_argument_count_is_rejected_without_history(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    h.update("add", 1, timeout=TIMEOUT)  # the workers have published their update names by now
+    before = h.history()
+    with pytest.raises(durable.InvalidArgument, match="update 'add'"):
+        h.update("add", 1, 2, timeout=TIMEOUT)
+    assert h.history() == before
+
+
+def test_unknown_update_name_is_refused_naming_the_known_ones(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    h.update("add", 1, timeout=TIMEOUT)
+    with pytest.raises(durable.NotRegistered, match="has no update 'nope'.*add"):
+        h.update("nope", timeout=TIMEOUT)
+
+
+def test_handler_failure_reaches_the_caller_and_the_workflow_goes_on(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    with pytest.raises(durable.UpdateFailed, match="Refused: no thanks") as info:
+        h.update("fail", "no thanks", timeout=TIMEOUT)
+    assert isinstance(info.value.__cause__, durable.ApplicationError)
+    assert h.update("add", 2, timeout=TIMEOUT) == 2
+    assert h.describe().status == "running"
+
+
+def test_async_handler_runs_an_activity(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    assert h.update("add_doubled", 5, timeout=TIMEOUT) == 10
+    assert "ActivityScheduled" in kinds(h)
+    assert h.update("finish", timeout=TIMEOUT) == 10
+    assert h.result(TIMEOUT) == 10
+
+
+def test_same_update_id_gets_the_same_outcome_and_runs_once(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    assert h.update("add", 5, update_id="once", timeout=TIMEOUT) == 5
+    assert h.update("add", 5, update_id="once", timeout=TIMEOUT) == 5
+    assert h.query("value") == 5
+    assert kinds(h).count("UpdateAccepted") == 1
+    with pytest.raises(durable.InvalidArgument, match="was used for update 'add'"):
+        h.update("fail", "x", update_id="once", timeout=TIMEOUT)
+
+
+def test_concurrent_updates_each_complete_once(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    results: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def call(i: int) -> None:
+        try:
+            results[i] = h.update("add_doubled", i, update_id=f"u{i}", timeout=TIMEOUT)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(1, 9)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    assert h.query("value") == 2 * sum(range(1, 9))
+    assert sorted(results.values())[-1] == 2 * sum(range(1, 9))
+    assert kinds(h).count("UpdateCompleted") == 8
+
+
+def test_a_signal_sent_before_an_update_is_seen_by_it(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    h.signal("note", "first")
+    assert h.update("seen-signals", timeout=TIMEOUT) == ["first"]
+    h.signal("note", "second")
+    assert h.update("seen-signals", timeout=TIMEOUT) == ["first", "second"]
+
+
+def test_update_to_a_closed_workflow_is_refused(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    assert h.update("finish", update_id="f", timeout=TIMEOUT) == 0
+    h.result(TIMEOUT)
+    with pytest.raises(durable.WorkflowClosed, match="has completed"):
+        h.update("add", 1, timeout=TIMEOUT)
+    # the outcome of an update it completed is still there for a retried call
+    assert h.update("finish", update_id="f", timeout=TIMEOUT) == 0
+
+
+def test_update_in_flight_when_the_workflow_closes_fails_clearly(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            h.update("slow_add", 1, 3600.0, update_id="slow", timeout=TIMEOUT)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    th = threading.Thread(target=call)
+    th.start()
+    wait_until(lambda: "UpdateAccepted" in kinds(h), what="the update to be accepted")
+    h.signal("stop")
+    assert h.result(TIMEOUT) == 0
+    th.join(TIMEOUT)
+    assert len(outcome) == 1 and isinstance(outcome[0], durable.UpdateFailed)
+    assert "has completed before the update's handler finished" in str(outcome[0])
+
+
+def test_a_bug_in_a_handler_fails_the_task_not_the_workflow(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    with pytest.raises(durable.WaitTimeout, match="waiting for a worker"):
+        h.update("buggy", timeout=2)
+    wait_until(lambda: h.describe().task_failures > 0, what="the task failure to show")
+    assert h.describe().status == "running"
+    assert "UpdateAccepted" not in kinds(h)  # the failed task recorded nothing
+
+
+def test_bad_update_id_is_a_clear_error(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    with pytest.raises(durable.InvalidArgument, match="update id"):
+        h.update("add", 1, update_id="", timeout=TIMEOUT)
+
+
+# --- conformance: Temporal's features repo, update/... ------------------------------------
+
+
+def test_conformance_basic(env: durable.Client) -> None:
+    """update/basic: an update's result comes back to the caller; the workflow completes."""
+    h = env.start(u.Counter, id="c")
+    assert h.update("add", 1, timeout=TIMEOUT) == 1
+    assert h.update("finish", timeout=TIMEOUT) == 1
+    assert h.result(TIMEOUT) == 1
+
+
+def test_conformance_validation_replay(env: durable.Client, data_dir: str) -> None:
+    """update/validation_replay: a history with rejected and accepted updates replays."""
+    h = env.start(u.Counter, id="c")
+    with pytest.raises(durable.UpdateRejected):
+        h.update("add", 0, timeout=TIMEOUT)
+    assert h.update("add", 2, timeout=TIMEOUT) == 2
+    assert h.update("finish", timeout=TIMEOUT) == 2
+    h.result(TIMEOUT)
+    assert durable.replay(u.Counter, h.export_history()) > 0
+
+
+def test_conformance_activities(env: durable.Client) -> None:
+    """update/activities: a handler awaits activities; its result follows theirs."""
+    h = env.start(u.Counter, id="c")
+    assert h.update("add_doubled", 3, timeout=TIMEOUT) == 6
+    assert h.update("add_doubled", 4, timeout=TIMEOUT) == 14
+
+
+def test_conformance_async_accepted_waits_on_timer(env: durable.Client) -> None:
+    """update/async_accepted: a handler that waits on a durable timer; the caller waits too."""
+    h = env.start(u.Counter, id="c")
+    assert h.update("slow_add", 2, 0.2, timeout=TIMEOUT) == 2
+    assert "TimerStarted" in kinds(h)
+
+
+def test_conformance_deduplication(env: durable.Client) -> None:
+    """update/deduplication: two requests with one update id run the handler once."""
+    h = env.start(u.Counter, id="c")
+    got = [h.update("add_doubled", 1, update_id="dup", timeout=TIMEOUT) for _ in range(3)]
+    assert got == [2, 2, 2]
+    assert kinds(h).count("UpdateAccepted") == 1
+    assert kinds(h).count("ActivityScheduled") == 1
+
+
+def test_conformance_non_durable_reject(env: durable.Client) -> None:
+    """update/non_durable_reject: rejections leave no trace; later updates are accepted."""
+    h = env.start(u.Counter, id="c")
+    for bad in (0, -1, -2):
+        with pytest.raises(durable.UpdateRejected):
+            h.update("add", bad, timeout=TIMEOUT)
+    assert "UpdateAccepted" not in kinds(h)
+    assert h.update("add", 5, timeout=TIMEOUT) == 5
+
+
+def test_conformance_self_terminating_workflow(env: durable.Client) -> None:
+    """update/self: an update that makes the workflow complete gets its result."""
+    h = env.start(u.Counter, id="c")
+    h.update("add", 3, timeout=TIMEOUT)
+    assert h.update("finish", timeout=TIMEOUT) == 3
+    assert h.result(TIMEOUT) == 3
+    assert kinds(h)[-2:] == ["UpdateCompleted", "WorkflowCompleted"]
+
+
+def test_conformance_client_interceptor_style_async_client(env: durable.Client, data_dir: str) -> None:
+    """update/client_async: the async client's update waits the same way."""
+    import trio
+
+    h = env.start(u.Counter, id="c")
+
+    async def main() -> int:
+        ah = durable.AsyncClient(data_dir).get_handle("c")
+        return await ah.update("add", 9, timeout=TIMEOUT)  # type: ignore[no-any-return]
+
+    assert trio.run(main) == 9
+    assert h.query("value") == 9
