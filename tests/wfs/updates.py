@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import durable
@@ -10,9 +11,13 @@ import durable
 
 @durable.activity
 def record_effect(path: str, line: str) -> str:
-    """Append `line` to the file `path` (an effect outside the store, counted by tests)."""
+    """Append `line` to the file `path` (an effect outside the store, counted by tests), then
+    hold until the file `path` + ".go" exists (so that a test can kill the worker mid-step)."""
     with open(path, "a") as f:
         f.write(line + "\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path + ".go") and time.monotonic() < deadline:
+        time.sleep(0.02)
     return line
 
 
@@ -94,10 +99,6 @@ class Counter:
     @durable.query
     def value(self) -> int:
         return self.total
-
-
-def pid() -> int:
-    return os.getpid()
 
 
 ALL: list[Any] = [Counter]
