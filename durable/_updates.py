@@ -62,7 +62,7 @@ def request(t: Txn, wid: str, name: str, payload: bytes, uid: str, num: int | No
                               f"not {name!r}: give each update its own id")
     if old is not None and old["st"] != REJECTED:
         return rec["num"]  # the same update asked again: its outcome is (or will be) in `old`
-    rec = _ops._running(t, wid, f"send update {name!r} to", rec["num"])
+    rec = _ops._running(t, wid, f"send update {name!r} to", num)
     if rec.get("closing"):
         raise WorkflowClosed(f"cannot send update {name!r} to workflow {wid!r}: its code has returned and it is closing")
     known = (_ops._types(t, rec["queue"]) or {}).get("workflows", {}).get(rec["type"])

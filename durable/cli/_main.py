@@ -473,6 +473,25 @@ def query(state: _State, workflow_id: str, name: str, args: tuple[str, ...], tim
 
 @main.command()
 @click.argument("workflow_id")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.option("--update-id", default=None, metavar="ID",
+              help="The update's id (default: a fresh one); run again with the same id to get the same outcome.")
+@click.option("--timeout", default=None, type=click.FloatRange(0), help="Give up waiting after this many seconds.")
+@click.pass_obj
+@handle_errors
+def update(state: _State, workflow_id: str, name: str, args: tuple[str, ...], update_id: str | None,
+           timeout: float | None) -> None:
+    """Send update NAME with ARGS (each JSON) to a workflow; wait for its handler and print what
+    it returned as JSON. A validator's refusal, a failure of the handler or a closed workflow
+    is an error (exit code 1)."""
+    values = [_json_arg(text, f"argument {i + 1}") for i, text in enumerate(args)]
+    handle = state.client().get_handle(workflow_id)
+    click.echo(_to_json(handle.update(name, *values, update_id=update_id, timeout=timeout)))
+
+
+@main.command()
+@click.argument("workflow_id")
 @click.option("--timeout", default=None, type=click.FloatRange(0), help="Give up after this many seconds.")
 @click.pass_obj
 @handle_errors
