@@ -61,7 +61,7 @@ def request(t: Txn, wid: str, name: str, payload: bytes, uid: str, num: int | No
         raise InvalidArgument(f"update id {uid!r} of workflow {wid!r} was used for update {old.get('name')!r}, "
                               f"not {name!r}: give each update its own id")
     if old is not None and old["st"] != REJECTED:
-        return rec["num"]  # the same update asked again: its outcome is (or will be) in `old`
+        return int(rec["num"])  # the same update asked again: its outcome is (or will be) in `old`
     rec = _ops._running(t, wid, f"send update {name!r} to", num)
     if rec.get("closing"):
         raise WorkflowClosed(f"cannot send update {name!r} to workflow {wid!r}: its code has returned and it is closing")
@@ -118,7 +118,7 @@ def _unpend(t: Txn, wf: dict[str, Any], upd: dict[str, Any]) -> None:
     wf["upd"] = max(0, wf.get("upd", 0) - 1)
 
 
-def reject(t: Txn, num: int, token: int, rejections: list[tuple[str, bytes]]) -> bool:
+def reject(t: Txn, num: int, token: int, rejections: list[tuple[str, str | bytes]]) -> bool:
     """Record the refusals of a workflow task's validators (update id, error text as the
     worker's codec made it) if `token` still holds the run's task; write no history."""
     wf = _ops._fenced_wft(t, num, token)
