@@ -6,13 +6,14 @@ here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
-from ._async_client import AsyncClient, AsyncScheduleHandle, AsyncWorkflowHandle
+from ._async_client import AsyncClient, AsyncScheduleHandle, AsyncUpdateHandle, AsyncWorkflowHandle
 from ._check import CheckResult, check_histories
 from ._children import ChildWorkflowHandle, ExternalWorkflowHandle, execute_child, get_external_handle, start_child
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
 from ._continue import continue_as_new
+from ._update_client import UpdateHandle
 from ._defs import Activity, ActivityOptions, UpdateMethod, activity, query, signal, update, workflow
 from ._errors import (
     ActivityError,
@@ -82,6 +83,7 @@ __all__ = [
     "ApplicationError",
     "AsyncClient",
     "AsyncScheduleHandle",
+    "AsyncUpdateHandle",
     "AsyncWorkflowHandle",
     "CancelScope",
     "Cancelled",
@@ -118,6 +120,7 @@ __all__ = [
     "StorePermissionError",
     "TooSlowError",
     "UpdateFailed",
+    "UpdateHandle",
     "UpdateMethod",
     "UpdateRejected",
     "WaitTimeout",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -32,6 +33,7 @@ from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
 from ._schedule_client import UPCOMING, ScheduleDescription, ScheduleHandle, check_schedule_id, create_schedule
 from ._store import Store
+from ._update_client import UpdateHandle
 
 DEFAULT_QUEUE = "default"
 _PLAIN = Converter()
@@ -174,6 +176,8 @@ class WorkflowDescription:
     #: the workflow timeouts' deadlines (`execution_timeout`, `run_timeout` of `Client.start`)
     execution_deadline: _dt.datetime | None = None
     run_deadline: _dt.datetime | None = None
+    #: updates not finished yet (filled in by `describe`): "name (id ..., pending|accepted)"
+    pending_updates: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
@@ -679,7 +683,15 @@ class WorkflowHandle(Generic[R_co]):
             warning = _ops.nobody_serves(rec["queue"], t.now, _ops.queue_presence(t, rec["queue"]))
             return rec, _ops.pending_activities(t, rec["num"]), warning
 
-        return WorkflowDescription.from_record(*self._store.read(read), converter=self._converter)
+        rec, pending, warning = self._store.read(read)
+        desc = WorkflowDescription.from_record(rec, pending, warning, converter=self._converter)
+        if rec.get("uany") and rec["status"] == _ops.RUNNING:
+            from ._updates import in_flight
+
+            updates = self._store.read(lambda t: in_flight(t, rec["num"]))
+            desc = dataclasses.replace(desc, pending_updates=tuple(
+                f"{u['name']} (id {u['id']}, {u['status']})" for u in updates))
+        return desc
 
     def result(self, timeout: float | None = None) -> R_co:
         """Wait for the run to end; return its result or raise `WorkflowFailed`. Without a run
@@ -776,6 +788,17 @@ class WorkflowHandle(Generic[R_co]):
         from ._update_client import run_update
 
         return run_update(self, name, args, update_id, timeout)
+
+    def start_update(self, name: str, *args: Any, update_id: str | None = None,
+                     timeout: float | None = None) -> UpdateHandle:
+        """Send update `name` with `args` and wait only until its validator has accepted it;
+        return an `UpdateHandle` whose `result()` waits for the handler's value.
+
+        `UpdateRejected` if the validator refused it; `WaitTimeout` after `timeout` seconds.
+        Same ids, same update, as for `update`."""
+        from ._update_client import start_update
+
+        return start_update(self, name, args, update_id, timeout)
 
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""

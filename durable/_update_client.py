@@ -20,19 +20,24 @@ if TYPE_CHECKING:
     from ._client import WorkflowHandle
 
 
-def run_update(handle: WorkflowHandle[Any], name: str, args: tuple[Any, ...], update_id: str | None,
-               timeout: float | None) -> Any:
-    """`WorkflowHandle.update`: send the update and wait for its outcome."""
+def send(handle: WorkflowHandle[Any], name: str, args: tuple[Any, ...], update_id: str | None) -> tuple[str, int]:
+    """Write the request of update `name`; return its id and its run's number."""
     check_name(name, "update name")
     uid = str(uuid.uuid4()) if update_id is None else _updates.check_update_id(update_id)
+    payload = handle._converter.to_payload(list(args), f"update {name!r}")
+    num = handle._store.write(
+        lambda t: _updates.request(t, handle.id, name, payload, uid, handle._chain_end(t), len(args)))
+    return uid, num
+
+
+def wait(handle: WorkflowHandle[Any], name: str, uid: str, num: int, timeout: float | None,
+         accepted: bool = False) -> Any:
+    """Wait until update `uid` is done (or, with `accepted`, accepted) and return its result (or
+    None if it is only accepted); raise what its outcome says."""
     limit = check_seconds(timeout, "timeout")
-    conv = handle._converter
-    payload = conv.to_payload(list(args), f"update {name!r}")
-    handle._client._warn_if_on_event_loop("update")
     deadline = None if limit is None else time.monotonic() + limit
-    store = handle._store
-    with handle._client._listening() as wait:
-        num = store.write(lambda t: _updates.request(t, handle.id, name, payload, uid, handle._chain_end(t), len(args)))
+    conv, store = handle._converter, handle._store
+    with handle._client._listening() as sleep:
         while True:
             rec = store.read(lambda t: _updates.outcome(t, num, uid))
             if rec is None:  # never happens for a run's own request (records are kept)
@@ -40,14 +45,68 @@ def run_update(handle: WorkflowHandle[Any], name: str, args: tuple[Any, ...], up
             if rec["st"] == _updates.REJECTED:
                 raise UpdateRejected(f"workflow {handle.id!r}: {conv.readable_text(rec['rej'])}")
             if rec["st"] == _updates.DONE:
-                return _outcome(handle, name, uid, rec)
+                return None if accepted and "closed" not in rec else _outcome(handle, name, uid, rec)
+            if accepted and rec["st"] == _updates.ACCEPTED:
+                return None
             if deadline is not None and time.monotonic() >= deadline:
                 state = "accepted, its handler running" if rec["st"] == _updates.ACCEPTED else "waiting for a worker"
                 raise WaitTimeout(
-                    f"update {name!r} (id {uid!r}) of workflow {handle.id!r} has not finished after {limit:g} s "
-                    f"({state}); call update again with update_id={uid!r} to go on waiting for it"
+                    f"update {name!r} (id {uid!r}) of workflow {handle.id!r} has not "
+                    f"{'been accepted' if accepted else 'finished'} after {limit:g} s "
+                    f"({state}); call again with update_id={uid!r} to go on waiting for it"
                 )
-            wait(deadline)
+            sleep(deadline)
+
+
+def run_update(handle: WorkflowHandle[Any], name: str, args: tuple[Any, ...], update_id: str | None,
+               timeout: float | None) -> Any:
+    """`WorkflowHandle.update`: send the update and wait for its outcome."""
+    check_seconds(timeout, "timeout")
+    handle._client._warn_if_on_event_loop("update")
+    uid, num = send(handle, name, args, update_id)
+    return wait(handle, name, uid, num, timeout)
+
+
+class UpdateHandle:
+    """An update sent by `WorkflowHandle.start_update` and accepted: wait for its outcome with
+    `result`."""
+
+    def __init__(self, handle: WorkflowHandle[Any], name: str, update_id: str, num: int) -> None:
+        self._handle, self._name, self._id, self._num = handle, name, update_id, num
+
+    def __repr__(self) -> str:
+        return f"<UpdateHandle {self._name!r} id {self._id!r} of workflow {self._handle.id!r}>"
+
+    @property
+    def id(self) -> str:
+        """The update's id."""
+        return self._id
+
+    @property
+    def name(self) -> str:
+        """The update's name."""
+        return self._name
+
+    @property
+    def workflow_id(self) -> str:
+        """The id of the workflow it was sent to."""
+        return self._handle.id
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the handler's return value (`UpdateFailed` if it raised a failure or the
+        workflow closed first; `WaitTimeout` after `timeout` seconds: the update goes on)."""
+        self._handle._client._warn_if_on_event_loop("result")
+        return wait(self._handle, self._name, self._id, self._num, timeout)
+
+
+def start_update(handle: WorkflowHandle[Any], name: str, args: tuple[Any, ...], update_id: str | None,
+                 timeout: float | None) -> UpdateHandle:
+    """`WorkflowHandle.start_update`: send the update, wait until it is accepted."""
+    check_seconds(timeout, "timeout")
+    handle._client._warn_if_on_event_loop("start_update")
+    uid, num = send(handle, name, args, update_id)
+    wait(handle, name, uid, num, timeout, accepted=True)
+    return UpdateHandle(handle, name, uid, num)
 
 
 def _outcome(handle: WorkflowHandle[Any], name: str, uid: str, rec: dict[str, Any]) -> Any:

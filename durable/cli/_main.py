@@ -634,6 +634,9 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         elif key == "pending_children":
             if value:
                 click.echo(f"pending children: {', '.join(value)}")
+        elif key == "pending_updates":
+            if value:
+                click.echo(f"updates in flight: {', '.join(value)}")
         elif key == "task_error":
             click.echo(f"task_error: {value}")
         elif key in ("queue_warning", "history_warning"):

@@ -150,11 +150,13 @@ def test_update_in_flight_when_the_workflow_closes_fails_clearly(env: durable.Cl
     th = threading.Thread(target=call)
     th.start()
     wait_until(lambda: "UpdateAccepted" in kinds(h), what="the update to be accepted")
+    assert h.describe().pending_updates == ("slow_add (id slow, accepted)",)
     h.signal("stop")
     assert h.result(TIMEOUT) == 0
     th.join(TIMEOUT)
     assert len(outcome) == 1 and isinstance(outcome[0], durable.UpdateFailed)
     assert "has completed before the update's handler finished" in str(outcome[0])
+    assert h.describe().pending_updates == ()
 
 
 def test_a_bug_in_a_handler_fails_the_task_not_the_workflow(env: durable.Client) -> None:
@@ -248,3 +250,29 @@ def test_conformance_client_interceptor_style_async_client(env: durable.Client, 
 
     assert trio.run(main) == 9
     assert h.query("value") == 9
+
+
+def test_start_update_returns_once_accepted_and_result_waits(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    uh = h.start_update("slow_add", 4, 0.5, update_id="s1", timeout=TIMEOUT)
+    assert (uh.id, uh.name, uh.workflow_id) == ("s1", "slow_add", "c")
+    assert "UpdateAccepted" in kinds(h)
+    assert uh.result(TIMEOUT) == 4
+    assert h.start_update("slow_add", 4, 0.5, update_id="s1", timeout=TIMEOUT).result(TIMEOUT) == 4  # once
+    assert h.query("value") == 4
+    with pytest.raises(durable.UpdateRejected, match="only positive integers"):
+        h.start_update("add", 0, timeout=TIMEOUT)
+
+
+def test_async_start_update(env: durable.Client, data_dir: str) -> None:
+    import trio
+
+    env.start(u.Counter, id="c")
+
+    async def main() -> Any:
+        ah = durable.AsyncClient(data_dir).get_handle("c")
+        uh = await ah.start_update("add_doubled", 3, timeout=TIMEOUT)
+        return uh.id, await uh.result(TIMEOUT)
+
+    uid, value = trio.run(main)
+    assert value == 6 and isinstance(uid, str)
