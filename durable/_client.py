@@ -862,6 +862,8 @@ def readable_event(index: int, event: dict[str, Any], converter: Converter) -> d
             out["error"] = converter.readable_failure(value)
         elif key == "hb":
             continue
+        elif key == "at" and event["k"] == ev.UPDATE_ACCEPTED:
+            out["workflow_time"] = _time(value)  # what durable.now() gave its handler
         else:
             out[{"err": "error", "dur": "duration_ns", "dep": "deprecated"}.get(key, key)] = value
     return out

@@ -97,7 +97,8 @@ SCHEMA: dict[str, dict[str, type]] = {
     EXTERNAL_FAILED: {"seq": _I, "err": _D},
     WORKFLOW_CONTINUED_AS_NEW: {"in": _B, "type": _S, "queue": _S},
     WORKFLOW_TIMED_OUT: {"timeout": _S},
-    UPDATE_ACCEPTED: {"uid": _S, "name": _S, "in": _B},
+    # "at": the time the workflow saw when it accepted the update ("t" is when it was recorded)
+    UPDATE_ACCEPTED: {"uid": _S, "name": _S, "in": _B, "at": _I},
     UPDATE_COMPLETED: {"uid": _S, "name": _S},
 }
 

@@ -1024,8 +1024,7 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
     followups: list[dict[str, Any]] = []
     for command in commands:
         event = dict(command)
-        if event["k"] != ev.UPDATE_ACCEPTED or "t" not in event:  # an input: dated as the workflow saw it
-            event["t"] = t.now
+        event["t"] = t.now
         _append(t, rec, event)
         _apply_command(t, rec, event, followups, eager, ran)
     _release_wft(t, rec)

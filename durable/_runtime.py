@@ -502,7 +502,8 @@ class Runtime:
         try:
             self._commands = []
             if inputs:
-                self._now_ns = inputs[-1]["t"]
+                last = inputs[-1]  # an accepted update keeps the time the workflow saw it at
+                self._now_ns = last["at"] if last["k"] == ev.UPDATE_ACCEPTED else last["t"]
             for event in inputs:
                 if not self.done:
                     self._apply(event)
@@ -510,7 +511,7 @@ class Runtime:
             if updates and not self.done:
                 accepted = _updates_rt.validate(self, updates)
                 for event in accepted:
-                    self._now_ns = event["t"]  # as a replay sees it: the last input's time
+                    self._now_ns = event["at"]  # as a replay sees it (the last input's)
                     self._apply(event)
                 if not inputs and not accepted:
                     return []  # all refused: nothing to record

@@ -63,7 +63,8 @@ def validate(rt: Runtime, updates: list[dict[str, Any]]) -> list[dict[str, Any]]
                 rt.update_rejections.append((uid, f"update {name!r} rejected by its validator: {error}"))
                 continue
         when = max(when, req["t"])
-        accepted.append({"k": ev.UPDATE_ACCEPTED, "t": when, "uid": uid, "name": name, "in": req["in"]})
+        # "at": the workflow's time for it (`durable.now()` on every replay); "t" is the store's
+        accepted.append({"k": ev.UPDATE_ACCEPTED, "t": when, "at": when, "uid": uid, "name": name, "in": req["in"]})
     return accepted
 
 

@@ -698,7 +698,7 @@ def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, 
 
 def _event_line(event: dict[str, Any], t0: _dt.datetime) -> str:
     """One event of `history`: index, UTC time of day, offset from the first event, kind, details."""
-    skip = ("index", "kind", "time", "error", "opts", "seed")
+    skip = ("index", "kind", "time", "error", "opts", "seed", "workflow_time")
     parts = []
     for key, value in event.items():
         if key in skip:

@@ -58,6 +58,11 @@ class Box:
         return value
 
     @durable.update
+    def stamp(self) -> str:
+        self.items.append(durable.now().isoformat())
+        return self.items[-1]
+
+    @durable.update
     def refuse(self) -> None:
         raise durable.ApplicationError("not today")
 
@@ -76,9 +81,9 @@ def request(uid: str, name: str, *args: Any, at: int = T0) -> dict[str, Any]:
 
 
 def record(history: list[dict[str, Any]], commands: list[dict[str, Any]], at: int) -> None:
-    """Append what the store appends: accepted updates keep their time, commands get `at`."""
+    """Append what the store appends: the commands (and accepted updates) dated `at`."""
     for c in commands:
-        history.append(dict(c) if c["k"] == ev.UPDATE_ACCEPTED else dict(c, t=at))
+        history.append(dict(c, t=at))
 
 
 def fresh() -> Runtime:
@@ -105,7 +110,7 @@ def test_accepted_update_leads_the_activation_and_replays() -> None:
     rt.mark_recorded()
     commands = rt.advance([], updates=[request("a", "put", "x", at=T0 + NS)])
     assert [c["k"] for c in commands] == [ev.UPDATE_ACCEPTED, ev.UPDATE_COMPLETED]
-    assert commands[0]["t"] == T0 + NS and commands[0]["uid"] == "a"
+    assert commands[0]["at"] == T0 + NS and commands[0]["uid"] == "a"
     assert CONV.from_payload(commands[1]["out"]) == 1
     record(history, commands, T0 + 2 * NS)
     rt.mark_recorded()
@@ -154,7 +159,7 @@ def test_unknown_update_and_wrong_arguments_are_refused() -> None:
     rt.mark_recorded()
     assert rt.advance([], updates=[request("a", "nope"), request("b", "put", "x", "y")]) == []
     texts = dict(rt.update_rejections)
-    assert "has no update 'nope' (updates: put, put_looked_up, refuse)" in texts["a"]
+    assert "has no update 'nope' (updates: put, put_looked_up, refuse, stamp)" in texts["a"]
     assert "takes 1 arguments, it came with 2" in texts["b"]
 
 
@@ -181,3 +186,15 @@ def test_handler_commands_are_checked_on_replay() -> None:
                 for e in history]
     with pytest.raises(NondeterminismError, match="ActivityScheduled"):
         durable.replay(Box, tampered)
+
+
+def test_a_handlers_now_is_the_same_on_replay() -> None:
+    rt, history = fresh(), started()
+    record(history, rt.advance(history), T0)
+    rt.mark_recorded()
+    commands = rt.advance([], updates=[request("a", "stamp", at=T0 + 5 * NS)])
+    record(history, commands, T0 + 9 * NS)  # recorded later than it was asked
+    again = fresh()
+    again.advance(history, run_live=False)
+    assert again.instance.items == rt.instance.items
+    assert history[-2]["t"] == T0 + 9 * NS and history[-2]["at"] == T0 + 5 * NS
