@@ -50,3 +50,16 @@ def test_durable_update_command(data_dir: str) -> None:
         assert ok(cli(data_dir, "update", "cart-1", "checkout")) == '{"items": {"apple": 3, "pear": 2}, "total": 6.0}\n'
         fails(cli(data_dir, "update", "cart-1", "add_item", '"apple"', "1"), 1,
               "cannot send update 'add_item' to workflow 'cart-1': it has completed")
+
+
+def test_cart_in_the_testing_environment() -> None:
+    """Updates work in `durable.testing`'s environment too (a worker in the test's process)."""
+    import durable.testing
+
+    with durable.testing.SyncEnvironment(workflows=[cart.Cart], activities=[cart.price_of]) as env:
+        handle = env.client.start(cart.Cart, id="c")
+        assert handle.update("add_item", "melon", 1, timeout=TIMEOUT) == 4.0
+        with pytest.raises(durable.UpdateRejected, match="no such product"):
+            handle.update("add_item", "rock", 1, timeout=TIMEOUT)
+        assert handle.update("checkout", timeout=TIMEOUT) == {"items": {"melon": 1}, "total": 4.0}
+        assert env.result(handle) == {"items": {"melon": 1}, "total": 4.0}
