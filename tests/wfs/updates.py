@@ -103,3 +103,88 @@ class Counter:
 
 ALL: list[Any] = [Counter]
 ACTIVITIES: list[Any] = [record_effect, double]
+
+
+# --- workflows of the conformance tests (Temporal's features repo, update/...) ---------------
+
+#: how many times `TaskFailure.do_update` and `ValidationReplay.do_update` failed their task
+#: (module state on purpose: the tests count across retries, in a worker in this process)
+task_fails = {"n": 0}
+
+
+@durable.workflow
+class TaskFailure:
+    """update/task_failure: a handler's bug fails the task (retried), a failure fails the update."""
+
+    def __init__(self) -> None:
+        self.am_done = False
+
+    async def run(self) -> str:
+        await durable.wait_condition(lambda: self.am_done)
+        return "Hello, World!"
+
+    @durable.update
+    async def do_update(self) -> None:
+        if task_fails["n"] < 2:
+            task_fails["n"] += 1
+            raise RuntimeError("I'll fail task")
+        raise durable.ApplicationError("I'll fail update")
+
+    @durable.update
+    async def throw_or_done(self, do_throw: bool) -> None:
+        self.am_done = True
+
+    @throw_or_done.validator
+    def _the_validator(self, do_throw: bool) -> None:
+        if do_throw:
+            raise RuntimeError("This will fail validation, not task")
+
+
+@durable.workflow
+class ValidationReplay:
+    """update/validation_replay: once accepted, an update's validator never runs again."""
+
+    def __init__(self) -> None:
+        self.am_done = False
+
+    async def run(self) -> str:
+        await durable.wait_condition(lambda: self.am_done)
+        return "Hello, World!"
+
+    @durable.update
+    async def do_update(self) -> None:
+        if task_fails["n"] == 0:
+            task_fails["n"] += 1
+            raise RuntimeError("I'll fail task")  # forces the task to run again, from history
+        self.am_done = True
+
+    @do_update.validator
+    def _the_validator(self) -> None:
+        if task_fails["n"] > 1:
+            raise durable.ApplicationError("I would reject if I even ran")
+
+
+@durable.activity
+def self_update(data: str, workflow_id: str) -> None:
+    """Send an update to the workflow that runs this activity."""
+    durable.Client(data).get_handle(workflow_id).update("update_me", timeout=60)
+
+
+@durable.workflow
+class SelfUpdate:
+    """update/self: an activity of the workflow updates its own workflow."""
+
+    def __init__(self) -> None:
+        self.am_done = False
+
+    async def run(self, data: str) -> str:
+        await self_update(data, durable.info().workflow_id)
+        await durable.wait_condition(lambda: self.am_done)
+        return "Hello, World!"
+
+    @durable.update
+    async def update_me(self) -> None:
+        self.am_done = True
+
+
+CONFORMANCE: list[Any] = [TaskFailure, ValidationReplay, SelfUpdate]

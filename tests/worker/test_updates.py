@@ -185,6 +185,45 @@ def test_conformance_basic(env: durable.Client) -> None:
     assert h.result(TIMEOUT) == 1
 
 
+@pytest.fixture
+def conformance(data_dir: str) -> Any:
+    u.task_fails["n"] = 0
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, u.ALL + u.CONFORMANCE, u.ACTIVITIES + [u.self_update]):
+        yield client
+
+
+def test_conformance_task_failure(conformance: durable.Client) -> None:
+    """update/task_failure: a bug in a handler fails the workflow task, which is retried; a
+    failure it raises fails the update; a validator's error refuses it."""
+    h = conformance.start(u.TaskFailure, id="tf")
+    with pytest.raises(durable.UpdateFailed, match="I'll fail update"):
+        h.update("do_update", timeout=TIMEOUT)
+    with pytest.raises(durable.UpdateRejected, match="This will fail validation, not task"):
+        h.update("throw_or_done", True, timeout=TIMEOUT)
+    h.update("throw_or_done", False, timeout=TIMEOUT)
+    assert h.result(TIMEOUT) == "Hello, World!"
+    assert u.task_fails["n"] == 2
+
+
+def test_conformance_validation_replay_from_the_features_repo(conformance: durable.Client) -> None:
+    """update/validation_replay: the task fails after the update was validated; the next task
+    validates it again (nothing was recorded) and accepts it; replaying the finished history
+    never runs the validator (which would now refuse)."""
+    h = conformance.start(u.ValidationReplay, id="vr")
+    h.update("do_update", timeout=TIMEOUT)
+    assert h.result(TIMEOUT) == "Hello, World!"
+    assert u.task_fails["n"] == 1
+    u.task_fails["n"] = 2  # the validator would refuse now
+    assert durable.replay(u.ValidationReplay, h.export_history()) == len(h.history())
+
+
+def test_conformance_self(conformance: durable.Client, data_dir: str) -> None:
+    """update/self: an activity of the workflow sends it an update, which lets it finish."""
+    h = conformance.start(u.SelfUpdate, data_dir, id="self")
+    assert h.result(TIMEOUT) == "Hello, World!"
+
+
 def test_conformance_validation_replay(env: durable.Client, data_dir: str) -> None:
     """update/validation_replay: a history with rejected and accepted updates replays."""
     h = env.start(u.Counter, id="c")
