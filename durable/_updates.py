@@ -168,7 +168,7 @@ def on_close(t: Txn, wf: dict[str, Any], status: str) -> None:
         upd = t.get_rec("query", key)
         if upd["st"] in (PENDING, ACCEPTED):
             how = "before its validator ran" if upd["st"] == PENDING else "before the update's handler finished"
-            upd.update(st=DONE, closed=f"workflow {wf['id']!r} {_ops._was(status)} {how}")
+            upd.update(st=DONE, closed=f"workflow {wf['id']!r} {_ops._was(status).replace('_', ' ')} {how}")
             upd.pop("in", None)
             t.put_rec("query", key, upd)
     t.wake = True
