@@ -118,7 +118,10 @@ async def _run_handler(rt: Runtime, handler: Any, args: list[Any], uid: str, nam
         if isinstance(exc, Cancelled):
             from ._errors import ApplicationError
 
-            exc = ApplicationError(f"update {name!r} was cancelled (its workflow was cancelled)", type="Cancelled")
+            errors = rt._root._errors
+            why = ("its workflow continued as new" if any(isinstance(e, _continue.ContinueAsNew) for e in errors)
+                   else "its workflow failed" if errors else "its workflow was cancelled")
+            exc = ApplicationError(f"update {name!r} was cancelled: {why}", type="Cancelled")
         err = error_to_record(exc) if rt._replaying else rt.converter.failure(exc)
         rt._emit({"k": ev.UPDATE_COMPLETED, "uid": uid, "name": name, "err": err})
         return

@@ -35,10 +35,13 @@ class Counter:
         self.finished = False
         self.signals: list[str] = []
         self.effects = ""
+        self.restart = False
 
     async def run(self, effects: str = "") -> int:
         self.effects = effects
-        await durable.wait_condition(lambda: self.finished)
+        await durable.wait_condition(lambda: self.finished or self.restart)
+        if self.restart:
+            durable.continue_as_new(effects)
         return self.total
 
     @durable.update
@@ -95,6 +98,10 @@ class Counter:
     @durable.signal
     def stop(self) -> None:
         self.finished = True
+
+    @durable.signal
+    def continue_as_new(self) -> None:
+        self.restart = True
 
     @durable.query
     def value(self) -> int:

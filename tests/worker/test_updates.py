@@ -159,6 +159,27 @@ def test_update_in_flight_when_the_workflow_closes_fails_clearly(env: durable.Cl
     assert h.describe().pending_updates == ()
 
 
+def test_update_in_flight_at_a_continue_as_new_fails_and_the_next_run_takes_updates(env: durable.Client) -> None:
+    h = env.start(u.Counter, id="c")
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            h.update("slow_add", 1, 3600.0, update_id="slow", timeout=TIMEOUT)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    th = threading.Thread(target=call)
+    th.start()
+    wait_until(lambda: "UpdateAccepted" in kinds(h), what="the update to be accepted")
+    h.signal("continue_as_new")
+    th.join(TIMEOUT)
+    assert len(outcome) == 1 and isinstance(outcome[0], durable.UpdateFailed)
+    assert "update 'slow_add' was cancelled: its workflow continued as new" in str(outcome[0])
+    assert h.update("add", 2, timeout=TIMEOUT) == 2  # the handle follows the chain: the new run
+    assert h.describe().next_run_id is not None  # the first run continued as new
+
+
 def test_a_bug_in_a_handler_fails_the_task_not_the_workflow(env: durable.Client) -> None:
     h = env.start(u.Counter, id="c")
     with pytest.raises(durable.WaitTimeout, match="waiting for a worker"):
