@@ -8,6 +8,7 @@ wait on their updates; the handlers run an activity each (an effect outside the 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections import Counter
@@ -93,3 +94,95 @@ def test_kill_9_with_updates_in_flight_each_update_exactly_once(data_dir: str, t
     lines = effects.read_text().split()
     assert set(lines) == {f"tag{i}" for i in range(1, N + 1)}
     assert len(lines) > N  # the kills did interrupt steps, which ran again
+
+
+def test_kill_9_at_random_moments_every_update_once(data_dir: str) -> None:
+    """Many small updates (a sync handler) from callers that keep sending, one after the other,
+    while the worker is killed again and again: acceptance and completion are recorded with
+    their task or not at all, so each update id is applied to the state once."""
+    client = durable.Client(data_dir)
+    handle = client.start(u.Counter, id="counter")
+    senders, each = 8, 8
+    n = senders * each
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def send(s: int) -> None:
+        try:
+            for k in range(each):
+                i = s * each + k + 1
+                results[i] = handle.update("add", i, update_id=f"r{i}", timeout=TIMEOUT)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
+    procs = []
+    done_at_kill = []
+    try:
+        for th in threads:
+            th.start()
+        for _ in range(4):
+            proc = start_worker_process(data_dir, MODULE, lease=1.0)
+            procs.append(proc)
+            threshold = min(len(results) + n // 8, n)  # each worker gets some done, then dies
+            wait_until(lambda: len(results) >= threshold, timeout=30, what=f"{threshold} updates done")
+            stop_worker_process(proc, signal.SIGKILL)
+            done_at_kill.append(len(results))
+        procs.append(start_worker_process(data_dir, MODULE, lease=1.0))
+        for th in threads:
+            th.join(TIMEOUT + 10)
+        retried = {i: handle.update("add", i, update_id=f"r{i}", timeout=TIMEOUT) for i in range(1, n + 1)}
+        total = handle.update("finish", timeout=TIMEOUT)
+    finally:
+        for proc in procs[:-1]:
+            if proc.poll() is None:
+                stop_worker_process(proc, signal.SIGKILL)
+        if procs:
+            assert stop_worker_process(procs[-1]) == 0
+    assert not errors, errors
+    assert min(done_at_kill) < n  # the kills came while updates were still being sent
+    assert retried == results and len(results) == n
+    assert total == sum(range(1, n + 1))
+    events = history(client, "counter")
+    for kind in ("UpdateAccepted", "UpdateCompleted"):
+        counted = Counter(e["uid"] for e in events if e["kind"] == kind and e["uid"].startswith("r"))
+        assert counted == {f"r{i}": 1 for i in range(1, n + 1)}, kind
+    assert sorted(results.values()) == sorted(set(results.values()))  # each saw its own total
+
+
+CALLER = """
+import sys, durable
+handle = durable.Client(sys.argv[1]).get_handle("counter")
+print(handle.update("add_recorded", 5, "from-the-dead-caller", update_id="crash-1", timeout=90), flush=True)
+"""
+
+
+def test_a_caller_killed_while_waiting_retries_with_the_same_id(data_dir: str, tmp_path: Path) -> None:
+    """The client process dies (kill -9) while its update runs; a new process asks again with
+    the same update id and gets the outcome of the one update, whose handler ran once."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    client = durable.Client(data_dir)
+    effects = tmp_path / "effects.txt"
+    effects.touch()
+    handle = client.start(u.Counter, str(effects), id="counter")
+    worker = start_worker_process(data_dir, MODULE, lease=1.0)
+    try:
+        caller = subprocess.Popen([sys.executable, "-c", CALLER, data_dir], cwd=ROOT,
+                                  env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
+        wait_until(lambda: effects.read_text().split() == ["from-the-dead-caller"], timeout=30,
+                   what="the update's activity to run")
+        caller.kill()
+        caller.wait(30)
+        assert caller.stdout is not None
+        caller.stdout.close()
+        Path(str(effects) + ".go").touch()
+        assert handle.update("add_recorded", 5, "from-the-dead-caller", update_id="crash-1", timeout=TIMEOUT) == 5
+        assert handle.update("finish", timeout=TIMEOUT) == 5
+    finally:
+        assert stop_worker_process(worker) == 0
+    assert effects.read_text().split() == ["from-the-dead-caller"]  # the handler ran once
+    assert [e["kind"] for e in history(client, "counter")].count("UpdateAccepted") == 2  # crash-1, finish
