@@ -198,3 +198,20 @@ def test_a_handlers_now_is_the_same_on_replay() -> None:
     again.advance(history, run_live=False)
     assert again.instance.items == rt.instance.items
     assert history[-2]["t"] == T0 + 9 * NS and history[-2]["at"] == T0 + 5 * NS
+
+
+def test_an_async_validator_is_refused_when_the_class_is_declared() -> None:
+    with pytest.raises(durable.InvalidArgument, match="validator of update 'put' must be a plain"):
+        class Bad:
+            @durable.update
+            def put(self, item: str) -> None: ...
+
+            @put.validator
+            async def _check(self, item: str) -> None: ...
+
+
+def test_updates_are_published_with_their_signatures() -> None:
+    described = workflow_def(Box).describe()
+    assert described["updates"] == ["put", "put_looked_up", "refuse", "stamp"]
+    assert described["update_params"]["put"] == [1, 1]
+    assert workflow_def(Box).validators == {"put": "_check"}
