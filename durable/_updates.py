@@ -29,7 +29,7 @@ from typing import Any
 from . import _events as ev
 from . import _ops
 from ._defs import arity_from_record, check_arity
-from ._errors import InvalidArgument, NotRegistered, WorkflowClosed
+from ._errors import DecodeError, InvalidArgument, NotRegistered, WorkflowClosed
 from ._limits import MAX_NAME_BYTES
 from ._store import Txn, u64
 
@@ -57,10 +57,12 @@ def request(t: Txn, wid: str, name: str, payload: bytes, uid: str, num: int | No
     rec = _ops.load_run(t, wid, num)
     key = _key(rec["num"], uid)
     old = t.get_rec("query", key)
-    if old is not None and old.get("name") != name:
-        raise InvalidArgument(f"update id {uid!r} of workflow {wid!r} was used for update {old.get('name')!r}, "
-                              f"not {name!r}: give each update its own id")
-    if old is not None and old["st"] != REJECTED:
+    if old is not None and not _well_formed(old):
+        raise DecodeError(f"the record of update {uid!r} of workflow {wid!r} is malformed")
+    if old is not None and old["st"] != REJECTED:  # a refused id is free to be asked again
+        if old["name"] != name:
+            raise InvalidArgument(f"update id {uid!r} of workflow {wid!r} was used for update {old['name']!r}, "
+                                  f"not {name!r}: give each update its own id")
         return int(rec["num"])  # the same update asked again: its outcome is (or will be) in `old`
     rec = _ops._running(t, wid, f"send update {name!r} to", num)
     if rec.get("closing"):
@@ -84,9 +86,29 @@ def request(t: Txn, wid: str, name: str, payload: bytes, uid: str, num: int | No
     return rec["num"]  # type: ignore[no-any-return]
 
 
+def _well_formed(rec: Any) -> bool:
+    """Whether a stored update record has the fields this code reads (not written by others)."""
+    if not isinstance(rec, dict) or rec.get("st") not in (PENDING, ACCEPTED, DONE, REJECTED):
+        return False
+    if not isinstance(rec.get("name"), str) or not isinstance(rec.get("n"), int):
+        return False
+    if rec["st"] == PENDING:
+        return isinstance(rec.get("in"), bytes) and isinstance(rec.get("t"), int)
+    if rec["st"] == REJECTED:
+        return isinstance(rec.get("rej"), (str, bytes))
+    if rec["st"] == DONE:
+        return (isinstance(rec.get("closed"), str) or isinstance(rec.get("err"), dict)
+                or isinstance(rec.get("out"), bytes))
+    return True
+
+
 def outcome(t: Txn, num: int, uid: str) -> dict[str, Any] | None:
-    """The record of update `uid` of run `num` (read only), or None if there is none."""
-    return t.get_rec("query", _key(num, uid))  # type: ignore[no-any-return]
+    """The record of update `uid` of run `num` (read only), or None if there is none;
+    `DecodeError` if it is malformed."""
+    rec = t.get_rec("query", _key(num, uid))
+    if rec is not None and not _well_formed(rec):
+        raise DecodeError(f"the record of update {uid!r} of run {num:x} is malformed")
+    return rec  # type: ignore[no-any-return]
 
 
 def pending(t: Txn, num: int) -> list[dict[str, Any]]:
@@ -96,7 +118,9 @@ def pending(t: Txn, num: int) -> list[dict[str, Any]]:
     for _, raw in t.scan("query", prefix):
         uid = raw.decode()
         req = t.get_rec("query", _key(num, uid))
-        if req is not None and req["st"] == PENDING:
+        if not _well_formed(req):  # not written by this code: refused by the task, never run
+            out.append({"uid": uid, "name": "", "in": b"", "t": 0, "bad": True})
+        elif req["st"] == PENDING:
             out.append({"uid": uid, "name": req["name"], "in": req["in"], "t": req["t"]})
     return out
 
@@ -107,7 +131,7 @@ def in_flight(t: Txn, num: int) -> list[dict[str, Any]]:
     out = []
     for key, _ in t.scan("query", b"u" + u64(num)):
         rec = t.get_rec("query", key)
-        if rec["st"] in (PENDING, ACCEPTED):
+        if _well_formed(rec) and rec["st"] in (PENDING, ACCEPTED):
             out.append({"id": key[9:].decode(), "name": rec["name"],
                         "status": "pending" if rec["st"] == PENDING else "accepted"})
     return out
@@ -126,7 +150,14 @@ def reject(t: Txn, num: int, token: int, rejections: list[tuple[str, str | bytes
         return False
     for uid, err in rejections:
         upd = t.get_rec("query", _key(num, uid))
-        if upd is None or upd["st"] != PENDING:
+        if not _well_formed(upd):  # malformed: replaced by a refusal, its pending entries dropped
+            for key, raw in list(t.scan("query", b"P" + u64(num))):
+                if raw == uid.encode():
+                    t.delete("query", key)
+                    wf["upd"] = max(0, wf.get("upd", 0) - 1)
+            t.put_rec("query", _key(num, uid), {"st": REJECTED, "name": "", "n": 0, "rej": err})
+            continue
+        if upd["st"] != PENDING:
             continue
         _unpend(t, wf, upd)
         upd.update(st=REJECTED, rej=err)
@@ -140,8 +171,8 @@ def on_command(t: Txn, wf: dict[str, Any], event: dict[str, Any]) -> None:
     """An ``UpdateAccepted`` or ``UpdateCompleted`` event was recorded in run `wf`'s history."""
     key = _key(wf["num"], event["uid"])
     upd = t.get_rec("query", key)
-    if upd is None:
-        return
+    if not _well_formed(upd):
+        return  # none (or not ours): the history holds the event all the same
     if event["k"] == ev.UPDATE_ACCEPTED:
         if upd["st"] == PENDING:
             _unpend(t, wf, upd)
@@ -166,7 +197,7 @@ def on_close(t: Txn, wf: dict[str, Any], status: str) -> None:
     wf["upd"] = 0
     for key, _ in list(t.scan("query", b"u" + u64(num))):
         upd = t.get_rec("query", key)
-        if upd["st"] in (PENDING, ACCEPTED):
+        if _well_formed(upd) and upd["st"] in (PENDING, ACCEPTED):
             how = "before its validator ran" if upd["st"] == PENDING else "before the update's handler finished"
             upd.update(st=DONE, closed=f"workflow {wf['id']!r} {_ops._was(status).replace('_', ' ')} {how}")
             upd.pop("in", None)

@@ -41,6 +41,9 @@ def validate(rt: Runtime, updates: list[dict[str, Any]]) -> list[dict[str, Any]]
     when = rt._now_ns
     for req in updates:
         name, uid = req["name"], req["uid"]
+        if req.get("bad"):
+            rt.update_rejections.append((uid, f"the stored request of update {uid!r} is malformed"))
+            continue
         method = rt.defn.updates.get(name)
         if method is None or rt.instance is None:
             rt.update_rejections.append((uid, f"workflow type {rt.defn.name!r} has no update {name!r} "

@@ -336,3 +336,30 @@ def test_async_start_update(env: durable.Client, data_dir: str) -> None:
 
     uid, value = trio.run(main)
     assert value == 6 and isinstance(uid, str)
+
+
+def test_a_malformed_update_record_is_refused_clearly_and_the_workflow_goes_on(env: durable.Client) -> None:
+    """A request record not written by this code (hostile or corrupt bytes in the store) is
+    refused by the next task, never run, and the caller gets a clear error."""
+    from durable import _ops, _updates
+
+    h = env.start(u.Counter, id="c")
+    assert h.update("add", 1, timeout=TIMEOUT) == 1
+    num = env._store.read(lambda t: _ops.load_wf(t, "c"))["num"]
+
+    def plant(t: Any) -> None:  # a pending request whose record lacks its fields
+        t.put_rec("query", b"u" + _ops.u64(num) + b"evil", {"st": "p", "name": 7})
+        t.put("query", b"P" + _ops.u64(num) + _ops.u64(10**9), b"evil")
+        rec = _ops.load_wf(t, "c")
+        rec["upd"] = rec.get("upd", 0) + 1
+        _ops._enqueue_wft(t, rec)
+        _ops._save_wf(t, rec)
+
+    env._store.write(plant)
+    key = b"u" + _ops.u64(num) + b"evil"
+    wait_until(lambda: env._store.read(lambda t: t.get_rec("query", key)).get("st") == "r",
+               what="the malformed request to be refused")
+    refused = env._store.read(lambda t: _updates.outcome(t, num, "evil"))
+    assert "stored request of update 'evil' is malformed" in env.get_handle("c")._converter.readable_text(refused["rej"])
+    assert h.update("add", 2, update_id="evil", timeout=TIMEOUT) == 3  # a refused id is free again
+    assert env._store.read(lambda t: _ops.load_wf(t, "c")).get("upd") == 0
