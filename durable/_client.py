@@ -26,7 +26,7 @@ from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
-from ._store import Store
+from ._backend import STORE_ENV, Backend, open_store
 
 DEFAULT_QUEUE = "default"
 _PLAIN = Converter()
@@ -39,8 +39,9 @@ _log = logging.getLogger("durable.client")
 
 
 def default_data_dir() -> str:
-    """``$DURABLE_DATA`` if set, else ``./.durable``."""
-    return os.environ.get("DURABLE_DATA") or "./.durable"
+    """The store used when none is named: ``$DURABLE_STORE`` (a directory or a URL) if set, else
+    ``$DURABLE_DATA`` (a directory) if set, else ``./.durable``."""
+    return os.environ.get(STORE_ENV) or os.environ.get("DURABLE_DATA") or "./.durable"
 
 
 def _time(ns: int | None) -> _dt.datetime | None:
@@ -183,7 +184,8 @@ class WorkflowDescription:
 
 
 class Client:
-    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`).
+    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`): a
+    directory (the embedded LMDB store), ``lmdb:///abs/dir``, or ``postgresql://user@host/db``.
 
     With ``create=False`` a missing store is an error instead of being created. A payload `codec`
     is this client's own; with it, the client also reads the failures a worker encoded.
@@ -191,7 +193,7 @@ class Client:
 
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
                  create: bool = True) -> None:
-        self._store = Store.open(data if data is not None else default_data_dir(), create=create)
+        self._store: Backend = open_store(data if data is not None else default_data_dir(), create=create)
         # this client's own: a store is shared by everything in the process that opens it, and a
         # client must not change the codec of a worker running there (nor take up another's)
         self._converter = Converter(codec)
@@ -199,7 +201,7 @@ class Client:
 
     @property
     def data_dir(self) -> str:
-        """The store's directory."""
+        """The store's directory (or, for a store at a URL, the URL without its password)."""
         return self._store.path
 
     # --- starting ----------------------------------------------------------------------------
@@ -340,7 +342,7 @@ class Client:
     @contextlib.contextmanager
     def _listening(self) -> Iterator[Callable[[float | None], None]]:
         """Listen for wake-ups (bound before the first look at the store, so none is missed)."""
-        listener = _wake.Listener(os.path.join(self._store.path, "wake"), self._store.notifier)
+        listener = self._store.listener()
 
         def wait(deadline: float | None) -> None:
             remaining = POLL_FALLBACK_SECONDS
@@ -361,7 +363,7 @@ class _CloseWatcher:
     """
 
     @classmethod
-    def of(cls, store: Store) -> _CloseWatcher:
+    def of(cls, store: Backend) -> _CloseWatcher:
         """The store's watcher, started on first use."""
         with store.shared_lock:
             watcher = store.shared.get("close-watcher")
@@ -369,13 +371,13 @@ class _CloseWatcher:
                 watcher = store.shared["close-watcher"] = cls(store)
             return watcher
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._waiting: dict[str, list[threading.Event]] = {}
         self._stopping = False
         # bound before the log is first read, so that no close after that read goes unnoticed
-        self._listener = _wake.Listener(os.path.join(store.path, "wake"), store.notifier)
+        self._listener = store.listener()
         self._cursor = store.read(_ops.last_close)
         self._thread = threading.Thread(target=self._run, name="durable-close-watcher", daemon=True)
         self._thread.start()
@@ -421,7 +423,7 @@ class _CloseWatcher:
     def _stop(self) -> None:
         self._stopping = True
         with contextlib.suppress(OSError):
-            self._store.notifier.wake_one(self._listener.path)
+            self._listener.poke()
         self._thread.join(5)
 
 

@@ -102,6 +102,10 @@ class Listener:
         poller.register(self.sock, select.POLLIN)
         return bool(poller.poll(max(0.0, timeout) * 1000))
 
+    def poke(self) -> None:
+        """Wake this listener (from another thread of this process)."""
+        self.sock.sendto(ANY, self.path)
+
     def close(self) -> None:
         """Stop listening and remove the socket file."""
         if self._notifier is not None:

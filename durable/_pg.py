@@ -1,0 +1,673 @@
+"""The PostgreSQL store: the same tables as the LMDB store, each a PostgreSQL table.
+
+Each named table of the transaction API (`_backend.Txn`) is a table ``durable_<name>`` with
+``key bytea primary key, value bytea``: histories, tasks, timers and the visibility indexes are
+each a table with its primary-key index, and an ordered scan is an index range scan. The domain
+operations (`_ops`) are the same as on LMDB.
+
+- Every transaction is SERIALIZABLE, the guarantee LMDB's single writer gives; a batch that fails
+  with a serialization failure or a deadlock is run again (bounded, with jittered backoff), so
+  ops must tolerate a re-run (they do on LMDB too: see `_backend`).
+- Fencing is the op's own read-compare-write of the lease token, inside that transaction: a
+  serializable transaction that read the token and writes the result commits only if no other
+  transaction changed what it read meanwhile, which is what "compare and write in one statement"
+  gives, for any number of rows.
+- A claim scans its queue with ``FOR UPDATE SKIP LOCKED``: two workers claiming at once pass over
+  the rows the other is taking (a conflict that remains is resolved by the re-run).
+- Counters that need only be unique (tokens, run numbers, task tie-breakers) are sequences, so that
+  concurrent writers do not all conflict on one row; a re-run skips numbers, which is harmless
+  (`_ops._counter`).
+- Group commit: `write_batch` runs its ops in one transaction; if one op fails, the batch is run
+  again with a savepoint per op, so that the failed op alone is undone (as LMDB's nested
+  transactions do).
+- Wake-ups: a commit that asks for one sends ``NOTIFY`` on the store's channel, in the
+  transaction (so it is delivered only if the change is committed). One connection per process
+  and store LISTENs and passes them on to the local listeners through socket pairs.
+- Connections: a small pool of our own (a list of idle connections under a lock): one
+  connection per transaction running at once in the process, which is one for the worker's
+  writer thread and a few for readers. psycopg_pool would add a dependency and background
+  threads for no gain at these numbers.
+- The schema is versioned: ``durable_migrations`` lists the migrations applied, in order
+  (`_MIGRATIONS`); opening a store applies the missing ones under an advisory lock.
+- ``now`` is this host's clock (`Clock`), not the server's: see docs/postgres.md.
+
+The schema is the connection's current schema (``options=-csearch_path=NAME`` in the URL picks
+another): several stores can share a database, each in its own schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from . import _codec, _crashpoint, _wake
+from ._backend import redact
+from ._errors import NotAStore, StoreError, StoreFormatError
+from ._store import _DBS, FORMAT_VERSION, Clock, _Outcome, _past, _Slot, u64, unpack_u64
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError:  # pragma: no cover - the message below says what to install
+    psycopg = None  # type: ignore[assignment]
+    pg_errors = None  # type: ignore[assignment]
+
+log = logging.getLogger("durable.store")
+T = TypeVar("T")
+
+#: Counters taken from sequences (see `next_id`); any other counter is a row of "meta".
+_SEQUENCES = {b"token": "durable_seq_token", b"taskseq": "durable_seq_taskseq", b"runnum": "durable_seq_runnum",
+              b"querynum": "durable_seq_querynum"}
+
+#: The schema's migrations, in order: (version, statements). Never change one that shipped: add one.
+_MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [f"CREATE TABLE IF NOT EXISTS durable_{name} (key bytea PRIMARY KEY, value bytea NOT NULL)" for name in _DBS]
+        + [f"CREATE SEQUENCE IF NOT EXISTS {seq}" for seq in _SEQUENCES.values()]),
+]
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+#: How long a transaction is tried again while the server cannot be reached (seconds).
+RECONNECT_SECONDS = 60.0
+#: How many times a batch is run again after serialization failures before giving up.
+MAX_CONFLICT_RETRIES = 100
+#: Rows a scan fetches at first (then more, up to `_SCAN_MAX`, as the caller goes on).
+_SCAN_FIRST, _SCAN_MAX = 16, 1024
+
+
+def _need_driver() -> None:
+    if psycopg is None:
+        raise StoreError(
+            "the PostgreSQL store needs psycopg 3: pip install 'durable-workflows[postgres]'"
+        )
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """A serialization failure or a deadlock: the transaction may simply be run again."""
+    return getattr(exc, "sqlstate", None) in ("40001", "40P01")
+
+
+def _is_disconnect(exc: BaseException, conn: Any) -> bool:
+    return isinstance(exc, psycopg.OperationalError) and (conn is None or conn.closed or conn.broken)
+
+
+class _Statements:
+    """The SQL of each table, made once."""
+
+    def __init__(self) -> None:
+        self.get: dict[str, str] = {}
+        self.put: dict[str, str] = {}
+        self.delete: dict[str, str] = {}
+        self.count: dict[str, str] = {}
+        for name in _DBS:
+            tbl = f"durable_{name}"
+            self.get[name] = f"SELECT value FROM {tbl} WHERE key = %s"
+            self.put[name] = (f"INSERT INTO {tbl} (key, value) VALUES (%s, %s) "
+                              "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
+            self.delete[name] = f"DELETE FROM {tbl} WHERE key = %s"
+            self.count[name] = f"SELECT count(*) FROM {tbl}"
+
+    @staticmethod
+    def scan(name: str, upper: bool, back: bool, lock: bool) -> str:
+        sql = f"SELECT key, value FROM durable_{name} WHERE key >= %s"
+        if upper:
+            sql += " AND key < %s"
+        sql += " ORDER BY key DESC" if back else " ORDER BY key"
+        sql += " LIMIT %s"
+        if lock:
+            sql += " FOR UPDATE SKIP LOCKED"
+        return sql
+
+
+_SQL = _Statements()
+
+
+class PgTxn:
+    """A transaction of the PostgreSQL store as the domain operations see it (`_backend.Txn`).
+
+    Reads of a key go through a cache of this op's transaction (kept up to date by its writes);
+    writes are sent at once, so that scans see them."""
+
+    __slots__ = ("_cur", "_cache", "now", "wake", "wake_acts", "ready_at", "store")
+
+    def __init__(self, store: PgStore, cur: Any, now: int) -> None:
+        self.store = store
+        self._cur = cur
+        self._cache: dict[tuple[str, bytes], bytes | None] = {}
+        self.now = now
+        self.wake = False
+        self.wake_acts = False
+        self.ready_at: int | None = None
+
+    def ready(self, when: int) -> None:
+        """Note that at time `when` a worker should look at the store again (and wake others)."""
+        self.wake = True
+        if self.ready_at is None or when < self.ready_at:
+            self.ready_at = when
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        """The value under `key`, or None."""
+        ck = (db, key)
+        try:
+            return self._cache[ck]
+        except KeyError:
+            pass
+        row = self._cur.execute(_SQL.get[db], (key,)).fetchone()
+        value = None if row is None else bytes(row[0])
+        self._cache[ck] = value
+        return value
+
+    def get_rec(self, db: str, key: bytes) -> Any:
+        """The decoded record under `key`, or None."""
+        raw = self.get(db, key)
+        return None if raw is None else _codec.decode(raw, what=f"{db} record")
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        """Store `value` under `key`."""
+        self._cur.execute(_SQL.put[db], (key, value))
+        self._cache[(db, key)] = value
+
+    def put_rec(self, db: str, key: bytes, rec: Any) -> None:
+        """Store a record (CBOR) under `key`."""
+        self.put(db, key, _codec.encode(rec))
+
+    def delete(self, db: str, key: bytes) -> bool:
+        """Remove `key`; return whether it existed."""
+        ck = (db, key)
+        if self._cache.get(ck, b"") is None:
+            return False
+        self._cur.execute(_SQL.delete[db], (key,))
+        self._cache[ck] = None
+        return bool(self._cur.rowcount)
+
+    def scan(self, db: str, prefix: bytes, start: bytes | None = None, *,
+             skip_locked: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with `prefix`, in key order, from `start` (default: `prefix`);
+        with `skip_locked`, not those another transaction holds (``FOR UPDATE SKIP LOCKED``)."""
+        low = start if start is not None and start > prefix else prefix
+        high = _past(prefix)
+        sql = _SQL.scan(db, high is not None, False, skip_locked)
+        n = _SCAN_FIRST
+        while True:
+            args = (low, high, n) if high is not None else (low, n)
+            rows = self._cur.execute(sql, args).fetchall()
+            for key, value in rows:
+                key = bytes(key)
+                if not key.startswith(prefix):
+                    return
+                yield key, bytes(value)
+            if len(rows) < n:
+                return
+            low = bytes(rows[-1][0]) + b"\x00"  # the smallest key after the last one
+            n = min(n * 4, _SCAN_MAX)
+
+    def scan_back(self, db: str, prefix: bytes, before: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with `prefix`, in reverse key order, below `before` if given."""
+        high = _past(prefix)
+        if before is not None and (high is None or before < high):
+            high = before
+        n = _SCAN_FIRST
+        while True:
+            sql = _SQL.scan(db, high is not None, True, False)
+            args = (prefix, high, n) if high is not None else (prefix, n)
+            rows = self._cur.execute(sql, args).fetchall()
+            for key, value in rows:
+                key = bytes(key)
+                if not key.startswith(prefix):
+                    return
+                yield key, bytes(value)
+            if len(rows) < n:
+                return
+            high = bytes(rows[-1][0])
+            n = min(n * 4, _SCAN_MAX)
+
+    def count_prefix(self, db: str, prefix: bytes) -> int:
+        """Number of keys that start with `prefix`."""
+        high = _past(prefix)
+        if high is None:
+            row = self._cur.execute(f"SELECT count(*) FROM durable_{db} WHERE key >= %s", (prefix,)).fetchone()
+        else:
+            row = self._cur.execute(f"SELECT count(*) FROM durable_{db} WHERE key >= %s AND key < %s",
+                                    (prefix, high)).fetchone()
+        return int(row[0])
+
+    def first(self, db: str, prefix: bytes) -> tuple[bytes, bytes] | None:
+        """The first item whose key starts with `prefix`, or None."""
+        high = _past(prefix)
+        sql = _SQL.scan(db, high is not None, False, False)
+        args = (prefix, high, 1) if high is not None else (prefix, 1)
+        row = self._cur.execute(sql, args).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def count(self, db: str) -> int:
+        """Number of entries in a table."""
+        return int(self._cur.execute(_SQL.count[db]).fetchone()[0])
+
+    def next_id(self, name: bytes) -> int:
+        """A new number of counter `name`: from a sequence (numbers are skipped when a transaction
+        is rolled back or run again), or, for a counter without one, a row of "meta"."""
+        seq = _SEQUENCES.get(name)
+        if seq is not None:
+            return int(self._cur.execute(f"SELECT nextval('{seq}')").fetchone()[0])
+        raw = self.get("meta", name)
+        n = (unpack_u64(raw) if raw else 0) + 1
+        self.put("meta", name, u64(n))
+        return n
+
+
+class _Hub:
+    """One LISTEN connection per store and process, passing wake-ups to the local listeners."""
+
+    def __init__(self, store: PgStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._listeners: dict[str, socket.socket] = {}  # listener name -> the socket that wakes it
+        self._stop = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="durable-pg-listen", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def add(self, name: str, peer: socket.socket) -> None:
+        with self._lock:
+            self._listeners[name] = peer
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._listeners.pop(name, None)
+
+    def _send_all(self, what: bytes, skip: str | None) -> None:
+        with self._lock:
+            targets = [(n, s) for n, s in self._listeners.items() if n != skip]
+        for _, peer in targets:
+            with contextlib.suppress(OSError):
+                peer.send(what)
+
+    def _run(self) -> None:
+        delay = 0.05
+        first = True
+        while not self._stop:
+            conn = None
+            try:
+                conn = psycopg.connect(self._store.url, autocommit=True, connect_timeout=10)
+                conn.execute(f"LISTEN {self._store.channel}")
+                self._ready.set()
+                if not first:  # wake-ups may have been missed while we were away
+                    self._send_all(_wake.RUNNING_ACTIVITIES, None)
+                first = False
+                delay = 0.05
+                while not self._stop:
+                    for note in conn.notifies(timeout=0.5):
+                        what, _, skip = note.payload.partition(" ")
+                        self._send_all(what.encode() or _wake.ANY, skip or None)
+            except Exception as exc:  # noqa: BLE001 - the server went away: listen again when it is back
+                self._ready.set()
+                if not self._stop:
+                    log.debug("wake-up connection lost (%s); reconnecting", exc)
+                    time.sleep(delay + random.random() * delay)
+                    delay = min(delay * 2, 2.0)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+
+
+class PgListener:
+    """A listener of a PostgreSQL store's wake-ups: a socket pair fed by the store's `_Hub`."""
+
+    def __init__(self, hub: _Hub) -> None:
+        self.path = f"pg-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._sock, self._peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._peer.setblocking(False)
+        self._hub = hub
+        hub.add(self.path, self._peer)
+
+    @property
+    def sock(self) -> socket.socket:
+        """Readable while wake-ups are pending."""
+        return self._sock
+
+    def drain(self) -> bytes:
+        """Consume pending wake-ups; return what they said."""
+        said = b""
+        try:
+            while True:
+                said += self._sock.recv(64)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return said
+
+    def wait(self, timeout: float) -> None:
+        """Block until a wake-up arrives or `timeout` seconds pass."""
+        if self.readable(timeout):
+            self.drain()
+
+    def readable(self, timeout: float) -> bool:
+        """Whether a wake-up is waiting, after blocking up to `timeout` seconds for one."""
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
+
+    def poke(self) -> None:
+        """Wake this listener."""
+        with contextlib.suppress(OSError):
+            self._peer.send(_wake.ANY)
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._hub.remove(self.path)
+        self._sock.close()
+        self._peer.close()
+
+
+_open_stores: dict[str, PgStore] = {}
+_open_lock = threading.Lock()
+
+
+class PgStore:
+    """An open PostgreSQL store. Use `PgStore.open` (or `_backend.open_store`); one instance per
+    URL per process."""
+
+    def __init__(self, url: str, clock: Clock) -> None:
+        self.url = url
+        self.path = redact(url)
+        self.clock = clock
+        self.pid = os.getpid()
+        self.shared: dict[str, Any] = {}
+        self.shared_lock = threading.Lock()
+        self._on_close: list[Callable[[], None]] = []
+        self._idle: list[Any] = []
+        self._pool_lock = threading.Lock()
+        self._gc_lock = threading.Lock()
+        self._gc_pending: list[_Slot] = []
+        self._gc_leading = False
+        self._hub: _Hub | None = None
+        self._closed = False
+        self.schema = ""
+        self.channel = ""
+        #: write transactions committed by this process, and those run again after a conflict
+        self.commits = 0
+        self.conflicts = 0
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True, clock: Clock | None = None) -> PgStore:
+        """Open the store at `url` (and with `create`, make its tables if it has none)."""
+        _need_driver()
+        with _open_lock:
+            store = _open_stores.get(url)
+            if store is not None and store.pid == os.getpid() and not store._closed:
+                return store
+            store = cls(url, clock or Clock())
+            store._setup(create)
+            _open_stores[url] = store
+            return store
+
+    def _connect(self) -> Any:
+        try:
+            return psycopg.connect(self.url, autocommit=False, connect_timeout=10)
+        except psycopg.Error as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"cannot connect to the PostgreSQL store {self.path}: {msg}") from None
+
+    def _setup(self, create: bool) -> None:
+        conn = self._connect()
+        try:
+            conn.autocommit = True
+            self.schema = conn.execute("SELECT current_schema()").fetchone()[0] or ""
+            if not self.schema:
+                raise StoreError(f"{self.path}: the connection has no current schema to keep the store in "
+                                 "(set search_path to an existing schema)")
+            digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
+            self.channel = f"durable_{digest}"
+            version = self._schema_version(conn)
+            if version is None and not create:
+                raise NotAStore(f"no durable store at {self.path} (start a worker or a workflow to create one)")
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreFormatError(
+                    f"{self.path} was written by a newer durable (schema {version}; this version reads "
+                    f"schema {SCHEMA_VERSION}): upgrade durable to use it")
+            if version is None or version < SCHEMA_VERSION:
+                self._migrate(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the PostgreSQL store {self.path}: {str(exc).strip()}") from None
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _schema_version(conn: Any) -> int | None:
+        row = conn.execute("SELECT to_regclass('durable_migrations') IS NOT NULL").fetchone()
+        if not row[0]:
+            return None
+        row = conn.execute("SELECT max(version) FROM durable_migrations").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def _migrate(self, conn: Any) -> None:
+        """Apply the migrations this schema lacks, in order, in one transaction, under an advisory
+        lock (two processes opening a new store at once: the second finds it done)."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"durable-migrate:{self.schema}",))
+            conn.execute("CREATE TABLE IF NOT EXISTS durable_migrations "
+                         "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {int(r[0]) for r in conn.execute("SELECT version FROM durable_migrations").fetchall()}
+            for version, statements in _MIGRATIONS:
+                if version in done:
+                    continue
+                for sql in statements:
+                    conn.execute(sql)
+                conn.execute("INSERT INTO durable_migrations (version) VALUES (%s)", (version,))
+            conn.execute(_SQL.put["meta"], (b"format", u64(FORMAT_VERSION)))
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _take(self) -> Any:
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _give_back(self, conn: Any) -> None:
+        if conn.closed or conn.broken or self._closed:
+            with contextlib.suppress(Exception):
+                conn.close()
+            return
+        with self._pool_lock:
+            self._idle.append(conn)
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def _run(self, body: Callable[[Any], T], *, write: bool) -> T:
+        """Run `body(conn)` in a transaction, again after a conflict (bounded) or while the server
+        cannot be reached (for `RECONNECT_SECONDS`), unless the connection was lost while
+        committing: then whether it was written is unknown, and `StoreError` says so."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        conflicts = 0
+        delay = 0.002
+        while True:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            conn = None
+            committing = False
+            try:
+                conn = self._take()
+                conn.isolation_level = (psycopg.IsolationLevel.SERIALIZABLE if write
+                                        else psycopg.IsolationLevel.REPEATABLE_READ)
+                conn.read_only = not write
+                result = body(conn)
+                committing = True
+                conn.commit()
+                return result
+            except psycopg.Error as exc:
+                if _is_conflict(exc):
+                    conflicts += 1
+                    self.conflicts += 1
+                    if conflicts > MAX_CONFLICT_RETRIES:
+                        raise StoreError(f"store {self.path}: gave up after {conflicts} serialization "
+                                         "conflicts in a row") from None
+                    time.sleep(random.random() * min(0.001 * conflicts, 0.05))
+                    continue
+                if isinstance(exc, psycopg.OperationalError) and (conn is None or conn.broken or conn.closed):
+                    if committing:
+                        raise StoreError(
+                            f"the connection to {self.path} was lost while committing: the change may or "
+                            "may not have been written") from None
+                    if time.monotonic() < deadline:
+                        log.warning("store %s unreachable (%s); trying again", self.path, str(exc).strip())
+                        time.sleep(delay + random.random() * delay)
+                        delay = min(delay * 2, 1.0)
+                        continue
+                    raise StoreError(f"cannot reach the PostgreSQL store {self.path}: {str(exc).strip()}") from None
+                raise StoreError(f"store {self.path}: {str(exc).strip()}") from None
+            except StoreError:
+                if conn is None and time.monotonic() < deadline:  # could not connect: the server restarts?
+                    time.sleep(delay + random.random() * delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise
+            finally:
+                if conn is not None:
+                    if not conn.closed and not conn.broken and \
+                            conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        with contextlib.suppress(Exception):
+                            conn.rollback()
+                    self._give_back(conn)
+
+    def read(self, fn: Callable[[PgTxn], T]) -> T:
+        """Run `fn` in a read-only transaction (a consistent snapshot)."""
+        return self._run(lambda conn: fn(PgTxn(self, conn.cursor(), self.clock.now_ns())), write=False)
+
+    def write(self, fn: Callable[[PgTxn], T]) -> T:
+        """Run one op in a write transaction and commit it; ops asked for by several threads at
+        once are committed together (group commit, as `_store.Store.write`)."""
+        slot = _Slot(fn)  # type: ignore[arg-type]
+        with self._gc_lock:
+            self._gc_pending.append(slot)
+            lead = not self._gc_leading
+            if lead:
+                self._gc_leading = True
+        if not lead:
+            slot.event.wait()
+            if not slot.lead:
+                return slot.outcome()  # type: ignore[no-any-return]
+        self._lead_group_commit()
+        return slot.outcome()  # type: ignore[no-any-return]
+
+    def _lead_group_commit(self) -> None:
+        while True:
+            with self._gc_lock:
+                batch, self._gc_pending = self._gc_pending, []
+                if not batch:
+                    self._gc_leading = False
+                    return
+            try:
+                results: list[Any] = self.write_batch([s.fn for s in batch])
+            except BaseException as exc:  # the whole batch failed: each caller gets the error
+                results = [exc] * len(batch)
+            for s, result in zip(batch, results):
+                s.result = result
+                s.event.set()
+            with self._gc_lock:
+                if self._gc_pending:
+                    nxt = self._gc_pending[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                    return
+                self._gc_leading = False
+                return
+
+    def write_batch(self, ops: list[Callable[[PgTxn], Any]], *, quiet: str | None = None,
+                    woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
+        """Run `ops` in one SERIALIZABLE transaction; commit once (see `_backend.Backend`).
+
+        First all ops in the transaction itself; if one raises, the transaction is rolled back
+        and the batch run again with a savepoint per op, so that the failed op alone is undone.
+        The wake-up (NOTIFY) is sent in the transaction: listeners hear of committed changes only.
+        """
+        def body(conn: Any) -> _Outcome:
+            outcome = self._try_batch(conn, ops, nested=False)
+            if outcome.failed and len(ops) > 1:
+                conn.rollback()
+                outcome = self._try_batch(conn, ops, nested=True)
+            if outcome.wake:
+                what = _wake.RUNNING_ACTIVITIES if outcome.wake_acts else _wake.ANY
+                conn.execute("SELECT pg_notify(%s, %s)", (self.channel, f"{what.decode()} {quiet or ''}"))
+            if _crashpoint.ENABLED:
+                _crashpoint.hit("batch-before-commit")
+            return outcome
+
+        outcome = self._run(body, write=True)
+        self.commits += 1
+        if outcome.wake and woke is not None:
+            woke.append((outcome.ready_at, outcome.wake_acts))
+        return outcome.results
+
+    def _try_batch(self, conn: Any, ops: list[Callable[[PgTxn], Any]], nested: bool) -> _Outcome:
+        outcome = _Outcome()
+        now = self.clock.now_ns()
+        cur = conn.cursor()
+        for op in ops:
+            t = PgTxn(self, cur, now)
+            if not nested:
+                try:
+                    result = op(t)
+                except psycopg.Error:
+                    raise  # a conflict or a lost connection: the whole batch is run again or refused
+                except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
+                    return _Outcome(failed=exc)
+                outcome.add(result, t)  # type: ignore[arg-type]
+                continue
+            try:
+                with conn.transaction():  # a savepoint
+                    result = op(t)
+            except psycopg.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                outcome.results.append(exc)
+                continue
+            outcome.add(result, t)  # type: ignore[arg-type]
+        return outcome
+
+    # --- wake-ups --------------------------------------------------------------------------
+
+    def listener(self) -> PgListener:
+        """A new listener of this store's wake-ups (LISTEN/NOTIFY, through one connection per process)."""
+        with self.shared_lock:
+            if self._hub is None:
+                self._hub = _Hub(self)
+            hub = self._hub
+        return PgListener(hub)
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Have `fn` called when the store is closed."""
+        self._on_close.append(fn)
+
+    def close(self) -> None:
+        """Close the store's connections (tests and tools; a process normally keeps it open)."""
+        with _open_lock:
+            if _open_stores.get(self.url) is self:
+                del _open_stores[self.url]
+        for fn in self._on_close:
+            fn()
+        self._closed = True
+        if self._hub is not None:
+            self._hub.close()
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
