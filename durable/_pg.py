@@ -396,6 +396,7 @@ class PgStore:
         self._gc_pending: list[_Slot] = []
         self._gc_leading = False
         self._hub: _Hub | None = None
+        self._hub_lock = threading.Lock()
         self._closed = False
         self.schema = ""
         self.channel = ""
@@ -646,7 +647,7 @@ class PgStore:
 
     def listener(self) -> PgListener:
         """A new listener of this store's wake-ups (LISTEN/NOTIFY, through one connection per process)."""
-        with self.shared_lock:
+        with self._hub_lock:
             if self._hub is None:
                 self._hub = _Hub(self)
             hub = self._hub
