@@ -43,3 +43,17 @@ def close_stores() -> None:
     """Close every PostgreSQL store this process opened (its connections and listener thread)."""
     for store in list(_pg._open_stores.values()):
         store.close()
+
+
+def counter_value(store: object, name: bytes) -> int:
+    """The last number counter `name` gave (0 if none): a row of "meta" on LMDB, a sequence on
+    PostgreSQL (where numbers skipped by re-run transactions count too)."""
+    if isinstance(store, _pg.PgStore):
+        seq = _pg._SEQUENCES[name]
+        with psycopg.connect(store.url) as conn:
+            last, called = conn.execute(f"SELECT last_value, is_called FROM {seq}").fetchone()  # type: ignore[misc]
+        return int(last) if called else 0
+    from durable._store import unpack_u64
+
+    raw = store.read(lambda t: t.get("meta", name))  # type: ignore[attr-defined]
+    return 0 if raw is None else unpack_u64(raw)
