@@ -17,6 +17,9 @@ operations (`_ops`) are the same as on LMDB.
 - Counters that need only be unique (tokens, run numbers, task tie-breakers) are sequences, so that
   concurrent writers do not all conflict on one row; a re-run skips numbers, which is harmless
   (`_ops._counter`).
+- Fairness: every write transaction holds the store's writer lock (an advisory lock) shared; a
+  batch that failed `ALONE_AFTER_CONFLICTS` times in a row takes it exclusively, and so runs with
+  no other writer (LMDB's model), instead of being starved by a stream of short transactions.
 - Group commit: `write_batch` runs its ops in one transaction; if one op fails, the batch is run
   again with a savepoint per op, so that the failed op alone is undone (as LMDB's nested
   transactions do).
@@ -78,6 +81,10 @@ SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 #: How long a transaction is tried again while the server cannot be reached (seconds).
 RECONNECT_SECONDS = 60.0
+#: After this many serialization failures in a row, a batch runs alone: it waits for the write
+#: transactions running (each holds the store's writer lock shared) and holds it exclusively, so
+#: that a long batch (a worker's) is not starved by a stream of short ones (signals to one workflow).
+ALONE_AFTER_CONFLICTS = 3
 #: How many times a batch is run again after serialization failures before giving up.
 MAX_CONFLICT_RETRIES = 100
 #: Rows a scan fetches at first (then more, up to `_SCAN_MAX`, as the caller goes on).
@@ -400,6 +407,7 @@ class PgStore:
         self._closed = False
         self.schema = ""
         self.channel = ""
+        self.writer_key = 0  # the advisory lock that lets a starved batch run alone (see `_run`)
         #: write transactions committed by this process, and those run again after a conflict
         self.commits = 0
         self.conflicts = 0
@@ -436,6 +444,7 @@ class PgStore:
                                  "(set search_path to an existing schema)")
             digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
             self.channel = f"durable_{digest}"
+            self.writer_key = int.from_bytes(bytes.fromhex(digest), "big", signed=True)
             version = self._schema_version(conn)
             if version is None and not create:
                 raise NotAStore(f"no durable store at {self.path} (start a worker or a workflow to create one)")
@@ -504,11 +513,20 @@ class PgStore:
                 raise StoreError(f"the store {self.path} is closed")
             conn = None
             committing = False
+            alone = write and conflicts >= ALONE_AFTER_CONFLICTS
+            locked = False
             try:
                 conn = self._take()
+                if alone:  # before the transaction begins: its snapshot is taken once it holds the lock
+                    conn.autocommit = True
+                    conn.execute("SELECT pg_advisory_lock(%s)", (self.writer_key,))
+                    locked = True
+                    conn.autocommit = False
                 conn.isolation_level = (psycopg.IsolationLevel.SERIALIZABLE if write
                                         else psycopg.IsolationLevel.REPEATABLE_READ)
                 conn.read_only = not write
+                if write and not alone:
+                    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.writer_key,))
                 result = body(conn)
                 committing = True
                 conn.commit()
@@ -546,6 +564,11 @@ class PgStore:
                             conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                         with contextlib.suppress(Exception):
                             conn.rollback()
+                    if locked and not conn.closed and not conn.broken:
+                        with contextlib.suppress(Exception):
+                            conn.autocommit = True
+                            conn.execute("SELECT pg_advisory_unlock(%s)", (self.writer_key,))
+                            conn.autocommit = False
                     self._give_back(conn)
 
     def read(self, fn: Callable[[PgTxn], T]) -> T:
@@ -591,7 +614,7 @@ class PgStore:
                 self._gc_leading = False
                 return
 
-    def write_batch(self, ops: list[Callable[[PgTxn], Any]], *, quiet: str | None = None,
+    def write_batch(self, ops: list[Callable[[Any], Any]], *, quiet: str | None = None,
                     woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
         """Run `ops` in one SERIALIZABLE transaction; commit once (see `_backend.Backend`).
 
@@ -617,7 +640,7 @@ class PgStore:
             woke.append((outcome.ready_at, outcome.wake_acts))
         return outcome.results
 
-    def _try_batch(self, conn: Any, ops: list[Callable[[PgTxn], Any]], nested: bool) -> _Outcome:
+    def _try_batch(self, conn: Any, ops: list[Callable[[Any], Any]], nested: bool) -> _Outcome:
         outcome = _Outcome()
         now = self.clock.now_ns()
         cur = conn.cursor()
