@@ -528,7 +528,7 @@ class PgStore:
                 if write and not alone:
                     conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.writer_key,))
                 result = body(conn)
-                committing = True
+                committing = write  # a read's outcome is known whatever happens to its commit
                 conn.commit()
                 return result
             except psycopg.Error as exc:
