@@ -1,6 +1,7 @@
 """The LMDB store: one environment per data directory, every change one write transaction.
 
-This module knows LMDB; the domain operations in `_ops` see only the small `Txn` wrapper. A
+One of the two backends of `_backend` (the other is PostgreSQL, `_pg`). This module knows LMDB;
+the domain operations in `_ops` see only the small `Txn` wrapper (`_backend.Txn`). A
 group of operations runs in one write transaction (group commit); if one of them is refused (a
 fencing check, a closed workflow), the group runs again with each operation inside a nested
 transaction, so that the refused one does not undo the others. If the map fills up, the whole

@@ -1,4 +1,5 @@
-"""Wake-ups between processes that share a data directory, without busy polling.
+"""Wake-ups between processes that share an LMDB data directory, without busy polling (the
+PostgreSQL store has its own, LISTEN/NOTIFY: `_pg`; both are given by `store.listener()`).
 
 Each waiting process binds a Unix datagram socket in ``<data>/wake/``. After a commit that others
 may be waiting for, the committing process sends one byte to every socket there. A wake-up only
