@@ -20,9 +20,10 @@ operations (`_ops`) are the same as on LMDB.
 - Fairness: every write transaction holds the store's writer lock (an advisory lock) shared; a
   batch that failed `ALONE_AFTER_CONFLICTS` times in a row takes it exclusively, and so runs with
   no other writer (LMDB's model), instead of being starved by a stream of short transactions.
-- Group commit: `write_batch` runs its ops in one transaction; if one op fails, the batch is run
-  again with a savepoint per op, so that the failed op alone is undone (as LMDB's nested
-  transactions do).
+- Group commit: `write_batch` runs its ops in one transaction. Writes are buffered (`PgTxn`,
+  whose reads see them) and sent at commit, one statement per table and kind for the whole batch;
+  an op that fails has its own writes dropped, so that it alone is undone (LMDB uses nested
+  transactions for that).
 - Wake-ups: a commit that asks for one sends ``NOTIFY`` on the store's channel, in the
   transaction (so it is delivered only if the change is committed). One connection per process
   and store LISTENs and passes them on to the local listeners through socket pairs.
@@ -138,22 +139,59 @@ class _Statements:
 _SQL = _Statements()
 
 
+class _Batch:
+    """What the ops of one transaction share: the writes of the ops that succeeded (sent at
+    commit, `flush`), and the values read from the server (valid for the whole transaction: its
+    snapshot changes only by its own writes, which are in `writes`)."""
+
+    __slots__ = ("writes", "known")
+
+    def __init__(self) -> None:
+        self.writes: dict[str, dict[bytes, bytes | None]] = {}
+        self.known: dict[tuple[str, bytes], bytes | None] = {}
+
+    def flush(self, cur: Any) -> None:
+        """Send the writes: per table, one DELETE and one INSERT ... ON CONFLICT for all its keys."""
+        for db, items in self.writes.items():
+            gone = [k for k, v in items.items() if v is None]
+            kept = [(k, v) for k, v in items.items() if v is not None]
+            if gone:
+                cur.execute(f"DELETE FROM durable_{db} WHERE key = ANY(%s)", (gone,))
+            if kept:
+                cur.execute(
+                    f"INSERT INTO durable_{db} (key, value) SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    ([k for k, _ in kept], [v for _, v in kept]))
+        self.writes = {}
+
+
 class PgTxn:
-    """A transaction of the PostgreSQL store as the domain operations see it (`_backend.Txn`).
+    """An op's view of a transaction of the PostgreSQL store (`_backend.Txn`).
 
-    Reads of a key go through a cache of this op's transaction (kept up to date by its writes);
-    writes are sent at once, so that scans see them."""
+    Writes are kept here (the op's own) and, once the op succeeds, in its batch's `_Batch`; they
+    are sent at commit, one statement per table and kind. Every read sees them: a key's read
+    looks at the op's writes, the batch's, the values read before, then the server; a scan merges
+    the server's rows with the writes in its range. An op that fails leaves nothing behind: its
+    writes are dropped (no savepoint needed)."""
 
-    __slots__ = ("_cur", "_cache", "now", "wake", "wake_acts", "ready_at", "store")
+    __slots__ = ("_cur", "_batch", "_mine", "now", "wake", "wake_acts", "ready_at", "store")
 
-    def __init__(self, store: PgStore, cur: Any, now: int) -> None:
+    def __init__(self, store: PgStore, cur: Any, now: int, batch: _Batch | None = None) -> None:
         self.store = store
         self._cur = cur
-        self._cache: dict[tuple[str, bytes], bytes | None] = {}
+        self._batch = batch if batch is not None else _Batch()
+        self._mine: dict[str, dict[bytes, bytes | None]] = {}
         self.now = now
         self.wake = False
         self.wake_acts = False
         self.ready_at: int | None = None
+
+    def _keep(self) -> None:
+        """The op succeeded: its writes join the batch's."""
+        writes = self._batch.writes
+        for db, items in self._mine.items():
+            writes.setdefault(db, {}).update(items)
+        self._mine = {}
 
     def ready(self, when: int) -> None:
         """Note that at time `when` a worker should look at the store again (and wake others)."""
@@ -163,14 +201,19 @@ class PgTxn:
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """The value under `key`, or None."""
+        mine = self._mine.get(db)
+        if mine is not None and key in mine:
+            return mine[key]
+        batch = self._batch.writes.get(db)
+        if batch is not None and key in batch:
+            return batch[key]
         ck = (db, key)
-        try:
-            return self._cache[ck]
-        except KeyError:
-            pass
+        known = self._batch.known
+        if ck in known:
+            return known[ck]
         row = self._cur.execute(_SQL.get[db], (key,)).fetchone()
         value = None if row is None else bytes(row[0])
-        self._cache[ck] = value
+        known[ck] = value
         return value
 
     def get_rec(self, db: str, key: bytes) -> Any:
@@ -179,9 +222,11 @@ class PgTxn:
         return None if raw is None else _codec.decode(raw, what=f"{db} record")
 
     def put(self, db: str, key: bytes, value: bytes) -> None:
-        """Store `value` under `key`."""
-        self._cur.execute(_SQL.put[db], (key, value))
-        self._cache[(db, key)] = value
+        """Store `value` under `key` (sent at commit)."""
+        mine = self._mine.get(db)
+        if mine is None:
+            mine = self._mine[db] = {}
+        mine[bytes(key)] = bytes(value)
 
     def put_rec(self, db: str, key: bytes, rec: Any) -> None:
         """Store a record (CBOR) under `key`."""
@@ -189,75 +234,104 @@ class PgTxn:
 
     def delete(self, db: str, key: bytes) -> bool:
         """Remove `key`; return whether it existed."""
-        ck = (db, key)
-        if self._cache.get(ck, b"") is None:
-            return False
-        self._cur.execute(_SQL.delete[db], (key,))
-        self._cache[ck] = None
-        return bool(self._cur.rowcount)
+        existed = self.get(db, key) is not None
+        mine = self._mine.get(db)
+        if mine is None:
+            mine = self._mine[db] = {}
+        mine[bytes(key)] = None
+        return existed
+
+    def _pending(self, db: str, low: bytes, high: bytes | None) -> list[tuple[bytes, bytes | None]]:
+        """This transaction's writes to `db` with keys in [low, high), in key order."""
+        merged: dict[bytes, bytes | None] = {}
+        for items in (self._batch.writes.get(db), self._mine.get(db)):
+            if items:
+                merged.update((k, v) for k, v in items.items() if k >= low and (high is None or k < high))
+        return sorted(merged.items())
+
+    def _rows(self, db: str, low: bytes, high: bytes | None, back: bool, lock: bool) -> Iterator[tuple[bytes, bytes]]:
+        """The server's rows with keys in [low, high), in key order (reversed with `back`),
+        fetched in growing chunks as the caller goes on."""
+        n = _SCAN_FIRST
+        while True:
+            sql = _SQL.scan(db, high is not None, back, lock)
+            args = (low, high, n) if high is not None else (low, n)
+            rows = self._cur.execute(sql, args).fetchall()
+            for key, value in rows:
+                yield bytes(key), bytes(value)
+            if len(rows) < n:
+                return
+            if back:
+                high = bytes(rows[-1][0])
+            else:
+                low = bytes(rows[-1][0]) + b"\x00"  # the smallest key after the last one
+            n = min(n * 4, _SCAN_MAX)
+
+    def _merged(self, db: str, low: bytes, high: bytes | None, back: bool, lock: bool) -> Iterator[tuple[bytes, bytes]]:
+        pending = self._pending(db, low, high)
+        if back:
+            pending.reverse()
+        i = 0
+        for key, value in self._rows(db, low, high, back, lock):
+            while i < len(pending) and (pending[i][0] > key if back else pending[i][0] < key):
+                pk, pv = pending[i]
+                i += 1
+                if pv is not None:
+                    yield pk, pv
+            if i < len(pending) and pending[i][0] == key:
+                pk, pv = pending[i]
+                i += 1
+                if pv is not None:
+                    yield pk, pv
+                continue
+            yield key, value
+        for pk, pv in pending[i:]:
+            if pv is not None:
+                yield pk, pv
 
     def scan(self, db: str, prefix: bytes, start: bytes | None = None, *,
              skip_locked: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """Items whose key starts with `prefix`, in key order, from `start` (default: `prefix`);
         with `skip_locked`, not those another transaction holds (``FOR UPDATE SKIP LOCKED``)."""
         low = start if start is not None and start > prefix else prefix
-        high = _past(prefix)
-        sql = _SQL.scan(db, high is not None, False, skip_locked)
-        n = _SCAN_FIRST
-        while True:
-            args = (low, high, n) if high is not None else (low, n)
-            rows = self._cur.execute(sql, args).fetchall()
-            for key, value in rows:
-                key = bytes(key)
-                if not key.startswith(prefix):
-                    return
-                yield key, bytes(value)
-            if len(rows) < n:
-                return
-            low = bytes(rows[-1][0]) + b"\x00"  # the smallest key after the last one
-            n = min(n * 4, _SCAN_MAX)
+        return self._merged(db, low, _past(prefix), False, skip_locked)
 
     def scan_back(self, db: str, prefix: bytes, before: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Items whose key starts with `prefix`, in reverse key order, below `before` if given."""
         high = _past(prefix)
         if before is not None and (high is None or before < high):
             high = before
-        n = _SCAN_FIRST
-        while True:
-            sql = _SQL.scan(db, high is not None, True, False)
-            args = (prefix, high, n) if high is not None else (prefix, n)
-            rows = self._cur.execute(sql, args).fetchall()
-            for key, value in rows:
-                key = bytes(key)
-                if not key.startswith(prefix):
-                    return
-                yield key, bytes(value)
-            if len(rows) < n:
-                return
-            high = bytes(rows[-1][0])
-            n = min(n * 4, _SCAN_MAX)
+        return self._merged(db, prefix, high, True, False)
+
+    def _count(self, db: str, low: bytes, high: bytes | None) -> int:
+        if high is None:
+            row = self._cur.execute(f"SELECT count(*) FROM durable_{db} WHERE key >= %s", (low,)).fetchone()
+        else:
+            row = self._cur.execute(f"SELECT count(*) FROM durable_{db} WHERE key >= %s AND key < %s",
+                                    (low, high)).fetchone()
+        n = int(row[0])
+        pending = self._pending(db, low, high)
+        if pending:
+            keys = [k for k, _ in pending]
+            stored = {bytes(r[0]) for r in self._cur.execute(
+                f"SELECT key FROM durable_{db} WHERE key = ANY(%s)", (keys,)).fetchall()}
+            for key, value in pending:
+                n += (value is not None) - (key in stored)
+        return n
 
     def count_prefix(self, db: str, prefix: bytes) -> int:
         """Number of keys that start with `prefix`."""
-        high = _past(prefix)
-        if high is None:
-            row = self._cur.execute(f"SELECT count(*) FROM durable_{db} WHERE key >= %s", (prefix,)).fetchone()
-        else:
-            row = self._cur.execute(f"SELECT count(*) FROM durable_{db} WHERE key >= %s AND key < %s",
-                                    (prefix, high)).fetchone()
-        return int(row[0])
+        return self._count(db, prefix, _past(prefix))
 
     def first(self, db: str, prefix: bytes) -> tuple[bytes, bytes] | None:
         """The first item whose key starts with `prefix`, or None."""
-        high = _past(prefix)
-        sql = _SQL.scan(db, high is not None, False, False)
-        args = (prefix, high, 1) if high is not None else (prefix, 1)
-        row = self._cur.execute(sql, args).fetchone()
-        return None if row is None else (bytes(row[0]), bytes(row[1]))
+        for item in self.scan(db, prefix):
+            return item
+        return None
 
     def count(self, db: str) -> int:
         """Number of entries in a table."""
-        return int(self._cur.execute(_SQL.count[db]).fetchone()[0])
+        return self._count(db, b"", None)
 
     def next_id(self, name: bytes) -> int:
         """A new number of counter `name`: from a sequence (numbers are skipped when a transaction
@@ -618,18 +692,30 @@ class PgStore:
                     woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
         """Run `ops` in one SERIALIZABLE transaction; commit once (see `_backend.Backend`).
 
-        First all ops in the transaction itself; if one raises, the transaction is rolled back
-        and the batch run again with a savepoint per op, so that the failed op alone is undone.
+        Each op's writes are kept until it returns (an op that raises leaves none: no savepoint
+        needed), then sent for the whole batch at the end, one statement per table and kind.
         The wake-up (NOTIFY) is sent in the transaction: listeners hear of committed changes only.
         """
         def body(conn: Any) -> _Outcome:
-            outcome = self._try_batch(conn, ops, nested=False)
-            if outcome.failed and len(ops) > 1:
-                conn.rollback()
-                outcome = self._try_batch(conn, ops, nested=True)
+            outcome = _Outcome()
+            now = self.clock.now_ns()
+            cur = conn.cursor()
+            batch = _Batch()
+            for op in ops:
+                t = PgTxn(self, cur, now, batch)
+                try:
+                    result = op(t)
+                except psycopg.Error:
+                    raise  # a conflict or a lost connection: the whole batch is run again or refused
+                except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
+                    outcome.results.append(exc)  # its writes, kept in `t`, are dropped with it
+                    continue
+                t._keep()
+                outcome.add(result, t)  # type: ignore[arg-type]
+            batch.flush(cur)
             if outcome.wake:
                 what = _wake.RUNNING_ACTIVITIES if outcome.wake_acts else _wake.ANY
-                conn.execute("SELECT pg_notify(%s, %s)", (self.channel, f"{what.decode()} {quiet or ''}"))
+                cur.execute("SELECT pg_notify(%s, %s)", (self.channel, f"{what.decode()} {quiet or ''}"))
             if _crashpoint.ENABLED:
                 _crashpoint.hit("batch-before-commit")
             return outcome
@@ -639,32 +725,6 @@ class PgStore:
         if outcome.wake and woke is not None:
             woke.append((outcome.ready_at, outcome.wake_acts))
         return outcome.results
-
-    def _try_batch(self, conn: Any, ops: list[Callable[[Any], Any]], nested: bool) -> _Outcome:
-        outcome = _Outcome()
-        now = self.clock.now_ns()
-        cur = conn.cursor()
-        for op in ops:
-            t = PgTxn(self, cur, now)
-            if not nested:
-                try:
-                    result = op(t)
-                except psycopg.Error:
-                    raise  # a conflict or a lost connection: the whole batch is run again or refused
-                except Exception as exc:  # noqa: BLE001 - one op's failure must not undo the others
-                    return _Outcome(failed=exc)
-                outcome.add(result, t)  # type: ignore[arg-type]
-                continue
-            try:
-                with conn.transaction():  # a savepoint
-                    result = op(t)
-            except psycopg.Error:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                outcome.results.append(exc)
-                continue
-            outcome.add(result, t)  # type: ignore[arg-type]
-        return outcome
 
     # --- wake-ups --------------------------------------------------------------------------
 
