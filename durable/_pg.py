@@ -386,9 +386,18 @@ class _Hub:
                     self._send_all(_wake.RUNNING_ACTIVITIES, None)
                 first = False
                 delay = 0.05
+                # libpq itself, not psycopg's notifies(): a notification that arrives as the
+                # latter's timeout ends can be dropped, and a wake-up lost costs a poll interval
+                pgconn = conn.pgconn
+                fd = conn.fileno()
                 while not self._stop:
-                    for note in conn.notifies(timeout=0.5):
-                        what, _, skip = note.payload.partition(" ")
+                    if not select.select([fd], [], [], 0.5)[0]:
+                        continue
+                    pgconn.consume_input()
+                    if pgconn.status != psycopg.pq.ConnStatus.OK:
+                        raise psycopg.OperationalError("the wake-up connection was closed")
+                    while (note := pgconn.notifies()) is not None:
+                        what, _, skip = note.extra.decode().partition(" ")
                         self._send_all(what.encode() or _wake.ANY, skip or None)
             except Exception as exc:  # noqa: BLE001 - the server went away: listen again when it is back
                 self._ready.set()
