@@ -389,9 +389,10 @@ class _Hub:
                 # libpq itself, not psycopg's notifies(): a notification that arrives as the
                 # latter's timeout ends can be dropped, and a wake-up lost costs a poll interval
                 pgconn = conn.pgconn
-                fd = conn.fileno()
+                poller = select.poll()  # not select: it fails on descriptors past 1023
+                poller.register(conn.fileno(), select.POLLIN)
                 while not self._stop:
-                    if not select.select([fd], [], [], 0.5)[0]:
+                    if not poller.poll(500):
                         continue
                     pgconn.consume_input()
                     if pgconn.status != psycopg.pq.ConnStatus.OK:
