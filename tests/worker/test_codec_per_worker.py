@@ -162,5 +162,5 @@ def test_reading_without_the_codec_or_with_another_says_so(data_dir: str) -> Non
 def test_the_store_carries_no_codec(data_dir: str) -> None:
     with pytest.raises(TypeError):
         durable._store.Store.open(data_dir, codec=KeyedXor(b"QA1", 1))  # type: ignore[call-arg]
-    store = durable._store.Store.open(data_dir)
+    store = durable._backend.open_store(data_dir)
     assert not hasattr(store, "converter")
