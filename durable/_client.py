@@ -24,14 +24,14 @@ import sniffio
 
 from . import _continue
 from . import _events as ev
-from . import _ops, _schedules, _wake
+from . import _ops, _schedules
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
+from ._backend import STORE_ENV, Backend, open_store
 from ._schedule_client import UPCOMING, ScheduleDescription, ScheduleHandle, check_schedule_id, create_schedule
-from ._store import Store
 
 DEFAULT_QUEUE = "default"
 _PLAIN = Converter()
@@ -44,8 +44,9 @@ _log = logging.getLogger("durable.client")
 
 
 def default_data_dir() -> str:
-    """``$DURABLE_DATA`` if set, else ``./.durable``."""
-    return os.environ.get("DURABLE_DATA") or "./.durable"
+    """The store used when none is named: ``$DURABLE_STORE`` (a directory or a URL) if set, else
+    ``$DURABLE_DATA`` (a directory) if set, else ``./.durable``."""
+    return os.environ.get(STORE_ENV) or os.environ.get("DURABLE_DATA") or "./.durable"
 
 
 def _time(ns: int | None) -> _dt.datetime | None:
@@ -224,7 +225,8 @@ def _run_id(num: Any) -> str | None:
 
 
 class Client:
-    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`).
+    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`): a
+    directory (the embedded LMDB store), ``lmdb:///abs/dir``, or ``postgresql://user@host/db``.
 
     With ``create=False`` a missing store is an error instead of being created. A payload `codec`
     is this client's own; with it, the client also reads the failures a worker encoded.
@@ -232,7 +234,7 @@ class Client:
 
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
                  create: bool = True) -> None:
-        self._store = Store.open(data if data is not None else default_data_dir(), create=create)
+        self._store: Backend = open_store(data if data is not None else default_data_dir(), create=create)
         # this client's own: a store is shared by everything in the process that opens it, and a
         # client must not change the codec of a worker running there (nor take up another's)
         self._converter = Converter(codec)
@@ -241,7 +243,7 @@ class Client:
 
     @property
     def data_dir(self) -> str:
-        """The store's directory."""
+        """The store's directory (or, for a store at a URL, the URL without its password)."""
         return self._store.path
 
     # --- starting ----------------------------------------------------------------------------
@@ -486,7 +488,7 @@ class Client:
     @contextlib.contextmanager
     def _listening(self) -> Iterator[Callable[[float | None], None]]:
         """Listen for wake-ups (bound before the first look at the store, so none is missed)."""
-        listener = _wake.Listener(os.path.join(self._store.path, "wake"), self._store.notifier)
+        listener = self._store.listener()
 
         def wait(deadline: float | None) -> None:
             remaining = POLL_FALLBACK_SECONDS
@@ -507,7 +509,7 @@ class _CloseWatcher:
     """
 
     @classmethod
-    def of(cls, store: Store) -> _CloseWatcher:
+    def of(cls, store: Backend) -> _CloseWatcher:
         """The store's watcher, started on first use."""
         with store.shared_lock:
             watcher = store.shared.get("close-watcher")
@@ -515,13 +517,13 @@ class _CloseWatcher:
                 watcher = store.shared["close-watcher"] = cls(store)
             return watcher
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._waiting: dict[str, list[threading.Event]] = {}
         self._stopping = False
         # bound before the log is first read, so that no close after that read goes unnoticed
-        self._listener = _wake.Listener(os.path.join(store.path, "wake"), store.notifier)
+        self._listener = store.listener()
         self._cursor = store.read(_ops.last_close)
         self._thread = threading.Thread(target=self._run, name="durable-close-watcher", daemon=True)
         self._thread.start()
@@ -568,7 +570,7 @@ class _CloseWatcher:
     def _stop(self) -> None:
         self._stopping = True
         with contextlib.suppress(OSError):
-            self._store.notifier.wake_one(self._listener.path)
+            self._listener.poke()
         self._thread.join(5)
 
 
