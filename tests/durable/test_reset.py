@@ -1,0 +1,243 @@
+"""Reset (`WorkflowHandle.reset`, ``durable reset``): a new run of the id from a prefix of a run's
+history, from which the code now deployed goes on; the old run stays readable and names the new.
+
+Real stores in temporary directories, real workers in threads. "Fixing the code" is a second
+definition registered under the same workflow name, served by a new worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import durable
+from durable import _ops
+from durable._store import u64
+from tests.conftest import worker_thread
+from tests.fault._util import store_snapshot, wait_until
+
+TIMEOUT = 20
+
+#: how many times each activity ran (the workers run in this process)
+RAN: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def _count(name: str) -> None:
+    with _lock:
+        RAN[name] = RAN.get(name, 0) + 1
+
+
+@durable.activity
+def charge(x: int) -> int:
+    _count("charge")
+    return x * 10
+
+
+@durable.activity
+def ship_bad(x: int) -> str:
+    _count("ship_bad")
+    raise durable.ApplicationError("the carrier is unknown", non_retryable=True)
+
+
+@durable.activity
+def ship(x: int) -> str:
+    _count("ship")
+    return f"shipped {x}"
+
+
+@durable.workflow(name="order")
+class OrderV1:
+    """The bad deploy: it ships with the broken activity, after a note comes in."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    async def run(self, x: int) -> Any:
+        paid = await charge(x)
+        await durable.wait_condition(lambda: bool(self.notes))
+        return await ship_bad(paid)
+
+    @durable.signal
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@durable.workflow(name="order")
+class OrderV2:
+    """The fix: same steps up to the note, then the working activity."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    async def run(self, x: int) -> Any:
+        paid = await charge(x)
+        await durable.wait_condition(lambda: bool(self.notes))
+        return [await ship(paid), self.notes]
+
+    @durable.signal
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@durable.workflow
+class Parked:
+    """Waits for a signal with a timeout (a timer), an activity on a queue nobody serves open."""
+
+    def __init__(self) -> None:
+        self.go = False
+
+    async def run(self) -> str:
+        async with durable.open_nursery() as nursery:
+            nursery.start_soon(self._far)
+            await durable.wait_condition(lambda: self.go, timeout=3600)
+            nursery.cancel_scope.cancel()
+        return "went"
+
+    async def _far(self) -> None:
+        await ship.with_options(queue="nowhere", cancellation="abandon")(1)
+
+    @durable.signal
+    def proceed(self) -> None:
+        self.go = True
+
+
+ACTIVITIES = [charge, ship_bad, ship]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counts() -> None:
+    RAN.clear()
+
+
+def kinds(handle: durable.WorkflowHandle) -> list[str]:
+    return [e["kind"] for e in handle.history()]
+
+
+def failed_order(client: durable.Client, data_dir: str) -> durable.WorkflowHandle:
+    """An order run by the bad code, failed at the broken step."""
+    with worker_thread(data_dir, [OrderV1], ACTIVITIES):
+        h = client.start("order", 3, id="o-1")
+        wait_until(lambda: "TaskCompleted" in kinds(h), timeout=TIMEOUT)
+        h.signal("note", "leave at the door")
+        with pytest.raises(durable.WorkflowFailed):
+            h.result(timeout=TIMEOUT)
+    assert kinds(h) == ["WorkflowStarted", "ActivityScheduled", "ActivityCompleted", "TaskCompleted",
+                        "SignalReceived", "ActivityScheduled", "ActivityFailed", "WorkflowFailed"]
+    assert RAN == {"charge": 1, "ship_bad": 1}
+    return h
+
+
+def test_reset_of_a_failed_workflow_goes_on_with_the_fixed_code_and_keeps_the_old_run(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    old = failed_order(client, data_dir)
+    old_run = old.describe().run_id
+    old_history = client.get_handle("o-1", run_id=old_run).history()
+
+    new = client.get_handle("o-1").reset(2, reason="ship_bad fixed")
+    assert new.run_id != old_run
+    # the prefix (started, charge scheduled and completed), then the note received after the point
+    assert kinds(new) == ["WorkflowStarted", "ActivityScheduled", "ActivityCompleted", "SignalReceived"]
+    assert new.history()[:3] == [dict(e) for e in old_history[:3]]
+    assert new.history()[3]["input"] == ["leave at the door"]
+    assert new.describe().status == "running"
+    assert new.describe().reset_from_run_id == old_run and new.describe().reset_from_event == 2
+
+    with worker_thread(data_dir, [OrderV2], ACTIVITIES):
+        assert new.result(timeout=TIMEOUT) == ["shipped 30", ["leave at the door"]]
+    # the charge in the prefix is not run again; the note is delivered once
+    assert RAN == {"charge": 1, "ship_bad": 1, "ship": 1}
+
+    # the old run is unchanged and readable, and names the new one
+    kept = client.get_handle("o-1", run_id=old_run)
+    assert kept.history() == old_history
+    desc = kept.describe()
+    assert desc.status == "failed" and desc.reset_run_id == new.run_id
+    assert client.get_handle("o-1").describe().run_id == new.run_id
+    runs = {d.run_id: d.status for d in client.list(all_runs=True)}
+    assert runs == {old_run: "failed", new.run_id: "completed"}
+
+
+def test_reset_of_a_running_workflow_terminates_it_and_reapplies_signals_after_the_point(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [OrderV1], ACTIVITIES):
+        h = client.start("order", 1, id="o-2")
+        wait_until(lambda: "TaskCompleted" in kinds(h), timeout=TIMEOUT)
+    # no worker: the notes wait in the history, the workflow task queued
+    h.signal("note", "one")
+    h.signal("note", "two")
+    old_run = h.describe().run_id
+    assert h.describe().status == "running"
+
+    new = h.reset(2)
+    old = client.get_handle("o-2", run_id=old_run)
+    assert old.describe().status == "terminated"
+    last = old.history()[-1]
+    assert last["kind"] == "WorkflowTerminated" and last["reason"] == f"reset to event 2 as run {new.run_id}"
+    assert [e.get("input") for e in new.history()[3:]] == [["one"], ["two"]]
+    with worker_thread(data_dir, [OrderV2], ACTIVITIES):
+        assert new.result(timeout=TIMEOUT) == ["shipped 10", ["one", "two"]]
+    assert RAN == {"charge": 1, "ship": 1}
+
+
+def test_reset_without_reapplying_signals(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    h = failed_order(client, data_dir)
+    new = h.reset(2, reapply_signals=False)
+    assert kinds(new) == ["WorkflowStarted", "ActivityScheduled", "ActivityCompleted"]
+    with worker_thread(data_dir, [OrderV2], ACTIVITIES):
+        wait_until(lambda: kinds(new)[-1] == "TaskCompleted", timeout=TIMEOUT)
+        new.signal("note", "later")
+        assert new.result(timeout=TIMEOUT) == ["shipped 30", ["later"]]
+
+
+def test_open_activities_and_timers_of_the_prefix_are_live_in_the_new_run(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [Parked], ACTIVITIES):
+        h = client.start(Parked, id="p-1")
+        wait_until(lambda: len(kinds(h)) >= 3, timeout=TIMEOUT)
+        assert kinds(h) == ["WorkflowStarted", "TimerStarted", "ActivityScheduled"]
+    # no worker: the signal's task is left to the new run
+    h.signal("proceed")
+    new = h.reset(3)
+    rec, acts, due = client._store.read(lambda t: (
+        _ops.load_wf(t, "p-1"),
+        [k for k, _ in t.scan("act", u64(int(new.run_id, 16)))],
+        [k for k, _ in t.scan("due", b"") if k[8:9] == b"T"],
+    ))
+    assert rec["num"] == int(new.run_id, 16) and list(rec["timers"]) == [1]
+    assert len(acts) == 1 and len(due) == 1 and due[0][9:17] == u64(rec["num"])
+    assert [p.name for p in new.describe().pending_activities] == ["ship"]
+    with worker_thread(data_dir, [Parked], ACTIVITIES):
+        assert new.result(timeout=TIMEOUT) == "went"
+
+
+def test_bad_reset_points_are_refused_with_the_allowed_events_and_nothing_written(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    h = failed_order(client, data_dir)
+    before = store_snapshot(client)
+    for bad in (1, 3, 5, 7, 8, 99):
+        with pytest.raises(durable.InvalidArgument, match=r"here: 0, 2, 4, 6$"):
+            h.reset(bad)
+    for bad in (-1, "2", True):
+        with pytest.raises(durable.InvalidArgument, match="to_event must be a non-negative event index"):
+            h.reset(bad)  # type: ignore[arg-type]
+    with pytest.raises(durable.WorkflowNotFound):
+        client.get_handle("nope").reset(0)
+    with pytest.raises(durable.WorkflowNotFound):
+        client.get_handle("o-1", run_id="ff").reset(0)
+    assert store_snapshot(client) == before
+
+
+def test_reset_of_an_earlier_run_terminates_the_current_one(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    first = failed_order(client, data_dir)
+    first_run = first.describe().run_id
+    second = first.reset(2, reapply_signals=False)  # running, waiting for a note
+    third = client.get_handle("o-1", run_id=first_run).reset(4)
+    assert client.get_handle("o-1", run_id=second.run_id).describe().status == "terminated"
+    assert client.get_handle("o-1", run_id=first_run).describe().reset_run_id == third.run_id
+    with worker_thread(data_dir, [OrderV2], ACTIVITIES):
+        assert third.result(timeout=TIMEOUT) == ["shipped 30", ["leave at the door"]]
