@@ -651,11 +651,26 @@ def _pending_line(p: durable.PendingActivity) -> str:
 @click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing events as they are recorded, until the run closes.")
+@click.option("--diff", "diff_id", default=None, metavar="OTHER_ID",
+              help="Compare with workflow OTHER_ID's history: where they part (exit 1 if they differ).")
+@click.option("--diff-run", "diff_run", default=None, metavar="RUN",
+              help="Compare with this run (of OTHER_ID, or of WORKFLOW_ID without --diff).")
 @click.pass_obj
 @handle_errors
-def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, follow: bool) -> None:
+def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, follow: bool,
+            diff_id: str | None, diff_run: str | None) -> None:
     """Print a workflow's history as a timeline: index, time of day (UTC), time since the start,
-    kind, details (durations readable; --json gives them in nanoseconds)."""
+    kind, details (durations readable; --json gives them in nanoseconds).
+
+    With --diff or --diff-run, print instead where it and another history part: the length of
+    their common prefix and the first differing event of each (times, ids and seeds aside)."""
+    if diff_id is not None or diff_run is not None:
+        if follow:
+            raise click.UsageError("--follow cannot be used with --diff")
+        from ._reset import print_diff
+
+        print_diff(state, workflow_id, run_id, diff_id or workflow_id, diff_run, as_json)
+        return
     handle = state.client().get_handle(workflow_id, run_id=run_id)
     events = handle.follow_history() if follow else iter(handle.history())
     t0: _dt.datetime | None = None

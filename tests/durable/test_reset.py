@@ -7,9 +7,6 @@ definition registered under the same workflow name, served by a new worker.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import pytest
 
 import durable
@@ -17,92 +14,11 @@ from durable import _ops
 from durable._store import u64
 from tests.conftest import worker_thread
 from tests.fault._util import store_snapshot, wait_until
+from tests.wfs.reset_steps import RAN, charge, ship, ship_bad
+from tests.wfs.reset_v1 import OrderV1, Parked
+from tests.wfs.reset_v2 import OrderV2
 
 TIMEOUT = 20
-
-#: how many times each activity ran (the workers run in this process)
-RAN: dict[str, int] = {}
-_lock = threading.Lock()
-
-
-def _count(name: str) -> None:
-    with _lock:
-        RAN[name] = RAN.get(name, 0) + 1
-
-
-@durable.activity
-def charge(x: int) -> int:
-    _count("charge")
-    return x * 10
-
-
-@durable.activity
-def ship_bad(x: int) -> str:
-    _count("ship_bad")
-    raise durable.ApplicationError("the carrier is unknown", non_retryable=True)
-
-
-@durable.activity
-def ship(x: int) -> str:
-    _count("ship")
-    return f"shipped {x}"
-
-
-@durable.workflow(name="order")
-class OrderV1:
-    """The bad deploy: it ships with the broken activity, after a note comes in."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    async def run(self, x: int) -> Any:
-        paid = await charge(x)
-        await durable.wait_condition(lambda: bool(self.notes))
-        return await ship_bad(paid)
-
-    @durable.signal
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-
-@durable.workflow(name="order")
-class OrderV2:
-    """The fix: same steps up to the note, then the working activity."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    async def run(self, x: int) -> Any:
-        paid = await charge(x)
-        await durable.wait_condition(lambda: bool(self.notes))
-        return [await ship(paid), self.notes]
-
-    @durable.signal
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-
-@durable.workflow
-class Parked:
-    """Waits for a signal with a timeout (a timer), an activity on a queue nobody serves open."""
-
-    def __init__(self) -> None:
-        self.go = False
-
-    async def run(self) -> str:
-        async with durable.open_nursery() as nursery:
-            nursery.start_soon(self._far)
-            await durable.wait_condition(lambda: self.go, timeout=3600)
-            nursery.cancel_scope.cancel()
-        return "went"
-
-    async def _far(self) -> None:
-        await ship.with_options(queue="nowhere", cancellation="abandon")(1)
-
-    @durable.signal
-    def proceed(self) -> None:
-        self.go = True
-
 
 ACTIVITIES = [charge, ship_bad, ship]
 
@@ -118,6 +34,7 @@ def kinds(handle: durable.WorkflowHandle) -> list[str]:
 
 def failed_order(client: durable.Client, data_dir: str) -> durable.WorkflowHandle:
     """An order run by the bad code, failed at the broken step."""
+    RAN.clear()
     with worker_thread(data_dir, [OrderV1], ACTIVITIES):
         h = client.start("order", 3, id="o-1")
         wait_until(lambda: "TaskCompleted" in kinds(h), timeout=TIMEOUT)

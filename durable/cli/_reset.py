@@ -1,0 +1,153 @@
+"""`durable reset` (a new run from a prefix of a run's history), `durable replay --inspect` (the
+workflow's state at an event) and the comparison of `durable history --diff`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+import durable
+from durable import _inspect, _ops
+from durable._client import readable_event
+from durable._runtime import task_error_text
+
+from ._main import _import_modules, _one_line, _State, _to_json, handle_errors, main
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.option("--to", "to_event", required=True, type=click.IntRange(0), metavar="N",
+              help="Keep events 0..N: the last input event before a workflow task's commands.")
+@click.option("--reason", default="", help="Recorded in the old run (and its WorkflowTerminated event, if it runs).")
+@click.option("--run", "run_id", default=None, metavar="RUN", help="Reset this run of the id (default: its latest).")
+@click.option("--no-reapply-signals", "no_reapply", is_flag=True,
+              help="Do not deliver the signals received after event N to the new run.")
+@click.pass_obj
+@handle_errors
+def reset(state: _State, workflow_id: str, to_event: int, reason: str, run_id: str | None, no_reapply: bool) -> None:
+    """Start a new run of WORKFLOW_ID whose history is events 0..N of its run, from which the code
+    now deployed goes on; print the new run's id. The old run is kept (`durable history --run`);
+    if it is running it is terminated. Activities scheduled before N and not finished are run
+    again; the signals received after N are delivered again (unless --no-reapply-signals)."""
+    handle = state.client().get_handle(workflow_id, run_id=run_id)
+    new = handle.reset(to_event, reason=reason, reapply_signals=not no_reapply)
+    click.echo(new.run_id)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("modules", nargs=-1, required=True)
+@click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
+@click.option("--until", "until", default=None, type=click.IntRange(0), metavar="N",
+              help="Replay up to event N (default: the last).")
+@click.option("--inspect", "show", is_flag=True, help="Print the workflow's state there.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.pass_obj
+@handle_errors
+def replay(state: _State, workflow_id: str, modules: tuple[str, ...], run_id: str | None, until: int | None,
+           show: bool, as_json: bool) -> None:
+    """Replay WORKFLOW_ID's recorded history through the workflow code in MODULES (nothing runs
+    but workflow code, nothing is written) up to event N, and with --inspect print the state of
+    its code there: a class workflow's attributes, the local variables of its suspended
+    functions, what it waits for. A command event stands for the workflow task that recorded it;
+    inputs with no recorded task after them are run live, and the commands the code makes of
+    them are printed (not recorded). Exit 1 if the code does not match the history."""
+    loaded = _import_modules(modules)
+    registry = durable._defs.Registry.from_modules(loaded)
+    client = state.client()
+    handle = client.get_handle(workflow_id, run_id=run_id)
+    desc = handle.describe()
+    events = client._store.read(lambda t: _ops.read_history(t, int(desc.run_id, 16)))
+    name = f"{workflow_id} (run {desc.run_id}, {desc.workflow_type})"
+    defn = registry.workflows.get(desc.workflow_type)
+    if defn is None:
+        known = ", ".join(sorted(registry.workflows)) or "none"
+        _broken(name, f"NotRegistered: workflow type {desc.workflow_type!r} is not registered in "
+                      f"{' '.join(modules)}; registered: {known}", as_json)
+        return
+    try:
+        found = _inspect.inspect_history(defn, events, until, codec=state.codec)
+    except durable.InvalidArgument:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the replay raises is why it would break
+        _broken(name, task_error_text(exc), as_json)
+        return
+    if as_json:
+        click.echo(_to_json({"id": workflow_id, "run_id": desc.run_id, "type": desc.workflow_type, "ok": True,
+                             **(found.to_json() if show else {"until": found.until, "replayed": found.replayed})}))
+        return
+    click.echo(f"{name}: replayed events 0..{found.until}: the code matches the history")
+    if not show:
+        return
+    if found.done:
+        click.echo("the workflow has ended")
+    if found.attributes is not None:
+        click.echo("attributes:" if found.attributes else "attributes: none")
+        for key, value in found.attributes.items():
+            click.echo(f"  {key} = {value}")
+    for function, line, local in found.frames:
+        click.echo(f"locals of {function} (suspended at line {line}):")
+        for key, value in local.items():
+            click.echo(f"  {key} = {value}")
+    if found.waiting:
+        click.echo(f"waiting for: {', '.join(found.waiting)}")
+    if found.ran_live:
+        click.echo(f"next commands (run live, not recorded): {', '.join(found.next_commands)}")
+
+
+def _broken(name: str, error: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(_to_json({"ok": False, "error": error}))
+    else:
+        click.echo(_one_line(f"{name} would break: {error}"))
+    sys.exit(1)
+
+
+def print_diff(state: _State, workflow_id: str, run_id: str | None, other_id: str, other_run: str | None,
+               as_json: bool) -> None:
+    """`durable history ID --diff OTHER`: where two runs' histories part (times, workflow ids
+    and random seeds aside); exit 1 if they differ."""
+    client = state.client()
+    sides = []
+    for wid, run in ((workflow_id, run_id), (other_id, other_run)):
+        handle = client.get_handle(wid, run_id=run)
+        num = int(handle.describe().run_id, 16)
+        sides.append((f"{wid} (run {num:x})", client._store.read(lambda t, num=num: _ops.read_history(t, num))))
+    (left_name, left), (right_name, right) = sides
+    common, same = _inspect.diff_histories(left, right)
+    first_left = left[common] if common < len(left) else None
+    first_right = right[common] if common < len(right) else None
+    if as_json:
+        click.echo(_to_json({
+            "same": same, "common": common, "lengths": [len(left), len(right)],
+            "left": None if first_left is None else readable_event(common, first_left, client._converter),
+            "right": None if first_right is None else readable_event(common, first_right, client._converter),
+            "fields": [] if first_left is None or first_right is None
+            else _inspect.differing_fields(first_left, first_right),
+        }))
+    elif same:
+        click.echo(f"the histories are the same: {common} events (times aside)")
+    else:
+        click.echo(f"common prefix: {common} event{'' if common == 1 else 's'}"
+                   + (f" (0..{common - 1})" if common else ""))
+        click.echo(f"they part at event {common}:")
+        width = max(len(left_name), len(right_name))
+        for name, event, other in ((left_name, first_left, first_right), (right_name, first_right, first_left)):
+            click.echo(f"  {name:<{width}}  {_side(event, other, client)}")
+    if not same:
+        sys.exit(1)
+
+
+def _side(event: dict[str, Any] | None, other: dict[str, Any] | None, client: durable.Client) -> str:
+    """One side of the first difference: the kind and the fields that differ."""
+    if event is None:
+        return "(ends here)"
+    if other is None or other["k"] != event["k"]:
+        fields = [k for k in _inspect._comparable(event) if k != "k"]
+    else:
+        fields = [k for k in _inspect.differing_fields(event, other) if k != "k"]
+    shown = readable_event(0, {k: v for k, v in event.items() if k in fields or k in ("k", "t")}, client._converter)
+    parts = [f"{k}={_to_json(v)}" for k, v in shown.items() if k not in ("index", "kind", "time", "opts")]
+    return " ".join([event["k"]] + parts)
