@@ -72,11 +72,11 @@ def _end_of_task(events: list[dict[str, Any]], n: int) -> int:
 
 
 def inspect_history(defn: WorkflowDef, events: list[dict[str, Any]], until: int | None,
-                    codec: PayloadCodec | None = None) -> Inspection:
+                    codec: PayloadCodec | None = None, run_live: bool = True) -> Inspection:
     """Replay `events` through `defn` up to event `until` (default: the last) and describe the
     state of its code. A command event stands for the workflow task that recorded it (replayed
-    to its end); an input event that no recorded task follows within the range is run live, and
-    the commands made of it are reported (not written). Raises what the replay raises
+    to its end); with `run_live`, the input events that no recorded task follows within the
+    range are run, and the commands made of them are reported (not written). Raises what the replay raises
     (`NondeterminismError` naming the event where the code departs from the history...)."""
     if not events:
         raise InvalidArgument("the history is empty")
@@ -88,8 +88,8 @@ def inspect_history(defn: WorkflowDef, events: list[dict[str, Any]], until: int 
     start = events[0]
     rt = Runtime(defn, start["id"], "replay", Converter(codec))
     try:
-        commands = rt.advance(events[: last + 1], run_live=True)
-        ran_live = events[last]["k"] in ev.INPUT_KINDS and bool(commands)
+        commands = rt.advance(events[: last + 1], run_live=run_live)
+        ran_live = run_live and events[last]["k"] in ev.INPUT_KINDS and bool(commands)
         return Inspection(
             until=last, replayed=rt.processed, ran_live=ran_live,
             attributes=None if rt.instance is None else {k: safe_repr(v) for k, v in vars(rt.instance).items()},

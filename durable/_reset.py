@@ -68,12 +68,12 @@ def reset(t: Txn, wid: str, num: int | None, to_event: int, reason: str, reapply
     points = reset_points(events)
     if isinstance(to_event, bool) or not isinstance(to_event, int) or to_event not in points:
         if isinstance(to_event, int) and not isinstance(to_event, bool) and 0 <= to_event < len(events):
-            why = f"event {to_event} ({events[to_event]['k']}) does not end the inputs of a workflow task"
+            why = f"it is a {events[to_event]['k']}, which does not end the inputs of a workflow task"
         else:
             why = f"run {old['num']:x} of workflow {wid!r} has no event {to_event!r} (it has {len(events)})"
         raise InvalidArgument(
-            f"cannot reset to {why}; a run may be reset to the last input event before a workflow task's "
-            f"commands, here: {_ranges(points)}"
+            f"cannot reset to event {to_event!r}: {why}; a run may be reset to the last input event before "
+            f"a workflow task's commands, here: {_ranges(points)}"
         )
     prefix, after = events[: to_event + 1], events[to_event + 1:]
     signals = [e for e in after if e["k"] == ev.SIGNAL_RECEIVED]

@@ -747,17 +747,25 @@ def workers(state: _State, queue: str | None, include_gone: bool, as_json: bool)
 @main.command()
 @click.argument("workflow_id")
 @click.argument("modules", nargs=-1, required=True)
+@click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
+@click.option("--until", default=None, type=click.IntRange(0), metavar="N",
+              help="Replay up to event N (a command: to the end of the workflow task that recorded it).")
+@click.option("--inspect", "show", is_flag=True,
+              help="Print the workflow's state there: attributes, suspended functions' locals, what it waits for.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_obj
 @handle_errors
-def replay(state: _State, workflow_id: str, modules: tuple[str, ...]) -> None:
-    """Replay a workflow's history through the code in MODULES: does the code still match it?"""
-    loaded = _import_modules(modules)
-    handle = state.client().get_handle(workflow_id)
-    wtype = handle.describe().workflow_type
-    registry = durable._defs.Registry.from_modules(loaded)
-    defn = registry.workflow(wtype)
-    count = durable.replay(defn.target, handle.export_history(), codec=state.codec)
-    click.echo(f"{workflow_id}: {count} events replayed through {wtype!r}: the code matches the history")
+def replay(state: _State, workflow_id: str, modules: tuple[str, ...], run_id: str | None, until: int | None,
+           show: bool, as_json: bool) -> None:
+    """Replay a workflow's history through the code in MODULES: does the code still match it?
+
+    Nothing runs but workflow code, nothing is written. With --inspect, print the state of the
+    code at event N (default: the last): a class workflow's attributes, the local variables of
+    its suspended functions, what it waits for; input events that no recorded workflow task
+    follows are run live, and the commands the code makes of them printed (not recorded)."""
+    from ._reset import replay_command
+
+    replay_command(state, workflow_id, modules, run_id, until, show, as_json)
 
 
 def run() -> None:

@@ -1,5 +1,5 @@
-"""`durable reset` (a new run from a prefix of a run's history), `durable replay --inspect` (the
-workflow's state at an event) and the comparison of `durable history --diff`."""
+"""`durable reset` (a new run from a prefix of a run's history), and what `durable replay
+--inspect` (the workflow's state at an event) and `durable history --diff` print."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from durable import _inspect, _ops
 from durable._client import readable_event
 from durable._runtime import task_error_text
 
-from ._main import _import_modules, _one_line, _State, _to_json, handle_errors, main
+from ._main import _fail, _import_modules, _State, _to_json, handle_errors, main
 
 
 @main.command()
@@ -36,49 +36,37 @@ def reset(state: _State, workflow_id: str, to_event: int, reason: str, run_id: s
     click.echo(new.run_id)
 
 
-@main.command()
-@click.argument("workflow_id")
-@click.argument("modules", nargs=-1, required=True)
-@click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
-@click.option("--until", "until", default=None, type=click.IntRange(0), metavar="N",
-              help="Replay up to event N (default: the last).")
-@click.option("--inspect", "show", is_flag=True, help="Print the workflow's state there.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-@click.pass_obj
-@handle_errors
-def replay(state: _State, workflow_id: str, modules: tuple[str, ...], run_id: str | None, until: int | None,
-           show: bool, as_json: bool) -> None:
-    """Replay WORKFLOW_ID's recorded history through the workflow code in MODULES (nothing runs
-    but workflow code, nothing is written) up to event N, and with --inspect print the state of
-    its code there: a class workflow's attributes, the local variables of its suspended
-    functions, what it waits for. A command event stands for the workflow task that recorded it;
-    inputs with no recorded task after them are run live, and the commands the code makes of
-    them are printed (not recorded). Exit 1 if the code does not match the history."""
+def replay_command(state: _State, workflow_id: str, modules: tuple[str, ...], run_id: str | None,
+                   until: int | None, show: bool, as_json: bool) -> None:
+    """`durable replay` (see its help): exit 1 with one error line if the code does not match."""
     loaded = _import_modules(modules)
     registry = durable._defs.Registry.from_modules(loaded)
     client = state.client()
-    handle = client.get_handle(workflow_id, run_id=run_id)
-    desc = handle.describe()
+    desc = client.get_handle(workflow_id, run_id=run_id).describe()
     events = client._store.read(lambda t: _ops.read_history(t, int(desc.run_id, 16)))
     name = f"{workflow_id} (run {desc.run_id}, {desc.workflow_type})"
     defn = registry.workflows.get(desc.workflow_type)
     if defn is None:
         known = ", ".join(sorted(registry.workflows)) or "none"
-        _broken(name, f"NotRegistered: workflow type {desc.workflow_type!r} is not registered in "
-                      f"{' '.join(modules)}; registered: {known}", as_json)
+        _fail(f"{name} would break: NotRegistered: workflow type {desc.workflow_type!r} is not registered "
+              f"in {' '.join(modules)}; registered: {known}")
         return
     try:
-        found = _inspect.inspect_history(defn, events, until, codec=state.codec)
+        found = _inspect.inspect_history(defn, events, until, codec=state.codec, run_live=show)
     except durable.InvalidArgument:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the replay raises is why it would break
-        _broken(name, task_error_text(exc), as_json)
+        _fail(f"{name} would break: {task_error_text(exc)}")
         return
     if as_json:
         click.echo(_to_json({"id": workflow_id, "run_id": desc.run_id, "type": desc.workflow_type, "ok": True,
-                             **(found.to_json() if show else {"until": found.until, "replayed": found.replayed})}))
+                             **found.to_json()}))
         return
-    click.echo(f"{name}: replayed events 0..{found.until}: the code matches the history")
+    if until is None and not show:
+        click.echo(f"{workflow_id}: {found.replayed} events replayed through {desc.workflow_type!r}: "
+                   "the code matches the history")
+    else:
+        click.echo(f"{name}: replayed events 0..{found.until}: the code matches the history")
     if not show:
         return
     if found.done:
@@ -95,14 +83,6 @@ def replay(state: _State, workflow_id: str, modules: tuple[str, ...], run_id: st
         click.echo(f"waiting for: {', '.join(found.waiting)}")
     if found.ran_live:
         click.echo(f"next commands (run live, not recorded): {', '.join(found.next_commands)}")
-
-
-def _broken(name: str, error: str, as_json: bool) -> None:
-    if as_json:
-        click.echo(_to_json({"ok": False, "error": error}))
-    else:
-        click.echo(_one_line(f"{name} would break: {error}"))
-    sys.exit(1)
 
 
 def print_diff(state: _State, workflow_id: str, run_id: str | None, other_id: str, other_run: str | None,

@@ -158,3 +158,14 @@ def test_reset_of_an_earlier_run_terminates_the_current_one(data_dir: str) -> No
     assert client.get_handle("o-1", run_id=first_run).describe().reset_run_id == third.run_id
     with worker_thread(data_dir, [OrderV2], ACTIVITIES):
         assert third.result(timeout=TIMEOUT) == ["shipped 30", ["leave at the door"]]
+
+
+async def test_async_client_resets_too(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    failed_order(client, data_dir)
+    handle = durable.AsyncClient(data_dir).get_handle("o-1")
+    new = await handle.reset(2, reason="fixed")
+    assert isinstance(new, durable.AsyncWorkflowHandle)
+    assert (await new.describe()).reset_from_event == 2
+    with pytest.raises(durable.InvalidArgument, match="here: 0, 2, 4, 6"):
+        await handle.reset(1)
