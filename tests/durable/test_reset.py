@@ -15,6 +15,7 @@ from durable import _ops
 from durable._store import u64
 from tests.conftest import worker_thread
 from tests.fault._util import store_snapshot, wait_until
+from tests.wfs import basic
 from tests.wfs.reset_steps import RAN, charge, ship, ship_bad
 from tests.wfs.reset_v1 import OrderV1, Parked
 from tests.wfs.reset_v2 import OrderV2
@@ -174,3 +175,19 @@ def test_async_client_resets_too(data_dir: str) -> None:
             await handle.reset(1)
 
     trio.run(main)
+
+
+def test_reset_while_a_worker_runs_the_old_run(data_dir: str) -> None:
+    """The old run's workflow task and activity attempt in flight lose their leases: their
+    results are refused, and the new run schedules its activities itself."""
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [basic.slow_chain], [basic.slow_step]):
+        h = client.start(basic.slow_chain, 0, 3, 0.3, id="s-1")
+        wait_until(lambda: any(p.state == "running" for p in h.describe().pending_activities), timeout=TIMEOUT)
+        old_run = h.describe().run_id
+        new = h.reset(0, reason="again")
+        assert new.result(timeout=TIMEOUT) == 3
+    old = client.get_handle("s-1", run_id=old_run)
+    assert old.describe().status == "terminated" and old.describe().pending_activities == ()
+    assert old.history()[-1]["reason"] == f"reset to event 0 as run {new.run_id}: again"
+    assert [e["kind"] for e in new.history()].count("ActivityCompleted") == 3
