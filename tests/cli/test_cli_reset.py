@@ -83,3 +83,25 @@ def test_replay_inspect_shows_a_function_workflows_locals(data_dir: str) -> None
     assert "locals of three_steps (suspended at line" in out and "  x = 5" in out
     assert "waiting for: activity 'double' (seq 2)" in out
     assert "attributes" not in out
+
+
+def test_history_diff_of_two_workflows_ignores_times_ids_and_seeds(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [basic.three_steps], [basic.add_one, basic.double]):
+        for wid, x in (("d-1", 1), ("d-2", 1), ("d-3", 2)):
+            client.start(basic.three_steps, x, id=wid).result(timeout=TIMEOUT)
+    assert ok(cli(data_dir, "history", "d-1", "--diff", "d-2")) == "the histories are the same: 8 events (times aside)\n"
+    result = cli(data_dir, "history", "d-1", "--diff", "d-3")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "common prefix: 0 events", "they part at event 0:",
+        "  d-1 (run 1)  WorkflowStarted input=[1]", "  d-3 (run 3)  WorkflowStarted input=[2]"]
+    # one history a prefix of the other: the shorter ends where they part
+    first = client.get_handle("d-1")
+    new = first.reset(0)
+    result = cli(data_dir, "history", "d-1", "--run", new.run_id, "--diff", "d-2")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[2:] == [
+        "  d-1 (run 4)  (ends here)", "  d-2 (run 2)  ActivityScheduled seq=1 name=\"add_one\" input=[1]"]
+    fails(cli(data_dir, "history", "d-1", "--diff", "nope"), 1, "no workflow with id 'nope'")
+    fails(cli(data_dir, "history", "d-1", "--diff-run", "zz"), 1, "a run id must be")
