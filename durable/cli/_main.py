@@ -610,7 +610,8 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
         elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id", "previous_run_id", "next_run_id",
-                     "history_warning", "execution_deadline", "run_deadline") and value is None:
+                     "history_warning", "execution_deadline", "run_deadline", "reset_run_id", "reset_from_run_id",
+                     "reset_from_event") and value is None or key == "reset_from_event":
             continue
         elif key == "task_error":
             click.echo(f"task_error: {value}")
@@ -619,6 +620,11 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         elif key in ("previous_run_id", "next_run_id"):
             verb = "continues run" if key == "previous_run_id" else "continued as new in run"
             click.echo(f"{verb}: {value} (durable describe {desc.workflow_id} --run {value})")
+        elif key == "reset_run_id":
+            click.echo(f"reset as run: {value} (durable describe {desc.workflow_id} --run {value})")
+        elif key == "reset_from_run_id":
+            click.echo(f"reset from run: {value}, event {desc.reset_from_event} "
+                       f"(durable history {desc.workflow_id} --run {value})")
         elif key == "pending_activities":
             if value:
                 click.echo("pending activities:")

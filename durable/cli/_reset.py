@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 import durable
-from durable import _inspect, _ops
+from durable import _inspect
 from durable._client import readable_event
+from durable._replay import decode_history
 from durable._runtime import task_error_text
 
 from ._main import _fail, _import_modules, _State, _to_json, handle_errors, main
@@ -43,7 +44,7 @@ def replay_command(state: _State, workflow_id: str, modules: tuple[str, ...], ru
     registry = durable._defs.Registry.from_modules(loaded)
     client = state.client()
     desc = client.get_handle(workflow_id, run_id=run_id).describe()
-    events = client._store.read(lambda t: _ops.read_history(t, int(desc.run_id, 16)))
+    events = decode_history(client.get_handle(workflow_id, run_id=desc.run_id).export_history())
     name = f"{workflow_id} (run {desc.run_id}, {desc.workflow_type})"
     defn = registry.workflows.get(desc.workflow_type)
     if defn is None:
@@ -92,9 +93,8 @@ def print_diff(state: _State, workflow_id: str, run_id: str | None, other_id: st
     client = state.client()
     sides = []
     for wid, run in ((workflow_id, run_id), (other_id, other_run)):
-        handle = client.get_handle(wid, run_id=run)
-        num = int(handle.describe().run_id, 16)
-        sides.append((f"{wid} (run {num:x})", client._store.read(lambda t, num=num: _ops.read_history(t, num))))
+        run = client.get_handle(wid, run_id=run).describe().run_id
+        sides.append((f"{wid} (run {run})", decode_history(client.get_handle(wid, run_id=run).export_history())))
     (left_name, left), (right_name, right) = sides
     common, same = _inspect.diff_histories(left, right)
     first_left = left[common] if common < len(left) else None

@@ -32,10 +32,11 @@ def test_reset_from_the_command_line_and_the_old_run_stays_readable(data_dir: st
         assert json.loads(ok(cli(data_dir, "result", "o-1", "--timeout", str(TIMEOUT)))) == [
             "shipped 30", ["leave at the door"]]
     old = ok(cli(data_dir, "describe", "o-1", "--run", old_run))
-    assert "status: failed" in old and f"reset_run_id: {new_run}" in old
+    assert "status: failed" in old and f"reset as run: {new_run} (durable describe o-1 --run {new_run})" in old
     assert "ActivityFailed" in ok(cli(data_dir, "history", "o-1", "--run", old_run))
     new = ok(cli(data_dir, "describe", "o-1"))
-    assert f"reset_from_run_id: {old_run}" in new and "reset_from_event: 2" in new
+    assert f"reset from run: {old_run}, event 2 (durable history o-1 --run {old_run})" in new
+    assert "None" not in new and "reset_from_event" not in new
 
     # where the two runs part: the reapplied signal comes where the old run recorded its task
     result = cli(data_dir, "history", "o-1", "--diff-run", old_run)
