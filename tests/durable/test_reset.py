@@ -191,3 +191,32 @@ def test_reset_while_a_worker_runs_the_old_run(data_dir: str) -> None:
     assert old.describe().status == "terminated" and old.describe().pending_activities == ()
     assert old.history()[-1]["reason"] == f"reset to event 0 as run {new.run_id}: again"
     assert [e["kind"] for e in new.history()].count("ActivityCompleted") == 3
+
+
+def test_every_reset_point_of_a_finished_run_replays_and_finishes_the_same_way(data_dir: str) -> None:
+    """With the same code, a reset to any allowed event makes the same result; the activities
+    whose results are in the prefix do not run again (each new run schedules only the rest)."""
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [basic.three_steps, basic.Collector], [basic.add_one, basic.double]):
+        steps = client.start(basic.three_steps, 4, id="t-1")
+        assert steps.result(timeout=TIMEOUT) == 11
+        coll = client.start(basic.Collector, id="c-1")
+        for item in (1, 2, 3):
+            coll.signal("add", item)
+        coll.signal("finish")
+        assert coll.result(timeout=TIMEOUT) == [1, 2, 3]
+        for handle, expected in ((steps, 11), (coll, [1, 2, 3])):
+            original = handle.describe().run_id
+            events = client.get_handle(handle.id, run_id=original).history()
+            points = [i for i, e in enumerate(events) if e["kind"] in (
+                "WorkflowStarted", "ActivityCompleted", "SignalReceived")
+                and (i + 1 == len(events) or events[i + 1]["kind"] not in (
+                    "WorkflowStarted", "ActivityCompleted", "SignalReceived"))]
+            for point in points:
+                new = client.get_handle(handle.id, run_id=original).reset(point)
+                assert new.result(timeout=TIMEOUT) == expected, (handle.id, point)
+                history = new.history()
+                assert history[: point + 1] == events[: point + 1]
+                done_before = sum(e["kind"] == "ActivityCompleted" for e in events[: point + 1])
+                scheduled_after = sum(e["kind"] == "ActivityScheduled" for e in history[point + 1:])
+                assert done_before + scheduled_after == sum(e["kind"] == "ActivityScheduled" for e in events)
