@@ -158,6 +158,11 @@ class WorkflowDescription:
     #: for a running workflow whose queue no worker serves now (filled in by `describe`):
     #: "no worker has polled queue 'q' since ...", else None
     queue_warning: str | None = None
+    #: for a child workflow, its parent's workflow id and run id, else None
+    parent_id: str | None = None
+    parent_run_id: str | None = None
+    #: the workflow ids of its child workflows still running (while it runs)
+    pending_children: tuple[str, ...] = ()
     #: the id of the schedule that started it, else None
     schedule_id: str | None = None
 
@@ -195,7 +200,7 @@ class WorkflowDescription:
             history_warning=_continue.history_warning(rec["hlen"]) if rec["status"] == _ops.RUNNING else None,
             execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")),
             reset_run_id=_run_id((rec.get("reset") or {}).get("run")), reset_from_run_id=_run_id(rec.get("reset_from")),
-            reset_from_event=rec.get("reset_to"),
+            reset_from_event=rec.get("reset_to"), **_family(rec),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -206,6 +211,19 @@ class WorkflowDescription:
                 value = [p.to_json() for p in value]
             out[key] = value.isoformat() if isinstance(value, _dt.datetime) else value
         return out
+
+
+def _family(rec: dict[str, Any]) -> dict[str, Any]:
+    """`WorkflowDescription`'s fields about parent and children (`_ops`' child workflows)."""
+    out: dict[str, Any] = {}
+    parent = rec.get("parent")
+    if isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("num"), int):
+        out["parent_id"], out["parent_run_id"] = parent["id"], f"{parent['num']:x}"
+    children = rec.get("children")
+    if isinstance(children, dict) and children:
+        out["pending_children"] = tuple(str(entry[0]) for _, entry in sorted(children.items())
+                                        if isinstance(entry, list) and entry)
+    return out
 
 
 def _run_id(num: Any) -> str | None:

@@ -610,9 +610,12 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
         elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id", "previous_run_id", "next_run_id",
-                     "history_warning", "execution_deadline", "run_deadline", "reset_run_id", "reset_from_run_id",
-                     "reset_from_event") and value is None or key == "reset_from_event":
+                     "history_warning", "execution_deadline", "run_deadline", "parent_id", "parent_run_id",
+                     "reset_run_id", "reset_from_run_id") and value is None or key == "reset_from_event":
             continue
+        elif key == "pending_children":
+            if value:
+                click.echo(f"pending children: {', '.join(value)}")
         elif key == "task_error":
             click.echo(f"task_error: {value}")
         elif key in ("queue_warning", "history_warning"):
@@ -701,8 +704,15 @@ def _event_line(event: dict[str, Any], t0: _dt.datetime) -> str:
             continue
         if key == "duration_ns" and isinstance(value, int):
             parts.append(f"duration={readable_duration(value / 1e9)}")
+        elif key == "run" and isinstance(value, int):  # a child's or another workflow's run: as run ids read
+            if value:
+                parts.append(f"run={value:x}")
         else:
             parts.append(f"{key}={_to_json(value)}")
+    opts = event.get("opts")
+    if event["kind"] == "ChildWorkflowInitiated" and isinstance(opts, dict):
+        parts += [f"queue={_to_json(opts['queue'])}"] if "queue" in opts else []
+        parts.append(f"parent_close_policy={_to_json(opts.get('close', 'terminate'))}")
     clock = event["time"].strftime("%H:%M:%S.%f")[:-3]
     offset = "+" + readable_duration((event["time"] - t0).total_seconds())
     return f"{event['index']:>4}  {clock}  {offset:>11}  {event['kind']:<24} {' '.join(parts)}".rstrip()
