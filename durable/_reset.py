@@ -30,12 +30,13 @@ from typing import Any
 
 from . import _events as ev
 from . import _ops
-from ._errors import InvalidArgument
+from ._errors import DurableError, InvalidArgument
 from ._store import Txn, u64, u64x2
 
 #: Closing events no workflow task recorded: the task after the inputs before them never ran.
 _OPERATOR_ENDS = (ev.WORKFLOW_TERMINATED, ev.WORKFLOW_TIMED_OUT)
 _OPEN_ENDS = (ev.ACTIVITY_COMPLETED, ev.ACTIVITY_FAILED, ev.ACTIVITY_CANCELLED)
+_CHILD_ENDS = (ev.CHILD_COMPLETED, ev.CHILD_FAILED, ev.CHILD_CANCELLED)
 
 
 def reset_points(events: list[dict[str, Any]]) -> list[int]:
@@ -77,23 +78,7 @@ def reset(t: Txn, wid: str, num: int | None, to_event: int, reason: str, reapply
         )
     prefix, after = events[: to_event + 1], events[to_event + 1:]
     signals = [e for e in after if e["k"] == ev.SIGNAL_RECEIVED]
-    new_num = _counter_peek(t)
-    note = f"reset to event {to_event} as run {new_num:x}" + (f": {reason}" if reason else "")
-    # close the id's current run if it runs (the one reset, or a later one), keeping its inbox's signals
-    if current["status"] == _ops.RUNNING:
-        pending = _ops._drain_inbox(t, current)
-        if current["num"] == old["num"]:
-            signals += [e for e in pending if e["k"] == ev.SIGNAL_RECEIVED]
-        _ops._append(t, current, {"k": ev.WORKFLOW_TERMINATED, "t": t.now, "reason": note})
-        _ops._close(t, current, "terminated")
-        _ops._save_wf(t, current, _ops.RUNNING)
-    _ops._retire(t, current)
-    old = t.get_rec("runs", _ops._run_key(wid, old["num"]))  # as stored now (closed, if it was running)
-    old["reset"] = {"run": new_num, "to": to_event, "reason": reason}
-    t.put_rec("runs", _ops._run_key(wid, old["num"]), old)
-
-    num = _ops._counter(t, b"runnum")
-    assert num == new_num
+    num = _ops._counter(t, b"runnum")  # taken first: closing a run may start another (a schedule's)
     rec: dict[str, Any] = {
         "num": num, "id": wid, "type": old["type"], "queue": old["queue"], "status": _ops.RUNNING,
         "created": t.now, "updated": t.now, "closed": None, "hlen": 0, "ilen": 0,
@@ -103,6 +88,31 @@ def reset(t: Txn, wid: str, num: int | None, to_event: int, reason: str, reapply
     for field_name in ("xdl", "rto", "grace", "prev", "first"):
         if old.get(field_name) is not None:
             rec[field_name] = old[field_name]
+    children, outcomes = _children_of(t, prefix, after, current if current["num"] == old["num"] else None)
+    note = f"reset to event {to_event} as run {num:x}" + (f": {reason}" if reason else "")
+    # close the id's current run if it runs (the one reset, or a later one), keeping its inbox's signals
+    if current["status"] == _ops.RUNNING:
+        pending = _ops._drain_inbox(t, current)
+        if current["num"] == old["num"]:
+            signals += [e for e in pending if e["k"] == ev.SIGNAL_RECEIVED]
+            kept = current.get("children")
+            for seq in children:  # the new run takes them over: no parent close policy for them
+                if isinstance(kept, dict):
+                    kept.pop(seq, None)
+        link = current.get("parent")
+        if isinstance(link, dict) and not link.get("told"):  # a child: its parent waits for the new run
+            _ops._continue_family(t, current, rec)
+            current["parent"] = dict(link, told=True)
+        _ops._append(t, current, {"k": ev.WORKFLOW_TERMINATED, "t": t.now, "reason": note})
+        _ops._close(t, current, "terminated")
+        _ops._save_wf(t, current, _ops.RUNNING)
+    _ops._retire(t, current)
+    old = t.get_rec("runs", _ops._run_key(wid, old["num"]))  # as stored now (closed, if it was running)
+    old["reset"] = {"run": num, "to": to_event, "reason": reason}
+    t.put_rec("runs", _ops._run_key(wid, old["num"]), old)
+    if "parent" not in rec and isinstance(old.get("parent"), dict):  # its parent was told of it already
+        rec["parent"] = dict(old["parent"], told=True)
+
     t.put("num", u64(num), wid.encode())
     old_prefix = u64(old["num"])
     for key, raw in t.scan("hist", old_prefix):
@@ -114,21 +124,64 @@ def reset(t: Txn, wid: str, num: int | None, to_event: int, reason: str, reapply
     rec["cancel"] = any(e["k"] == ev.CANCEL_REQUESTED for e in prefix)
     _ops._arm_timeouts(t, rec)
     followups = _reopen(t, rec, prefix)
-    for event in followups + (signals if reapply_signals else []):
+    for event in followups + outcomes + (signals if reapply_signals else []):
         _ops._append(t, rec, {**event, "t": t.now})
     _ops._enqueue_wft(t, rec)
+    closed = []
+    for seq, (cid, child) in children.items():
+        rec.setdefault("children", {})[seq] = [cid, child["num"], child["policy"]]
+        if child["status"] == _ops.RUNNING:  # it tells the new run when it closes
+            live = _ops._wf_by_num(t, child["num"])
+            if live is not None:
+                live["parent"] = {"id": wid, "num": num, "seq": seq}
+                _ops._save_wf(t, live)
+        else:
+            closed.append((seq, child))
     when = _ops._when(rec)
     t.put("idx", b"c" + when, wid.encode())
     t.put("idx", _ops._idx_key(_ops.RUNNING, when), wid.encode())
     _ops._save_wf(t, rec)
+    for seq, child in closed:  # closed without telling the run reset (its close policy): told now
+        _ops._tell_parent(t, child, child["status"], {"id": wid, "num": num, "seq": seq})
     t.wake = True
     return num
 
 
-def _counter_peek(t: Txn) -> int:
-    """The number the next run will get (`_ops._counter` of "runnum" gives it next)."""
-    raw = t.get("meta", b"runnum")
-    return (int.from_bytes(raw, "big") if raw else 0) + 1
+def _children_of(t: Txn, prefix: list[dict[str, Any]], after: list[dict[str, Any]],
+                 reset_rec: dict[str, Any] | None) -> tuple[dict[int, tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+    """The children started in `prefix` with no outcome in it: (those the new run waits for, seq
+    -> (child id, the child's latest run's record with its parent close policy as "policy")),
+    and the outcomes the run reset recorded `after` the point for the others (to follow the
+    prefix as they are: such a child is not started again). `reset_rec` is the record of the run
+    reset if it is the id's current run (its "children" map names each child's latest run)."""
+    started: dict[int, tuple[str, int, str]] = {}
+    initiated: dict[int, dict[str, Any]] = {}
+    for event in prefix:
+        kind = event["k"]
+        if kind == ev.CHILD_INITIATED:
+            initiated[event["seq"]] = event
+        elif kind == ev.CHILD_STARTED and event["seq"] in initiated:
+            cmd = initiated[event["seq"]]
+            policy = cmd["opts"].get("close", "terminate")
+            started[event["seq"]] = (cmd["id"], event["run"], policy if isinstance(policy, str) else "terminate")
+        elif kind in _CHILD_ENDS:
+            started.pop(event["seq"], None)
+    outcomes = [e for e in after if e["k"] in _CHILD_ENDS and e["seq"] in started]
+    told = {e["seq"] for e in outcomes}
+    kept = (reset_rec or {}).get("children")
+    out: dict[int, tuple[str, dict[str, Any]]] = {}
+    for seq, (cid, cnum, policy) in started.items():
+        if seq in told:
+            continue
+        entry = kept.get(seq) if isinstance(kept, dict) else None
+        if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], int):
+            cnum = entry[1]  # it continued as new: its latest run
+        try:
+            child = _ops.load_run(t, cid, _ops.chain_end(t, cid, cnum))
+        except DurableError:
+            continue  # not found: nothing to wait for
+        out[seq] = (cid, dict(child, policy=policy))
+    return out, outcomes
 
 
 def _reopen(t: Txn, rec: dict[str, Any], prefix: list[dict[str, Any]]) -> list[dict[str, Any]]:
