@@ -95,12 +95,25 @@ def inspect_history(defn: WorkflowDef, events: list[dict[str, Any]], until: int 
             attributes=None if rt.instance is None else {k: safe_repr(v) for k, v in vars(rt.instance).items()},
             frames=_frames(rt),
             waiting=[f"activity {name!r} (seq {seq})" for seq, (_, name) in sorted(rt._activities.items())]
-            + [f"timer (seq {seq})" for seq in sorted(rt._timers)],
+            + [f"timer (seq {seq})" for seq in sorted(rt._timers)] + _others(rt),
             next_commands=[ev.describe_command(c) for c in commands] if ran_live else [],
             done=rt.done,
         )
     finally:
         rt.close()
+
+
+def _others(rt: Runtime) -> list[str]:
+    """What else the code waits for: child workflows, and requests to other workflows."""
+    out = []
+    for seq, callback in sorted(getattr(rt, "_callbacks", {}).items()):
+        owner = getattr(callback, "__self__", None)
+        wid = getattr(owner, "wid", None)
+        if isinstance(wid, str) and hasattr(owner, "wtype"):
+            out.append(f"child workflow {wid!r} (seq {seq})")
+        else:
+            out.append(f"request to another workflow (seq {seq})")
+    return out
 
 
 def _frames(rt: Runtime) -> list[tuple[str, int, dict[str, str]]]:

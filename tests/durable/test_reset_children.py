@@ -8,6 +8,9 @@ Real stores in temporary directories, real workers in threads.
 from __future__ import annotations
 
 import durable
+from durable import _ops
+from durable._defs import workflow_def
+from durable._inspect import inspect_history
 from tests.conftest import worker_thread
 from tests.fault._util import wait_until
 from tests.wfs import children as c
@@ -41,6 +44,10 @@ def test_a_running_child_of_the_prefix_is_taken_over_by_the_new_run(data_dir: st
         child.signal("stop")
         assert new.result(timeout=TIMEOUT) == "no error"
     assert kinds(new).count("ChildWorkflowInitiated") == 1  # only the prefix's
+    # what `durable replay --inspect` shows of the old run at the point: it waits for the child
+    events = client._store.read(lambda t: _ops.read_history(t, int(old_run, 16)))
+    found = inspect_history(workflow_def(c.parent_of_blocked), events, 3)
+    assert found.waiting == ["child workflow 'p/blocked' (seq 1)"]
 
 
 def test_a_child_that_closed_after_the_point_gives_its_recorded_outcome(data_dir: str) -> None:
