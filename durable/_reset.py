@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _crashpoint
 from . import _events as ev
 from . import _ops
 from ._errors import DurableError, InvalidArgument
@@ -144,6 +145,8 @@ def reset(t: Txn, wid: str, num: int | None, to_event: int, reason: str, reapply
     for seq, child in closed:  # closed without telling the run reset (its close policy): told now
         _ops._tell_parent(t, child, child["status"], {"id": wid, "num": num, "seq": seq})
     t.wake = True
+    if _crashpoint.ENABLED:  # fault tests only: die with the reset made but not committed
+        _crashpoint.hit("reset-before-commit")
     return num
 
 
