@@ -38,16 +38,26 @@ def test_reset_from_the_command_line_and_the_old_run_stays_readable(data_dir: st
     assert f"reset from run: {old_run}, event 2 (durable history o-1 --run {old_run})" in new
     assert "None" not in new and "reset_from_event" not in new
 
+    # an earlier run, from the command line: the current one is closed already, no signal reapplied
+    third = ok(cli(data_dir, "reset", "o-1", "--run", old_run, "--to", "4", "--no-reapply-signals")).strip()
+    assert [e["kind"] for e in client.get_handle("o-1", run_id=third).history()][-1] == "SignalReceived"
+    assert len(client.get_handle("o-1", run_id=third).history()) == 5
+    assert client.get_handle("o-1", run_id=old_run).describe().reset_run_id == third
+    assert client.get_handle("o-1", run_id=new_run).describe().status == "completed"
+    ok(cli(data_dir, "terminate", "o-1", "--reason", "done with it"))
+
     # where the two runs part: the reapplied signal comes where the old run recorded its task
-    result = cli(data_dir, "history", "o-1", "--diff-run", old_run)
+    result = cli(data_dir, "history", "o-1", "--run", new_run, "--diff-run", old_run)
     assert result.exit_code == 1, result.output
     lines = result.stdout.splitlines()
     assert lines[:2] == ["common prefix: 3 events (0..2)", "they part at event 3:"]
     assert lines[2].split() == ["o-1", f"(run", f"{new_run})", "SignalReceived", 'name="note"', 'input=["leave', 'at', 'the', 'door"]']
     assert lines[3].split() == ["o-1", "(run", f"{old_run})", "TaskCompleted"]
-    data = json.loads(cli(data_dir, "history", "o-1", "--diff", "o-1", "--diff-run", old_run, "--json").stdout)
+    data = json.loads(cli(data_dir, "history", "o-1", "--run", new_run, "--diff", "o-1", "--diff-run", old_run,
+                          "--json").stdout)
     assert data["common"] == 3 and not data["same"] and data["left"]["kind"] == "SignalReceived"
-    assert ok(cli(data_dir, "history", "o-1", "--diff", "o-1")) == "the histories are the same: 7 events (times aside)\n"
+    assert ok(cli(data_dir, "history", "o-1", "--run", new_run, "--diff-run", new_run)) == (
+        "the histories are the same: 7 events (times aside)\n")
 
 
 def test_replay_inspect_shows_a_class_workflows_attributes_and_locals_at_an_event(data_dir: str) -> None:
