@@ -21,7 +21,7 @@ from ._main import _fail, _import_modules, _State, _to_json, handle_errors, main
 @click.argument("workflow_id")
 @click.option("--to", "to_event", required=True, type=click.IntRange(0), metavar="N",
               help="Keep events 0..N: the last input event before a workflow task's commands.")
-@click.option("--reason", default="", help="Recorded in the old run (and its WorkflowTerminated event, if it runs).")
+@click.option("--reason", default="", help="Why: in the WorkflowTerminated event of the run it closes, if one runs.")
 @click.option("--run", "run_id", default=None, metavar="RUN", help="Reset this run of the id (default: its latest).")
 @click.option("--no-reapply-signals", "no_reapply", is_flag=True,
               help="Do not deliver the signals received after event N to the new run.")
@@ -30,8 +30,10 @@ from ._main import _fail, _import_modules, _State, _to_json, handle_errors, main
 def reset(state: _State, workflow_id: str, to_event: int, reason: str, run_id: str | None, no_reapply: bool) -> None:
     """Start a new run of WORKFLOW_ID whose history is events 0..N of its run, from which the code
     now deployed goes on; print the new run's id. The old run is kept (`durable history --run`);
-    if it is running it is terminated. Activities scheduled before N and not finished are run
-    again; the signals received after N are delivered again (unless --no-reapply-signals)."""
+    the id's current run, if running, is terminated. Activities scheduled before N and not
+    finished are run again; the signals received after N are delivered again (unless
+    --no-reapply-signals). N must end the inputs of a workflow task: a wrong N is refused with
+    the events allowed."""
     handle = state.client().get_handle(workflow_id, run_id=run_id)
     new = handle.reset(to_event, reason=reason, reapply_signals=not no_reapply)
     click.echo(new.run_id)
