@@ -371,6 +371,12 @@ class AsyncWorkflowHandle(Generic[R_co]):
         """`WorkflowHandle.terminate`, awaited: end the workflow at once."""
         await _in_thread(self.sync.terminate, reason)
 
+    async def reset(self, to_event: int, *, reason: str = "", reapply_signals: bool = True) -> AsyncWorkflowHandle[R_co]:
+        """`WorkflowHandle.reset`, awaited: a new run from events 0..`to_event` of this one; a
+        handle on it."""
+        new = await _in_thread(lambda: self.sync.reset(to_event, reason=reason, reapply_signals=reapply_signals))
+        return AsyncWorkflowHandle(new)
+
     async def history(self, start: int = 0) -> list[dict[str, Any]]:
         """`WorkflowHandle.history`, awaited: the run's events from `start` on."""
         return await _in_thread(self.sync.history, start)

@@ -175,6 +175,11 @@ class WorkflowDescription:
     #: the workflow timeouts' deadlines (`execution_timeout`, `run_timeout` of `Client.start`)
     execution_deadline: _dt.datetime | None = None
     run_deadline: _dt.datetime | None = None
+    #: the run a reset of this one started (`WorkflowHandle.reset`), and the run and event this
+    #: one was reset from, else None
+    reset_run_id: str | None = None
+    reset_from_run_id: str | None = None
+    reset_from_event: int | None = None
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
@@ -194,7 +199,9 @@ class WorkflowDescription:
             queue_warning=queue_warning, start_at=_time(rec.get("start_at")), schedule_id=rec.get("sched"),
             previous_run_id=_run_id(rec.get("prev")), next_run_id=_run_id(rec.get("next")),
             history_warning=_continue.history_warning(rec["hlen"]) if rec["status"] == _ops.RUNNING else None,
-            execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")), **_family(rec),
+            execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")),
+            reset_run_id=_run_id((rec.get("reset") or {}).get("run")), reset_from_run_id=_run_id(rec.get("reset_from")),
+            reset_from_event=rec.get("reset_to"), **_family(rec),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -776,6 +783,24 @@ class WorkflowHandle(Generic[R_co]):
         """End the workflow at once; none of its code runs again."""
         _check_reason(reason)
         self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._chain_end(t)))
+
+    def reset(self, to_event: int, *, reason: str = "", reapply_signals: bool = True) -> WorkflowHandle[R_co]:
+        """Start a new run of this id whose history is the handle's run's events 0..`to_event`,
+        from which the code now deployed goes on (a reset: see ``durable reset``); return a
+        handle on the new run. `to_event` must end the inputs of a workflow task (the last input
+        event before the commands it recorded): the new run's code runs that task anew. The old
+        run is kept, readable, and names the new one (`WorkflowDescription.reset_run_id`); if
+        the id's current run is running it is terminated. Activities scheduled in the prefix and
+        not finished in it are scheduled again, its open timers set again; with
+        `reapply_signals`, the signals the old run received after `to_event` are delivered to
+        the new one. All in one transaction: a bad `to_event` (`InvalidArgument`, naming the
+        events allowed) writes nothing."""
+        from . import _reset
+
+        _check_reason(reason)
+        to_event = _reset.require_int(to_event, "to_event")
+        num = self._store.write(lambda t: _reset.reset(t, self.id, self._num, to_event, reason, bool(reapply_signals)))
+        return WorkflowHandle(self._client, self.id, f"{num:x}")
 
     def history(self, start: int = 0) -> list[dict[str, Any]]:
         """The run's history as readable dicts (payloads decoded, times as datetimes), from

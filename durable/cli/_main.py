@@ -642,7 +642,8 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
         elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id", "previous_run_id", "next_run_id",
-                     "history_warning", "execution_deadline", "run_deadline", "parent_id", "parent_run_id") and value is None:
+                     "history_warning", "execution_deadline", "run_deadline", "parent_id", "parent_run_id",
+                     "reset_run_id", "reset_from_run_id") and value is None or key == "reset_from_event":
             continue
         elif key == "pending_children":
             if value:
@@ -654,6 +655,11 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         elif key in ("previous_run_id", "next_run_id"):
             verb = "continues run" if key == "previous_run_id" else "continued as new in run"
             click.echo(f"{verb}: {value} (durable describe {desc.workflow_id} --run {value})")
+        elif key == "reset_run_id":
+            click.echo(f"reset as run: {value} (durable describe {desc.workflow_id} --run {value})")
+        elif key == "reset_from_run_id":
+            click.echo(f"reset from run: {value}, event {desc.reset_from_event} "
+                       f"(durable history {desc.workflow_id} --run {value})")
         elif key == "pending_activities":
             if value:
                 click.echo("pending activities:")
@@ -686,11 +692,26 @@ def _pending_line(p: durable.PendingActivity) -> str:
 @click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing events as they are recorded, until the run closes.")
+@click.option("--diff", "diff_id", default=None, metavar="OTHER_ID",
+              help="Compare with workflow OTHER_ID's history: where they part (exit 1 if they differ).")
+@click.option("--diff-run", "diff_run", default=None, metavar="RUN",
+              help="Compare with this run (of OTHER_ID, or of WORKFLOW_ID without --diff).")
 @click.pass_obj
 @handle_errors
-def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, follow: bool) -> None:
+def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, follow: bool,
+            diff_id: str | None, diff_run: str | None) -> None:
     """Print a workflow's history as a timeline: index, time of day (UTC), time since the start,
-    kind, details (durations readable; --json gives them in nanoseconds)."""
+    kind, details (durations readable; --json gives them in nanoseconds).
+
+    With --diff or --diff-run, print instead where it and another history part: the length of
+    their common prefix and the first differing event of each (times, ids and seeds aside)."""
+    if diff_id is not None or diff_run is not None:
+        if follow:
+            raise click.UsageError("--follow cannot be used with --diff")
+        from ._reset import print_diff
+
+        print_diff(state, workflow_id, run_id, diff_id or workflow_id, diff_run, as_json)
+        return
     handle = state.client().get_handle(workflow_id, run_id=run_id)
     events = handle.follow_history() if follow else iter(handle.history())
     t0: _dt.datetime | None = None
@@ -774,17 +795,25 @@ def workers(state: _State, queue: str | None, include_gone: bool, as_json: bool)
 @main.command()
 @click.argument("workflow_id")
 @click.argument("modules", nargs=-1, required=True)
+@click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
+@click.option("--until", default=None, type=click.IntRange(0), metavar="N",
+              help="Replay up to event N (a command: to the end of the workflow task that recorded it).")
+@click.option("--inspect", "show", is_flag=True,
+              help="Print the workflow's state there: attributes, suspended functions' locals, what it waits for.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_obj
 @handle_errors
-def replay(state: _State, workflow_id: str, modules: tuple[str, ...]) -> None:
-    """Replay a workflow's history through the code in MODULES: does the code still match it?"""
-    loaded = _import_modules(modules)
-    handle = state.client().get_handle(workflow_id)
-    wtype = handle.describe().workflow_type
-    registry = durable._defs.Registry.from_modules(loaded)
-    defn = registry.workflow(wtype)
-    count = durable.replay(defn.target, handle.export_history(), codec=state.codec)
-    click.echo(f"{workflow_id}: {count} events replayed through {wtype!r}: the code matches the history")
+def replay(state: _State, workflow_id: str, modules: tuple[str, ...], run_id: str | None, until: int | None,
+           show: bool, as_json: bool) -> None:
+    """Replay a workflow's history through the code in MODULES: does the code still match it?
+
+    Nothing runs but workflow code, nothing is written. With --inspect, print the state of the
+    code at event N (default: the last): a class workflow's attributes, the local variables of
+    its suspended functions, what it waits for; input events that no recorded workflow task
+    follows are run live, and the commands the code makes of them printed (not recorded)."""
+    from ._reset import replay_command
+
+    replay_command(state, workflow_id, modules, run_id, until, show, as_json)
 
 
 def run() -> None:
