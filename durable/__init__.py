@@ -9,6 +9,7 @@ from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
 from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
+from ._convert import Convert
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
@@ -75,6 +76,7 @@ __all__ = [
     "CheckResult",
     "Client",
     "CompensationFailed",
+    "Convert",
     "DecodeError",
     "DurableError",
     "Event",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar, TypeVarTuple, Unpack, cast, overload
 
 from . import _context
+from ._convert import Plan, plan_of
 from ._errors import ActivityError, ApplicationError, CompensationFailed, InvalidArgument, NotRegistered, TooSlowError
 from ._limits import MAX_DURATION_SECONDS, MAX_NAME_BYTES
 from ._retry import RetryPolicy
@@ -129,6 +130,15 @@ class Activity(Generic[P, R]):
         self.__qualname__ = getattr(fn, "__qualname__", name)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__wrapped__ = fn
+        self._plan: Plan | None = None
+
+    @property
+    def plan(self) -> Plan:
+        """How its arguments and result are converted (`_convert`): made on first use, kept."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = plan_of(self.fn)
+        return plan
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         if kwargs:
@@ -139,7 +149,7 @@ class Activity(Generic[P, R]):
             f"activity {self.name!r}",
             f"; outside a workflow, call its function directly: {self.__name__}.fn(...)",
         )
-        return rt.schedule_activity(self.name, args, self.options)
+        return rt.schedule_activity(self.name, args, self.options, self.plan)
 
     def with_options(self, **options: Unpack[_OptionChanges]) -> Activity[P, R]:
         """A copy of this activity with some options changed, for one call site."""
@@ -280,6 +290,15 @@ class WorkflowDef:
     def function(self) -> Callable[..., Any]:
         """The function the workflow's arguments go to (the class's `run`)."""
         return self.target.run if self.is_class else self.target  # type: ignore[no-any-return]
+
+    @property
+    def plan(self) -> Plan:
+        """How the workflow's arguments and result are converted (`_convert`)."""
+        return plan_of(self.function, method=self.is_class)
+
+    def handler_plan(self, method: str) -> Plan:
+        """How the arguments and result of the signal or query method `method` are converted."""
+        return plan_of(getattr(self.target, method), method=True)
 
     def check_start_args(self, args: tuple[Any, ...] | list[Any]) -> None:
         """`InvalidArgument` unless `args` fit the workflow's parameters."""
