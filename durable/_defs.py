@@ -293,8 +293,13 @@ class WorkflowDef:
 
     @property
     def plan(self) -> Plan:
-        """How the workflow's arguments and result are converted (`_convert`)."""
-        return plan_of(self.function, method=self.is_class)
+        """How the workflow's arguments and result are converted (`_convert`): made on first
+        use (not when decorated: its hints may name classes defined further down), then kept."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = plan_of(self.function, method=self.is_class)
+            object.__setattr__(self, "_plan", plan)  # frozen: a cache, not a field
+        return plan  # type: ignore[no-any-return]
 
     def handler_plan(self, method: str) -> Plan:
         """How the arguments and result of the signal or query method `method` are converted."""
