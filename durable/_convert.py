@@ -295,7 +295,8 @@ class _Pydantic(_Node):
         try:
             return self.cls.model_validate(plain, strict=False)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError says what is wrong
-            raise _Mismatch(f"cannot make {self.cls.__qualname__}: {' '.join(str(exc).split())[:500]}") from None
+            text = " ".join(str(exc).split(" For further information")[0].split())  # one line
+            raise _Mismatch(f"cannot make {self.cls.__qualname__}: {text[:500]}") from None
 
 
 class _Hook(_Node):
@@ -516,7 +517,8 @@ class _Union(_Node):
         return value_to_plain(value)  # fits none: as its own type (the receiver says if it is wrong)
 
     def into(self, plain: Any) -> Any:
-        errors = []
+        errors: list[str] = []
+        tried: list[_Mismatch] = []
         for hint, node in self.members:  # the first member that fits, in the order written
             if node is None or not node.needs_in:
                 if _plain_fits(hint, plain):
@@ -527,7 +529,10 @@ class _Union(_Node):
             try:
                 return node.into(plain)
             except _Mismatch as exc:
+                tried.append(exc)
                 errors.append(f"{_type_name(hint)}: {_path_text(exc.path)}{': ' if exc.path else ''}{exc.message}")
+        if len(tried) == 1 and (plain is not None or not self.takes_none):
+            raise tried[0]  # X | None (or X | a plain type), and not X: X's error, with its path
         raise _Mismatch(f"fits none of {' | '.join(_type_name(h) for h, _ in self.members)} ({'; '.join(errors)})")
 
 
@@ -562,7 +567,8 @@ def _sorted_if_set(value: Any) -> Any:
 
 # --- making nodes -----------------------------------------------------------------------------
 
-_PLAIN_TYPES = frozenset({int, float, str, bool, bytes, type(None), list, dict, _dt.datetime, object})
+#: hints that need no conversion either way (a datetime is built of an ISO str, see `_SIMPLE`)
+_PLAIN_TYPES = frozenset({int, float, str, bool, bytes, type(None), list, dict, object})
 _NODES: dict[Any, _Node | None] = {}
 #: nodes and plans are made under it: a half-made node (`_Lazy`) is seen by its own maker only
 _LOCK = threading.RLock()
@@ -758,7 +764,10 @@ def _timedelta_in(plain: Any) -> _dt.timedelta:
         if not math.isfinite(plain):
             raise _Mismatch(f"expected timedelta (as seconds), got {plain!r}")
         return _dt.timedelta(seconds=plain)
-    exact = decimal.Decimal(plain)
+    try:
+        exact = decimal.Decimal(plain)
+    except decimal.InvalidOperation:
+        raise _Mismatch(f"expected timedelta (as seconds), got {_what_is(plain)}") from None
     if not exact.is_finite():
         raise _Mismatch(f"expected timedelta (as seconds), got {plain!r}")
     micros = int(exact * 1000000)
@@ -775,7 +784,10 @@ def _datetime_in(plain: Any) -> _dt.datetime:
 def _decimal_in(plain: Any) -> decimal.Decimal:
     if isinstance(plain, bool):
         raise _Mismatch("expected Decimal (as a str), got a bool")
-    return decimal.Decimal(plain if not isinstance(plain, float) else repr(plain))
+    try:
+        return decimal.Decimal(plain if not isinstance(plain, float) else repr(plain))
+    except decimal.InvalidOperation:
+        raise _Mismatch(f"expected Decimal (as a str of a decimal number), got {_what_is(plain)}") from None
 
 
 _SIMPLE: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any], tuple[type, ...]]] = {
