@@ -593,11 +593,11 @@ def _hints(obj: Any) -> dict[str, Any]:
         namespace = getattr(obj, "__globals__", {})
     out: dict[str, Any] = {}
     for name, hint in raw.items():
-        if isinstance(hint, str):
-            try:
-                hint = eval(hint, namespace)  # noqa: S307 - the annotation as written in the code
-            except Exception:  # noqa: BLE001 - not convertible: passed as it is
-                hint = Any
+        try:  # one at a time, as typing evaluates them
+            hint = typing.get_type_hints(types.SimpleNamespace(__annotations__={name: hint}),
+                                         globalns=namespace, include_extras=True)[name]
+        except Exception:  # noqa: BLE001 - not convertible: passed as it is
+            hint = Any
         out[name] = hint
     return out
 

@@ -299,7 +299,7 @@ class WorkflowDef:
         if plan is None:
             plan = plan_of(self.function, method=self.is_class)
             object.__setattr__(self, "_plan", plan)  # frozen: a cache, not a field
-        return plan  # type: ignore[no-any-return]
+        return plan
 
     def handler_plan(self, method: str) -> Plan:
         """How the arguments and result of the signal or query method `method` are converted."""
