@@ -284,6 +284,17 @@ class Client:
         self._served_until[queue] = presence[0]
         return _ops.nobody_serves(queue, now, presence)
 
+    # Typed as `start` is: given the workflow, the handle's result type is its return type.
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: None = None) -> WorkflowHandle[Any]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[..., Awaitable[R]]) -> WorkflowHandle[R]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[[], WorkflowInstance[*Ts, R]]) -> WorkflowHandle[R]: ...
+
     def get_handle(self, workflow_id: str, run_id: str | None = None, *,
                    workflow: Any = None) -> WorkflowHandle[Any]:
         """A handle to an existing workflow (checked when used): to its latest run, or with
