@@ -150,3 +150,32 @@ def test_durable_result_on_the_command_line_prints_the_plain_form(data_dir: str)
     order, total = json.loads(out.output)
     assert total == "2.50" and order["id"] == "00000000-0000-0000-0000-000000000005"
     assert order["items"] == [{"sku": "a", "qty": 2, "price": "1.25"}] and order["due"] == "2026-12-24"
+
+
+def test_the_readme_example_of_typed_payloads_runs_as_written(data_dir: str, tmp_path: Any) -> None:
+    import importlib.util
+    import re
+    import sys
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    [block] = [b for b in re.findall(r"^```python\n(.*?)^```", readme, flags=re.S | re.M)
+               if b.startswith("# typed payloads")]
+    path = tmp_path / "readme_typed.py"
+    path.write_text(block)
+    spec = importlib.util.spec_from_file_location("readme_typed", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["readme_typed"] = module  # its hints are read from its module, as any module's
+    try:
+        spec.loader.exec_module(module)
+        order = module.Order("o-1", Decimal("12.30"), module.Status.NEW, dt.date(2026, 12, 24), ("a", "b"))
+        with worker_thread(data_dir, [module.checkout], [module.pay]):
+            client = durable.Client(data_dir)
+            paid = client.start(module.checkout, order, id="readme").result(timeout=30)
+            assert paid == module.Order("o-1", Decimal("12.30"), module.Status.PAID, dt.date(2026, 12, 24), ("a", "b"))
+            assert client.get_handle("readme").result(timeout=30) == {
+                "order_id": "o-1", "amount": "12.30", "status": "paid", "due": "2026-12-24", "lines": ["a", "b"]}
+    finally:
+        del sys.modules["readme_typed"]
