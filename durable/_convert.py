@@ -122,7 +122,10 @@ def _type_name(hint: Any) -> str:
 
 
 def _what_is(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - any object's repr: the message must still be made
+        text = "<?>"
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{type(value).__qualname__} {text}"

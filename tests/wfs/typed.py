@@ -113,6 +113,12 @@ def untyped(value):  # type: ignore[no-untyped-def]  # no annotation: values pas
     return {"got": value}
 
 
+@durable.activity
+def refund(order: Order, amount: Decimal) -> None:
+    _check(order, Order, "refund")
+    _check(amount, Decimal, "refund: amount")
+
+
 @durable.workflow
 async def process(order: Order) -> tuple[Order, Decimal]:
     _check(order, Order, "process")
@@ -163,5 +169,16 @@ async def strict(when: dt.date) -> dt.date:
     return when
 
 
-WORKFLOWS = [process, charge, plain_out, Inbox, strict]
-ACTIVITIES = [echo_order, total, pay, untyped]
+@durable.workflow
+async def refunded(order: Order) -> str:
+    """A saga's compensation takes typed arguments too (checked when it is added, converted when it runs)."""
+    try:
+        async with durable.saga() as saga:
+            saga.add_compensation(refund, order, Decimal("1.50"))
+            raise durable.ApplicationError("out of stock", non_retryable=True)
+    except durable.ApplicationError:
+        return "compensated"
+
+
+WORKFLOWS = [process, charge, plain_out, Inbox, strict, refunded]
+ACTIVITIES = [echo_order, total, pay, untyped, refund]
