@@ -28,7 +28,9 @@ dicts costs what it did (one attribute read per crossing, `Plan.identity`).
 
 Conversion entry points (one `Plan` per function, made on first use and kept; the crossings):
 
-- `plan_of(fn, method=...)`: the plan of a function's parameters and return.
+- `plan_of(fn, method=...)`: the plan of a function's parameters and return; kept on its owner
+  as `Activity.plan`, `WorkflowDef.plan` (the workflow function or `run`) and
+  `WorkflowDef.handler_plan(method)` (a signal or query method).
 - `Plan.args_to_plain(args, what)` where arguments are made: `Client.start` given the workflow
   (its parameters), `Activity.__call__` and `Saga.add_compensation` (the activity's),
   `WorkflowHandle.signal` / `query` on a handle that knows its workflow (the handler's).
@@ -47,8 +49,12 @@ a workflow (a recorded value that does not fit the annotation any more) it fails
 task, like any bug, so that fixed code lets the workflow go on; converting the same plain data
 to the same type gives equal values every time, so replay stays deterministic.
 
-Child workflows and continue-as-new (not here yet) would convert their arguments the same way:
-`plan_of(defn.function, method=defn.is_class)` gives the plan of a workflow.
+New crossings convert the same way. A child workflow: its arguments by the child's
+`WorkflowDef.plan.args_to_plain` where the parent starts it, and its result by
+`result_from_plain` where the parent receives it (the child's own `Runtime._start` and
+`_maybe_finish` already convert its side); continue-as-new: the new run's arguments by the
+workflow's own `plan.args_to_plain` (its `_start` builds them again). Then `Converter.to_payload`
+as for any payload: it makes plain by its own type what is left.
 """
 
 from __future__ import annotations
