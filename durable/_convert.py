@@ -731,6 +731,11 @@ def _class(cls: type) -> _Node | None:
     if simple is not None:
         out, into, accepts = simple
         return _Class(cls, out, into, accepts, needs_out=cls is not _dt.datetime)
+    if getattr(cls, "_is_protocol", False):
+        return None  # a Protocol: no class to build, and isinstance may not work on it
+    for base in (str, int, float, bytes):
+        if issubclass(cls, base):  # class UserId(str): stored as a plain str, built by UserId(s)
+            return _Class(cls, base, cls, (base,) if base is not float else (float, int))
     return _Class(cls, _unconvertible_out(cls), _unconvertible_in(cls), (object,))
 
 

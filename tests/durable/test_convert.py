@@ -257,6 +257,29 @@ def test_plain_and_unannotated_signatures_have_the_identity_plan() -> None:
         assert plan_of(fn).identity, fn
 
 
+class UserId(str):
+    pass
+
+
+def test_a_subclass_of_a_plain_type_is_stored_plain_and_built_by_its_class() -> None:
+    node = node_of(UserId)
+    assert node is not None
+    plain = node.out(UserId("u-1"))
+    assert type(plain) is str and plain == "u-1"
+    back = round_trip(dict[UserId, list[UserId]], {UserId("a"): [UserId("b")]})
+    assert back == {"a": ["b"]} and all(type(k) is UserId for k in back) and type(back["a"][0]) is UserId
+
+
+def test_a_protocol_or_an_abstract_hint_passes_values_as_they_are() -> None:
+    import typing
+
+    class HasName(typing.Protocol):
+        name: str
+
+    assert node_of(HasName) is None
+    assert node_of(typing.SupportsInt) is None
+
+
 # --- the user's own types: durable.Convert -------------------------------------------------------
 
 
