@@ -77,7 +77,7 @@ from typing import Any
 from ._errors import PayloadError
 from ._limits import MAX_CBOR_DEPTH
 
-__all__ = ["Convert", "Plan", "plan_of", "value_to_plain"]
+__all__ = ["Convert", "Plan", "early_plan", "plan_of", "value_to_plain"]
 
 
 class Convert:
@@ -974,6 +974,16 @@ def plan_of(fn: Callable[..., Any], *, method: bool = False) -> Plan:
             plan = _make_plan(fn, method)
         _PLANS[key] = plan
     return plan
+
+
+def early_plan(fn: Callable[..., Any], *, method: bool = False) -> Plan | None:
+    """The plan of `fn` when it is decorated, if its hints can all be read then (else None: made
+    on first use, once the classes its hints name further down the module exist)."""
+    try:
+        typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - a name not defined yet: later
+        return None
+    return plan_of(fn, method=method)
 
 
 def _make_plan(fn: Callable[..., Any], method: bool) -> Plan:

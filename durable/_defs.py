@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar, TypeVarTuple, Unpack, cast, overload
 
 from . import _context
-from ._convert import Plan, plan_of
+from ._convert import Plan, early_plan, plan_of
 from ._errors import ActivityError, ApplicationError, CompensationFailed, InvalidArgument, NotRegistered, TooSlowError
 from ._limits import MAX_DURATION_SECONDS, MAX_NAME_BYTES
 from ._retry import RetryPolicy
@@ -120,7 +120,7 @@ class Activity(Generic[P, R]):
     its result. Outside workflow code, call ``act.fn(*args)`` to run the function itself.
     """
 
-    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions) -> None:
+    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions, plan: Plan | None = None) -> None:
         self.fn = fn
         self.name = check_name(name, "activity name")
         self.options = options
@@ -130,7 +130,8 @@ class Activity(Generic[P, R]):
         self.__qualname__ = getattr(fn, "__qualname__", name)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__wrapped__ = fn
-        self._plan: Plan | None = None
+        #: made when decorated if the hints can be read then, else on first use (`plan`)
+        self._plan: Plan | None = plan or early_plan(fn)
 
     @property
     def plan(self) -> Plan:
@@ -149,7 +150,7 @@ class Activity(Generic[P, R]):
             f"activity {self.name!r}",
             f"; outside a workflow, call its function directly: {self.__name__}.fn(...)",
         )
-        return rt.schedule_activity(self.name, args, self.options, self.plan)
+        return rt.schedule_activity(self.name, args, self.options, self._plan or self.plan)
 
     def with_options(self, **options: Unpack[_OptionChanges]) -> Activity[P, R]:
         """A copy of this activity with some options changed, for one call site."""
@@ -157,7 +158,7 @@ class Activity(Generic[P, R]):
             new_options = replace(self.options, **options)
         except TypeError as exc:
             raise InvalidArgument(f"with_options: {exc}") from None
-        return Activity(self.fn, self.name, new_options)
+        return Activity(self.fn, self.name, new_options, self._plan)
 
     def __repr__(self) -> str:
         return f"<durable.Activity {self.name!r}>"
@@ -442,6 +443,9 @@ def workflow(target: Any = None, /, *, name: str | None = None,
             defn = WorkflowDef(wf_name, obj, False, {}, {}, params=arity(obj), **extra)
         else:
             raise InvalidArgument(f"@durable.workflow needs an async function or a class, not {obj!r}")
+        plan = early_plan(defn.function, method=defn.is_class)
+        if plan is not None:  # made when decorated if the hints can be read then (see `plan`)
+            object.__setattr__(defn, "_plan", plan)
         obj.__durable_workflow__ = defn
         return obj
 

@@ -120,8 +120,9 @@ class Inline(WorkerBase):
         try:
             what = f"arguments of activity {item['name']!r}"
             args = self.converter.from_payload(item["in"], what)
-            if act.plan.args_in:  # by the parameters' annotations (`_convert`)
-                args = act.plan.args_from_plain(args, what)
+            plan = act._plan or act.plan
+            if plan.args_in:  # by the parameters' annotations (`_convert`)
+                args = plan.args_from_plain(args, what)
         except DurableError as exc:
             return Err(self.converter.failure(exc), True, False)
         token = _activity.set_current(ctx)

@@ -257,6 +257,26 @@ def test_plain_and_unannotated_signatures_have_the_identity_plan() -> None:
         assert plan_of(fn).identity, fn
 
 
+@durable.activity
+def takes_later(x: DefinedLater) -> list[DefinedLater]:
+    return [x]
+
+
+@dataclasses.dataclass
+class DefinedLater:
+    """Defined after the activity that names it: its plan is made on first use, not when decorated."""
+
+    v: int
+
+
+def test_hints_naming_classes_defined_further_down_are_read_on_first_use() -> None:
+    assert takes_later._plan is None  # not readable when decorated
+    plan = takes_later.plan
+    assert plan.args_from_plain([{"v": 1}], "w") == [DefinedLater(1)]
+    assert plan.result_from_plain([{"v": 2}], "w") == [DefinedLater(2)]
+    assert takes_later._plan is plan
+
+
 class UserId(str):
     pass
 
