@@ -578,6 +578,8 @@ def _sorted_if_set(value: Any) -> Any:
 
 #: hints that need no conversion either way (a datetime is built of an ISO str, see `_SIMPLE`)
 _PLAIN_TYPES = frozenset({int, float, str, bool, bytes, type(None), list, dict, object})
+#: hint -> its node, made once. A cache of what the code's own hints say (like `_PLANS`), never
+#: a registry: nothing is registered in it, and two workers in one process read the same.
 _NODES: dict[Any, _Node | None] = {}
 #: nodes and plans are made under it: a half-made node (`_Lazy`) is seen by its own maker only
 _LOCK = threading.RLock()
