@@ -96,6 +96,19 @@ def test_a_dataclass_given_to_an_unannotated_activity_crosses_as_a_map(data_dir:
     assert got["got"]["placed"] == dt.datetime(2026, 12, 6, 22, 0, tzinfo=dt.timezone.utc)
 
 
+def test_pydantic_models_cross_start_activities_and_results(data_dir: str) -> None:
+    pytest.importorskip("pydantic")
+    from tests.wfs import typed_pydantic as tp
+
+    cart = tp.Cart(owner="ann", lines=[tp.Line(sku="a", price=Decimal("1.10")), tp.Line(sku="b", price=Decimal("2"))],
+                   saved=dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc), tags={"x"})
+    with worker_thread(data_dir, [tp.checkout], [tp.price]):
+        client = durable.Client(data_dir)
+        handle = client.start(tp.checkout, cart, id="cart")
+        assert handle.result(timeout=30) == (cart, tp.Line(sku="total", price=Decimal("3.10")))
+        assert handle.history()[0]["input"][0]["lines"] == [{"sku": "a", "price": "1.10"}, {"sku": "b", "price": "2"}]
+
+
 def test_a_sagas_compensation_gets_typed_arguments(data_dir: str) -> None:
     with worker_thread(data_dir, typed.WORKFLOWS, typed.ACTIVITIES):
         client = durable.Client(data_dir)
