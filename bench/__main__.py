@@ -10,7 +10,8 @@ the CPU time per workflow of the worker process and of the client (worker_cpu_ms
 client_cpu_ms_per_wf, from /proc: steadier than wf/s on a shared machine), then one line per
 workload for one workflow at a time (`concurrency: 1`). Then one line per further
 measurement, each with ``"system": "durable"`` and its ``"workload"``: ``replay``
-(bench/replay.py), ``group_commit`` (one line per batch size and one for concurrent threads,
+(bench/replay.py), ``continue_as_new`` (an entity workflow taking 1,000 signals and continuing as
+new every 100: bench/entity.py), ``group_commit`` (one line per batch size and one for concurrent threads,
 bench/group_commit.py), ``cold_start`` (bench/cold.py) and ``memory`` (bench/memory.py).
 """
 
@@ -28,14 +29,14 @@ from typing import Any
 import durable
 from durable._limits import MAX_HISTORY_EVENTS
 
-from . import cold, group_commit, memory, replay
+from . import cold, entity, group_commit, memory, replay
 from ._util import ROOT, pct, proc_cpu_s, start_worker, stop_worker
 
 __all__ = ["MEASUREMENTS", "ROOT", "WORKLOADS", "main", "one", "pct", "run_workload"]
 
 WORKLOADS = ("three_steps", "fanout10", "signal_roundtrip", "timer")
 #: What --only and --skip choose from, in the order they run.
-MEASUREMENTS = ("workloads", "sequential", "replay", "group_commit", "cold_start", "memory")
+MEASUREMENTS = ("workloads", "sequential", "replay", "continue_as_new", "group_commit", "cold_start", "memory")
 
 
 def one(client: durable.Client, workload: str, i: int, tag: str) -> float:
@@ -152,6 +153,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     gc.add_argument("--gc-threads", type=int, default=16, help="threads committing one change at a time (0: skip) [16]")
     gc.add_argument("--gc-seconds", type=float, default=2.0, help="seconds spent on each batch size [2]")
     gc.add_argument("--gc-workflows", type=int, default=1000, help="workflows the signals go to [1000]")
+    can = parser.add_argument_group("continue as new")
+    can.add_argument("--can-signals", type=int, default=1000, help="signals the entity takes in all [1000]")
+    can.add_argument("--can-every", type=int, default=100, help="signals per run: it continues as new after these [100]")
     cs = parser.add_argument_group("cold start")
     cs.add_argument("--cold-repeats", type=int, default=3, help="cold starts, each on a fresh store [3]")
     mem = parser.add_argument_group("memory")
@@ -169,7 +173,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.measurements = [m for m in args.measurements if m != "sequential"]
     args.gc_batches = _sizes(args.gc_batches, parser)
     for name in ("n", "n_timer", "concurrency", "replay_events", "replay_width", "replay_repeats",
-                 "gc_workflows", "cold_repeats", "memory_workflows"):
+                 "can_signals", "can_every", "gc_workflows", "cold_repeats", "memory_workflows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.gc_seconds <= 0:
@@ -185,7 +189,8 @@ def emit(record: dict[str, Any]) -> None:
 
 
 def run_with_worker(args: argparse.Namespace, data: str) -> None:
-    """The measurements that share one worker on one store: the workloads and the replay."""
+    """The measurements that share one worker on one store: the workloads, the replay and
+    continue-as-new."""
     # activity slots for every activity the workloads have in flight (fanout10: ten per workflow);
     # with the default 100 the rest wait in the queue (fanout10 at 50 in flight: p95 ~2x)
     worker = start_worker(data, concurrency=max(args.concurrency * 10, 100))
@@ -206,6 +211,8 @@ def run_with_worker(args: argparse.Namespace, data: str) -> None:
         if "replay" in args.measurements:
             emit(replay.measure(client, events=args.replay_events, width=args.replay_width,
                                 repeats=args.replay_repeats))
+        if "continue_as_new" in args.measurements:
+            emit(entity.measure(client, signals=args.can_signals, every=args.can_every))
     finally:
         stop_worker(worker)
 
@@ -213,7 +220,7 @@ def run_with_worker(args: argparse.Namespace, data: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="durable-bench-") as tmp:
-        if {"workloads", "sequential", "replay"} & set(args.measurements):
+        if {"workloads", "sequential", "replay", "continue_as_new"} & set(args.measurements):
             run_with_worker(args, args.data or os.path.join(tmp, "store"))
     if "group_commit" in args.measurements:
         for record in group_commit.measure(batches=args.gc_batches, threads=args.gc_threads,

@@ -74,3 +74,31 @@ async def replay_wf(steps: int, width: int) -> int:
                 nursery.start_soon(one, done + i)
         done += size
     return sum(results)
+
+
+@durable.workflow
+class entity_wf:
+    """An entity that takes `deposit` signals and continues as new after every `every` of them,
+    until it has taken `total`: the continue-as-new measurement (bench/entity.py). The signals it
+    has received but not applied go on to the next run in its input, so that each run applies
+    exactly `every`: the chain has ``ceil(total / every)`` runs."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+
+    async def run(self, total: int, every: int, taken: int, balance: int, unapplied: list[int]) -> int:
+        self.pending[:0] = unapplied  # older than the signals this run was handed
+        applied = 0
+        while taken < total:
+            await durable.wait_condition(lambda: bool(self.pending))
+            while self.pending and applied < every:
+                balance += self.pending.pop(0)
+                taken += 1
+                applied += 1
+            if applied >= every and taken < total:
+                durable.continue_as_new(total, every, taken, balance, self.pending)
+        return balance
+
+    @durable.signal
+    def deposit(self, amount: int) -> None:
+        self.pending.append(amount)

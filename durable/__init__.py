@@ -1,15 +1,18 @@
 """Durable workflows for Python: Temporal's semantics on an embedded LMDB store.
 
 Decorate workflows and activities, run ``durable worker``, and start, signal, query and cancel
-workflows with `Client` or the ``durable`` command. Everything a user needs is importable from
+workflows with `Client` (`AsyncClient` from asyncio or trio) or the ``durable`` command. Everything a user needs is importable from
 here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
+from ._async_client import AsyncClient, AsyncScheduleHandle, AsyncWorkflowHandle
 from ._check import CheckResult, check_histories
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._convert import Convert
+from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
+from ._continue import continue_as_new
 from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
@@ -24,6 +27,8 @@ from ._errors import (
     NotRegistered,
     PayloadError,
     QueryFailed,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
     StoreError,
     StoreFormatError,
     StoreFullError,
@@ -71,6 +76,9 @@ __all__ = [
     "ActivityInfo",
     "ActivityOptions",
     "ApplicationError",
+    "AsyncClient",
+    "AsyncScheduleHandle",
+    "AsyncWorkflowHandle",
     "CancelScope",
     "Cancelled",
     "CheckResult",
@@ -92,6 +100,11 @@ __all__ = [
     "QueryFailed",
     "RetryPolicy",
     "Saga",
+    "ScheduleAction",
+    "ScheduleAlreadyExists",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleNotFound",
     "StoreError",
     "StoreFormatError",
     "StoreFullError",
@@ -110,6 +123,7 @@ __all__ = [
     "activity",
     "activity_info",
     "check_histories",
+    "continue_as_new",
     "deprecate_patch",
     "fail_after",
     "heartbeat",

@@ -19,14 +19,19 @@ from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, TypeVarTuple, cast, overload
 
+import sniffio
+
+
+from . import _continue
 from . import _events as ev
-from . import _ops, _wake
+from . import _ops, _schedules, _wake
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._convert import Plan
 from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
+from ._schedule_client import UPCOMING, ScheduleDescription, ScheduleHandle, check_schedule_id, create_schedule
 from ._store import Store
 
 DEFAULT_QUEUE = "default"
@@ -154,6 +159,17 @@ class WorkflowDescription:
     #: for a running workflow whose queue no worker serves now (filled in by `describe`):
     #: "no worker has polled queue 'q' since ...", else None
     queue_warning: str | None = None
+    #: the id of the schedule that started it, else None
+    schedule_id: str | None = None
+
+    #: the run this one continues (`durable.continue_as_new`), and the one it continued into
+    previous_run_id: str | None = None
+    next_run_id: str | None = None
+    #: when the history is long enough to near its limit: what to do about it, else None
+    history_warning: str | None = None
+    #: the workflow timeouts' deadlines (`execution_timeout`, `run_timeout` of `Client.start`)
+    execution_deadline: _dt.datetime | None = None
+    run_deadline: _dt.datetime | None = None
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
@@ -170,7 +186,10 @@ class WorkflowDescription:
             cancel_requested=bool(rec["cancel"]), task_failures=int(tfail.get("n", 0)),
             task_error=(converter or _PLAIN).readable_text(tfail.get("err")),
             pending_activities=tuple(PendingActivity.from_record(p, converter) for p in pending),
-            queue_warning=queue_warning, start_at=_time(rec.get("start_at")),
+            queue_warning=queue_warning, start_at=_time(rec.get("start_at")), schedule_id=rec.get("sched"),
+            previous_run_id=_run_id(rec.get("prev")), next_run_id=_run_id(rec.get("next")),
+            history_warning=_continue.history_warning(rec["hlen"]) if rec["status"] == _ops.RUNNING else None,
+            execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -181,6 +200,10 @@ class WorkflowDescription:
                 value = [p.to_json() for p in value]
             out[key] = value.isoformat() if isinstance(value, _dt.datetime) else value
         return out
+
+
+def _run_id(num: Any) -> str | None:
+    return f"{num:x}" if isinstance(num, int) else None
 
 
 class Client:
@@ -197,6 +220,7 @@ class Client:
         # client must not change the codec of a worker running there (nor take up another's)
         self._converter = Converter(codec)
         self._served_until: dict[str, int] = {}  # queue -> until when a worker is known to serve it
+        self._told_blocking = False  # whether a wait from async code was warned about (once)
 
     @property
     def data_dir(self) -> str:
@@ -211,21 +235,25 @@ class Client:
     @overload
     def start(self, workflow: str, *args: Any, id: str | None = None, queue: str = DEFAULT_QUEUE,
               id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[Any]: ...
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[Any]: ...
     @overload
     def start(self, workflow: Callable[[*Ts], Awaitable[R]], *args: *Ts, id: str | None = None,
               queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
               id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[R]: ...
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[R]: ...
     @overload
     def start(self, workflow: Callable[[], WorkflowInstance[*Ts, R]], *args: *Ts, id: str | None = None,
               queue: str = DEFAULT_QUEUE, id_reuse_policy: str = "allow_duplicate",
               id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[R]: ...
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[R]: ...
 
     def start(self, workflow: Any, *args: object, id: str | None = None, queue: str = DEFAULT_QUEUE,
               id_reuse_policy: str = "allow_duplicate", id_conflict_policy: str = "fail",
-              start_delay: float | _dt.timedelta | None = None) -> WorkflowHandle[Any]:
+              start_delay: float | _dt.timedelta | None = None, execution_timeout: _Seconds = None,
+              run_timeout: _Seconds = None, timeout_grace: _Seconds = None) -> WorkflowHandle[Any]:
         """Start `workflow` (a decorated workflow or its name) with `args`; return the handle of
         the run started (its `run_id` set).
 
@@ -242,10 +270,22 @@ class Client:
 
         With `start_delay` (seconds or a timedelta), the workflow is recorded now (it runs, and
         takes signals, from now on) but its code starts that much later, on a durable timer.
+
+        Workflow timeouts (seconds or timedeltas): `execution_timeout` bounds the whole workflow,
+        every run of its continue-as-new chain; `run_timeout` each run. When one passes, the
+        workflow closes as ``timed_out`` (its code stops, its activities lose their leases);
+        with `timeout_grace`, it is first asked to cancel, as `cancel` does (it sees
+        `durable.Cancelled`, its compensations run), and is closed as timed out if it has not
+        ended when the grace is over. The deadlines are timers in the store: they hold across
+        restarts, and fire when a worker's clock next looks if none runs at the time.
         """
         if isinstance(start_delay, _dt.timedelta):
             start_delay = start_delay.total_seconds()
         delay = check_seconds(start_delay, "start_delay") or 0.0
+        timeouts = [_seconds(execution_timeout, "execution_timeout"), _seconds(run_timeout, "run_timeout"),
+                    _seconds(timeout_grace, "timeout_grace")]
+        if timeouts[2] is not None and timeouts[0] is None and timeouts[1] is None:
+            raise InvalidArgument("timeout_grace needs execution_timeout or run_timeout")
         _check_choice(id_reuse_policy, "id_reuse_policy", _ops.ID_REUSE_POLICIES)
         _check_choice(id_conflict_policy, "id_conflict_policy", _ops.ID_CONFLICT_POLICIES)
         use_existing = id_conflict_policy == "use_existing"
@@ -266,7 +306,9 @@ class Client:
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         num, _ = self._store.write(
             lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
-                                          int(delay * 1_000_000_000))
+                                          int(delay * 1_000_000_000),
+                                          extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
+                                          if any(timeouts) else None)
         )
         handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}",
                                                      workflow=None if isinstance(workflow, str) else workflow)
@@ -307,16 +349,90 @@ class Client:
 
     def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
              since: _dt.datetime | None = None, until: _dt.datetime | None = None,
-             all_runs: bool = False) -> list[WorkflowDescription]:
+             all_runs: bool = False, schedule: str | None = None) -> list[WorkflowDescription]:
         """Workflows, newest first by start time: at most `limit`, optionally only those with
         `status`, of type `workflow`, started at or after `since` and before `until` (naive
-        datetimes are UTC). One entry per id, its latest run; with `all_runs`, every run."""
+        datetimes are UTC). One entry per id, its latest run; with `all_runs`, every run.
+        With `schedule`, only the runs that schedule started (every run: each has its own id)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidArgument(f"limit must be a positive integer, not {limit!r}")
+        if schedule is not None:
+            return self._list_scheduled(schedule, status, workflow, limit, since, until)
         args = self._filters(workflow, since, until)
         recs = self._store.read(lambda t: _ops.list_workflows(t, status, args[0], limit, since=args[1],
                                                               until=args[2], all_runs=bool(all_runs)))
         return [WorkflowDescription.from_record(r, converter=self._converter) for r in recs]
+
+    def _list_scheduled(self, schedule: str, status: str | None, workflow: str | None, limit: int,
+                        since: Any, until: Any) -> builtins.list[WorkflowDescription]:
+        sid = check_schedule_id(schedule)
+        _ops._check_status(status)
+        wtype, lo, hi = self._filters(workflow, since, until)
+
+        def keep(rec: dict[str, Any]) -> bool:
+            return ((status is None or rec["status"] == status) and (wtype is None or rec["type"] == wtype)
+                    and (lo is None or rec["created"] >= lo) and (hi is None or rec["created"] < hi))
+
+        recs = self._store.read(lambda t: [r for r in _schedules.started(t, sid, 1 << 62) if keep(r)][:limit])
+        return [WorkflowDescription.from_record(r, converter=self._converter) for r in recs]
+
+    # --- schedules ---------------------------------------------------------------------------
+
+    # Typed as `start` is: the arguments must fit the workflow's parameters.
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: str, *args: Any, cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: Callable[[*Ts], Awaitable[Any]], *args: *Ts,
+                        cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+    @overload
+    def create_schedule(self, schedule_id: str, workflow: Callable[[], WorkflowInstance[*Ts, Any]], *args: *Ts,
+                        cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle: ...
+
+    def create_schedule(self, schedule_id: str, workflow: Any, *args: object, cron: str | None = None,
+                        every: float | _dt.timedelta | None = None, queue: str = DEFAULT_QUEUE,
+                        jitter: float | _dt.timedelta | None = None, overlap: str = "skip",
+                        catchup_window: float | _dt.timedelta = _dt.timedelta(days=365),
+                        pause_on_failure: bool = False, paused: bool = False, note: str = "") -> ScheduleHandle:
+        """Create a schedule that starts `workflow` (a decorated workflow or its name) with `args`
+        at each slot of `cron` (a cron expression, evaluated in UTC) or `every` (an interval in
+        seconds or a timedelta, aligned to the Unix epoch); return its handle.
+
+        The schedule lives in the store: whichever worker of the store is running fires it (no
+        worker of its own, any queue's). Each slot starts one workflow, with id
+        ``<schedule_id>-<slot time, ISO 8601 UTC>``, on `queue`, exactly once however workers
+        crash. `jitter` delays each slot by a random time below it (the same for a slot in every
+        process). `overlap` says what a slot does while the workflow started last still runs:
+        "skip" (the default), "buffer_one" (start once it closes; one start kept),
+        "allow_all" (start anyway), "cancel_other" (cancel it, start once it has closed).
+        After downtime, the missed slots at most `catchup_window` old are taken, each under
+        the overlap policy; older ones are counted as missed. With `pause_on_failure`, a
+        started workflow that fails pauses the schedule. `paused` creates it paused, with `note`.
+        Raises `ScheduleAlreadyExists` if the id is taken.
+        """
+        return create_schedule(self, schedule_id, workflow, args, cron=cron, every=every, queue=queue,
+                               jitter=jitter, overlap=overlap, catchup_window=catchup_window,
+                               pause_on_failure=pause_on_failure, paused=paused, note=note)
+
+    def get_schedule_handle(self, schedule_id: str) -> ScheduleHandle:
+        """A handle to the schedule `schedule_id` (checked when used)."""
+        return ScheduleHandle(self, schedule_id)
+
+    def list_schedules(self) -> builtins.list[ScheduleDescription]:
+        """Every schedule, by id."""
+        recs = self._store.read(lambda t: _schedules.list_schedules(t, UPCOMING))
+        return [ScheduleDescription.from_record(r) for r in recs]
 
     def count(self, *, status: str | None = None, workflow: str | None = None, since: _dt.datetime | None = None,
               until: _dt.datetime | None = None, all_runs: bool = False) -> int:
@@ -356,6 +472,18 @@ class Client:
         return out
 
     # --- waiting -----------------------------------------------------------------------------
+
+    def _warn_if_on_event_loop(self, method: str) -> None:
+        """A wait called from async code blocks its event loop: say once what to use instead."""
+        if self._told_blocking:
+            return
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            return
+        self._told_blocking = True
+        _log.warning("WorkflowHandle.%s() blocks the %s event loop it is called from until it returns: in "
+                     "async code, use durable.AsyncClient (await handle.%s())", method, library, method)
 
     @contextlib.contextmanager
     def _listening(self) -> Iterator[Callable[[float | None], None]]:
@@ -402,9 +530,10 @@ class _CloseWatcher:
         store.on_close(self._stop)
 
     @contextlib.contextmanager
-    def watch(self, workflow_id: str) -> Iterator[threading.Event]:
-        """An event set whenever `workflow_id` may have ended (look at the store, then wait)."""
-        event = threading.Event()
+    def watch(self, workflow_id: str, event: threading.Event | None = None) -> Iterator[threading.Event]:
+        """An event set whenever `workflow_id` may have ended (look at the store, then wait):
+        `event` if given (a subclass may also wake an event loop: `_async_client`)."""
+        event = event if event is not None else threading.Event()
         with self._lock:
             self._waiting.setdefault(workflow_id, []).append(event)
         try:
@@ -452,6 +581,16 @@ def _check_id(wid: Any) -> str:
         f"a workflow id must be a non-empty string of at most {MAX_ID_BYTES} bytes of Unicode text "
         f"without NUL characters, not {_short(wid)}"
     )
+
+
+_Seconds = float | _dt.timedelta | None
+
+
+def _seconds(value: Any, what: str) -> float | None:
+    """A duration given as seconds or a timedelta, checked (None or 0: none)."""
+    if isinstance(value, _dt.timedelta):
+        value = value.total_seconds()
+    return check_seconds(value, what) or None
 
 
 def _check_choice(value: Any, what: str, allowed: tuple[str, ...]) -> None:
@@ -511,9 +650,11 @@ class WorkflowHandle(Generic[R_co]):
     `R_co` is the workflow's result type, as `result` gives it: the workflow's return type for a
     handle from `Client.start` given the workflow, `Any` for one by name or from `get_handle`.
 
-    Reads (`describe`, `result`, `history`, `query`) see the handle's run. Signals, cancel and
-    terminate reach the id's current run only: on a handle whose run is an earlier one, they
-    raise `WorkflowClosed`.
+    Reads (`describe`, `history`) see the handle's run. Signals, queries, cancel and terminate
+    reach the id's current run only: on a handle whose run is an earlier one, they raise
+    `WorkflowClosed`; but a run that continued as new (`durable.continue_as_new`) stands for the
+    run it continued into, so that they, and `result`, follow a continue-as-new chain to its
+    latest run.
     """
 
     def __init__(self, client: Client, workflow_id: str, run_id: str | None = None, *,
@@ -551,6 +692,7 @@ class WorkflowHandle(Generic[R_co]):
 
         Raises `WaitTimeout` if it has not ended after `timeout` seconds.
         """
+        self._client._warn_if_on_event_loop("result")
         deadline = None if timeout is None else time.monotonic() + timeout
         with _CloseWatcher.of(self._store).watch(self.id) as ended:
             while True:
@@ -563,8 +705,12 @@ class WorkflowHandle(Generic[R_co]):
                     raise WaitTimeout(f"workflow {self.id!r} is still {rec['status']} after {timeout:g} s")
                 ended.wait(POLL_FALLBACK_SECONDS if deadline is None else min(deadline - now, POLL_FALLBACK_SECONDS))
 
+    def _chain_end(self, t: Any) -> int | None:
+        """The handle's run, or the run it continued into (through every continue-as-new)."""
+        return _ops.chain_end(t, self.id, self._num)
+
     def _closing_event(self, t: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        rec = _ops.load_run(t, self.id, self._num)
+        rec = _ops.load_run(t, self.id, self._chain_end(t))
         if rec["status"] == _ops.RUNNING:
             return rec, None
         events = _ops.read_history(t, rec["num"], rec["hlen"] - 1)
@@ -574,8 +720,9 @@ class WorkflowHandle(Generic[R_co]):
         kind = last["k"]
         if kind == ev.WORKFLOW_COMPLETED:
             value = self._converter.from_payload(last["out"], "workflow result")
-            if self._defn is not None and self._defn.plan.ret_in:  # by the return annotation
-                value = self._defn.plan.result_from_plain(value, f"result of workflow {self.id!r}")
+            defn = self._defn  # (a chain continued as another workflow type gives its plain form)
+            if defn is not None and defn.plan.ret_in and rec.get("type") == defn.name:  # by the return annotation
+                value = defn.plan.result_from_plain(value, f"result of workflow {self.id!r}")
             return value
         if kind == ev.WORKFLOW_FAILED:
             failure = self._converter.readable_failure(last["err"])
@@ -586,6 +733,10 @@ class WorkflowHandle(Generic[R_co]):
             )
             err.__cause__ = cause
             raise err
+        if rec["status"] == "timed_out":
+            how = (f"its {last.get('timeout')} timeout passed" if kind == ev.WORKFLOW_TIMED_OUT
+                   else "it was cancelled in its grace period")
+            raise WorkflowFailed(f"workflow {self.id!r} timed out ({how})", workflow_id=self.id, status="timed_out")
         if kind == ev.WORKFLOW_CANCELLED:
             raise WorkflowFailed(f"workflow {self.id!r} was cancelled", workflow_id=self.id, status="cancelled")
         reason = last.get("reason") or "no reason given"
@@ -598,7 +749,7 @@ class WorkflowHandle(Generic[R_co]):
         if plan is not None and plan.args_out:
             args = tuple(plan.args_to_plain(args, f"signal {name!r}"))
         payload = self._converter.to_payload(list(args), f"signal {name!r}")
-        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._num, len(args)))
+        self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._chain_end(t), len(args)))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
@@ -607,9 +758,10 @@ class WorkflowHandle(Generic[R_co]):
         if plan is not None and plan.args_out:
             args = tuple(plan.args_to_plain(args, f"query {name!r}"))
         payload = self._converter.to_payload(list(args), f"query {name!r}")
+        self._client._warn_if_on_event_loop("query")
         deadline = time.monotonic() + timeout
         with self._client._listening() as wait:
-            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, self._num))
+            qnum = self._store.write(lambda t: _ops.put_query(t, self.id, name, payload, self._chain_end(t)))
             while True:
                 expired = time.monotonic() >= deadline
                 answer = self._store.read(lambda t: _ops.peek_query_answer(t, qnum))
@@ -639,12 +791,12 @@ class WorkflowHandle(Generic[R_co]):
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason, self._num))
+        self._store.write(lambda t: _ops.request_cancel(t, self.id, reason, self._chain_end(t)))
 
     def terminate(self, reason: str = "") -> None:
         """End the workflow at once; none of its code runs again."""
         _check_reason(reason)
-        self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._num))
+        self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._chain_end(t)))
 
     def history(self, start: int = 0) -> list[dict[str, Any]]:
         """The run's history as readable dicts (payloads decoded, times as datetimes), from

@@ -12,7 +12,9 @@ Points:
 - ``batch-before-commit``: in the store, after every operation of a group-commit batch ran in the
   write transaction and before the transaction commits;
 - ``timer-before-commit``: in ``fire_due``, after a timer fired inside the transaction and before
-  that transaction commits.
+  that transaction commits;
+- ``schedule-before-commit``: in ``fire_due``, after a schedule's slot started its workflow inside
+  the transaction and before that transaction commits.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("activity-after-effect", "batch-before-commit", "timer-before-commit")
+POINTS = ("activity-after-effect", "batch-before-commit", "timer-before-commit", "schedule-before-commit")
 
 _SPEC = os.environ.get("DURABLE_CRASHPOINT", "")
 _NAME, _, _N = _SPEC.partition(":")

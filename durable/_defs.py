@@ -113,6 +113,22 @@ class _OptionChanges(TypedDict, total=False):
     cancellation: Cancellation
 
 
+#: The event loops an async activity can run on (see `activity`'s ``loop``).
+ActivityLoop = Literal["trio", "asyncio"]
+ACTIVITY_LOOPS: tuple[str, ...] = ("trio", "asyncio")
+
+
+def _check_loop(loop: Any, is_async: bool, name: str) -> ActivityLoop | None:
+    if loop is None:
+        return None
+    if not isinstance(loop, str) or loop not in ACTIVITY_LOOPS:
+        raise InvalidArgument(f"loop of activity {name!r} must be \"trio\" or \"asyncio\", not {loop!r}")
+    if not is_async:
+        raise InvalidArgument(f"loop={loop!r} is for async def activities: activity {name!r} is a plain "
+                              "function, which runs in a thread of the worker")
+    return cast(ActivityLoop, loop)
+
+
 class Activity(Generic[P, R]):
     """An activity: a plain function (sync or async) that workflows call to do real work.
 
@@ -120,11 +136,15 @@ class Activity(Generic[P, R]):
     its result. Outside workflow code, call ``act.fn(*args)`` to run the function itself.
     """
 
-    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions, plan: Plan | None = None) -> None:
+    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions, loop: ActivityLoop | None = None,
+                 plan: Plan | None = None) -> None:
         self.fn = fn
         self.name = check_name(name, "activity name")
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
+        #: the event loop an async activity runs on: "trio", "asyncio", or None (the worker's
+        #: ``activity_loop``); not part of the options stored in history, only of how it runs
+        self.loop = _check_loop(loop, self.is_async, self.name)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -158,7 +178,7 @@ class Activity(Generic[P, R]):
             new_options = replace(self.options, **options)
         except TypeError as exc:
             raise InvalidArgument(f"with_options: {exc}") from None
-        return Activity(self.fn, self.name, new_options, self._plan)
+        return Activity(self.fn, self.name, new_options, self.loop, self._plan)
 
     def __repr__(self) -> str:
         return f"<durable.Activity {self.name!r}>"
@@ -191,22 +211,28 @@ def activity(
     retry: RetryPolicy | None = None,
     queue: str | None = None,
     cancellation: Cancellation = "wait",
+    loop: ActivityLoop | None = None,
 ) -> _ActivityDecorator: ...
 
 
-def activity(fn: Any = None, /, *, name: str | None = None, retry: RetryPolicy | None = None, **options: Any) -> Any:
+def activity(fn: Any = None, /, *, name: str | None = None, retry: RetryPolicy | None = None,
+             loop: ActivityLoop | None = None, **options: Any) -> Any:
     """Declare an activity. Use bare (``@durable.activity``) or with options.
 
     Options: ``start_to_close``, ``schedule_to_close`` and ``heartbeat`` timeouts in seconds,
     ``retry`` (a `RetryPolicy`), ``queue`` (default: the workflow's queue) and ``cancellation``
     ("wait" for the activity to confirm, "try" to request and move on, "abandon").
+
+    ``loop`` is for an ``async def`` activity: "asyncio" runs it on an asyncio event loop of the
+    worker (for asyncio libraries: aiohttp, asyncpg...), "trio" on the worker's trio loop; by
+    default, the worker's ``activity_loop`` ("trio" unless set).
     """
 
     def wrap(f: Callable[..., Any]) -> Activity[Any, Any]:
         if not callable(f) or inspect.isclass(f):
             raise InvalidArgument(f"@durable.activity needs a function, not {f!r}")
         opts = ActivityOptions(retry=retry or RetryPolicy(), **options)
-        return Activity(f, name or f.__name__, opts)
+        return Activity(f, name or f.__name__, opts, loop)
 
     if fn is not None:
         return wrap(fn)

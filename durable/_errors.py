@@ -64,6 +64,14 @@ class WorkflowAlreadyExists(DurableError):
     """A workflow with this id already exists."""
 
 
+class ScheduleNotFound(DurableError):
+    """No schedule with this id exists in the store."""
+
+
+class ScheduleAlreadyExists(DurableError):
+    """A schedule with this id already exists."""
+
+
 class WorkflowClosed(DurableError):
     """The workflow has already ended, so it cannot be signalled or cancelled."""
 

@@ -35,9 +35,14 @@ WORKFLOW_FAILED = "WorkflowFailed"
 WORKFLOW_CANCELLED = "WorkflowCancelled"
 #: a patch marker (`durable.patched`, `durable.deprecate_patch`): it takes no seq
 MARKER_RECORDED = "MarkerRecorded"
+#: the run ends and a new run of the same id starts (`durable.continue_as_new`): its input,
+#: type and queue; the new run's number is in the run's record ("next"), not in the event
+WORKFLOW_CONTINUED_AS_NEW = "WorkflowContinuedAsNew"
 
 # written by an operator, never by workflow code
 WORKFLOW_TERMINATED = "WorkflowTerminated"
+#: written by the store's clock when a workflow-level timeout (execution or run) passes
+WORKFLOW_TIMED_OUT = "WorkflowTimedOut"
 
 _B, _I, _S, _D, _F = bytes, int, str, dict, bool
 
@@ -60,6 +65,8 @@ SCHEMA: dict[str, dict[str, type]] = {
     WORKFLOW_CANCELLED: {},
     MARKER_RECORDED: {"patch": _S, "dep": _F},
     WORKFLOW_TERMINATED: {"reason": _S},
+    WORKFLOW_CONTINUED_AS_NEW: {"in": _B, "type": _S, "queue": _S},
+    WORKFLOW_TIMED_OUT: {"timeout": _S},
 }
 
 INPUT_KINDS = frozenset(
@@ -84,10 +91,12 @@ COMMAND_KINDS = frozenset(
         WORKFLOW_FAILED,
         WORKFLOW_CANCELLED,
         MARKER_RECORDED,
+        WORKFLOW_CONTINUED_AS_NEW,
     }
 )
 CLOSING_KINDS = frozenset(
-    {WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_CANCELLED, WORKFLOW_TERMINATED}
+    {WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_CANCELLED, WORKFLOW_TERMINATED, WORKFLOW_CONTINUED_AS_NEW,
+     WORKFLOW_TIMED_OUT}
 )
 #: Event kind that closes a workflow -> the workflow's final status.
 CLOSING_STATUS = {
@@ -95,6 +104,8 @@ CLOSING_STATUS = {
     WORKFLOW_FAILED: "failed",
     WORKFLOW_CANCELLED: "cancelled",
     WORKFLOW_TERMINATED: "terminated",
+    WORKFLOW_CONTINUED_AS_NEW: "continued_as_new",
+    WORKFLOW_TIMED_OUT: "timed_out",
 }
 
 

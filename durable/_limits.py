@@ -19,6 +19,12 @@ MAX_CBOR_ITEMS = 1 << 18
 MAX_EXPORT_BYTES = 64 * MAX_RECORD_BYTES
 #: Most events one workflow's history may hold; appending past it fails the workflow task.
 MAX_HISTORY_EVENTS = 50_000
+#: A history this long (events) makes `durable.info().continue_as_new_suggested` true, and the
+#: workflow's `describe` and its worker's log warn that the limit above is coming (Temporal
+#: warns at 10,240 events of its 51,200).
+SUGGEST_CONTINUE_AS_NEW_EVENTS = 10_000
+#: A history this large (bytes, as `durable.info().history_size` counts them) suggests it too.
+SUGGEST_CONTINUE_AS_NEW_BYTES = 10 * 1024 * 1024
 #: Most CBOR values in one exported history, all events together (a real event holds ~10-30).
 MAX_EXPORT_ITEMS = 64 * MAX_HISTORY_EVENTS
 #: Longest workflow id, in UTF-8 bytes (LMDB keys are at most 511 bytes).
@@ -60,3 +66,13 @@ MIN_PRESENCE_SECONDS = 1.0
 #: The records of workers gone for longer than this are forgotten when a worker of their queue
 #: starts (the latest is always kept, for "no worker has polled queue X since T").
 PRESENCE_KEEP_NS = 7 * 86_400 * 1_000_000_000
+
+#: Most slots of one schedule one transaction fires (a long catch-up goes on in the next ones).
+SCHEDULE_FIRE_BATCH = 64
+#: How many of its latest starts a schedule keeps for `describe`.
+SCHEDULE_RECENT_ACTIONS = 10
+#: Most slots one backfill takes (one transaction).
+MAX_BACKFILL_SLOTS = 10_000
+#: Longest schedule id, in bytes: the ids of the workflows it starts add a time to it and must fit
+#: in MAX_ID_BYTES.
+MAX_SCHEDULE_ID_BYTES = 160

@@ -24,6 +24,7 @@ Layout (keys sort as bytes; integers are big-endian u64):
 - ``query``  "r"/"a" + query number -> query request / answer
 - ``workers`` queue + NUL + worker identity -> when the worker last showed it serves the queue,
   and until when that holds (see `record_presence`)
+- ``sched``  schedules, and the runs each started (see `_schedules`)
 - ``meta``   format version, counters, and the close log: "C" + close number -> workflow id for
   the most recent closes (`CLOSE_LOG_KEEP`), so that a waiting client learns which workflows
   ended from one small read per wake-up (kept here: the counters' page is written anyway)
@@ -58,7 +59,7 @@ from ._store import Txn, u64, u64x2, unpack_u64
 WFT_NONE, WFT_QUEUED, WFT_RUNNING = 0, 1, 2
 
 RUNNING = "running"
-STATUSES = ("running", "completed", "failed", "cancelled", "terminated")
+STATUSES = ("running", "completed", "failed", "cancelled", "terminated", "continued_as_new", "timed_out")
 
 #: What starting the id of a closed workflow does (Temporal's names): start a new run; start one
 #: only if the last run did not complete; refuse.
@@ -222,7 +223,8 @@ def _ref_act(num: int, seq: int) -> bytes:
 
 def start_workflow(
     t: Txn, wid: str, wtype: str, queue: str, payload: bytes, use_existing: bool, check_type: bool,
-    reuse: str = "allow_duplicate", delay_ns: int = 0,
+    reuse: str = "allow_duplicate", delay_ns: int = 0, extra: dict[str, Any] | None = None,
+    started_extra: dict[str, Any] | None = None,
 ) -> tuple[int, bool]:
     """Create a workflow, its first event and its first task. Return (run number, created).
 
@@ -231,7 +233,10 @@ def start_workflow(
 
     If `wid` is running, hand back its run with `use_existing` (id conflict policy "use_existing"),
     else refuse. If it is closed, start a new run as the id reuse policy `reuse` allows (see
-    `ID_REUSE_POLICIES`): the closed run's record moves to "runs", its history stays."""
+    `ID_REUSE_POLICIES`): the closed run's record moves to "runs", its history stays.
+
+    `extra` fields go into the new run's record (workflow timeouts, continue-as-new links: see
+    `_arm_timeouts`, `continue_run`), `started_extra` into its `WorkflowStarted` event."""
     existing = t.get_rec("wf", wid.encode())
     if existing is not None:
         if existing["status"] == RUNNING:
@@ -258,6 +263,11 @@ def start_workflow(
     t.put("num", u64(num), wid.encode())
     seed = int.from_bytes(os.urandom(8), "big") >> 1
     started = {"k": ev.WORKFLOW_STARTED, "type": wtype, "in": payload, "seed": seed, "id": wid, "queue": queue}
+    if started_extra:
+        started.update(started_extra)
+    if extra:
+        rec.update(extra)
+        _arm_timeouts(t, rec)
     if delay_ns > 0:
         rec["start_at"] = t.now + delay_ns
         started["t"] = t.now
@@ -467,6 +477,7 @@ def migrate(t: Txn, version: int) -> None:
                 continue  # (describe reports its error, as before)
             t.put("idx", b"c" + when, wid)
             t.put("idx", _idx_key(status, when), wid)
+    # format 3 added the "sched" table, which opening the store creates: nothing to rewrite
 
 
 def publish_registry(t: Txn, queue: str, desc: dict[str, Any]) -> None:
@@ -622,6 +633,8 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
     for due_key in rec["timers"].values():
         t.delete("due", due_key)
     rec["timers"] = {}
+    if rec.get("xdue"):  # a workflow timeout (`_arm_timeouts`)
+        t.delete("due", rec.pop("xdue"))
     _drain_inbox(t, rec)
     prefix = u64(rec["num"])
     for key, raw in list(t.scan("act", prefix)):
@@ -634,6 +647,10 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
         if not isinstance(state, dict) or state.get("st") != "q":  # an attempt may run: tell its worker now
             t.wake_acts = True
     t.wake = True
+    if "sched" in rec:  # started by a schedule: it may pause, or start the slot it buffered
+        from . import _schedules
+
+        _schedules.on_close(t, rec, status)
 
 
 # --- task claims ---------------------------------------------------------------------------
@@ -975,7 +992,10 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
     """Append a workflow task's commands and apply them (see `complete_workflow_task`); the
     activities `ran` are already over (`complete_task_run_ahead`): no attempt record for them."""
     closing = commands[-1]["k"] if commands and commands[-1]["k"] in ev.CLOSING_KINDS else None
-    if closing is not None and rec["ilen"]:
+    carried: list[dict[str, Any]] = []
+    if closing == ev.WORKFLOW_CONTINUED_AS_NEW:
+        carried = _drain_inbox(t, rec)  # the next run takes them in (`continue_run`)
+    elif closing is not None and rec["ilen"]:
         pending = _drain_inbox(t, rec)
         if any(e["k"] == ev.SIGNAL_RECEIVED for e in pending):
             for event in pending:
@@ -987,7 +1007,8 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
             return TaskStatus.RETRY
         rec["ilen"] = 0
     rec.pop("closing", None)
-    if rec["hlen"] + len(commands) > MAX_HISTORY_EVENTS:
+    if rec["hlen"] + len(commands) > MAX_HISTORY_EVENTS + (_CONTINUE_ROOM if closing == ev.WORKFLOW_CONTINUED_AS_NEW else 0):
+        carried = []
         err = HistoryLimitError(
             f"workflow {rec['id']!r}: its history would pass the limit of {MAX_HISTORY_EVENTS} events"
         )
@@ -1002,8 +1023,10 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
     _release_wft(t, rec)
     rec.pop("tfail", None)
     if closing is not None:
-        _close(t, rec, ev.CLOSING_STATUS[closing])
+        _close(t, rec, "timed_out" if closing == ev.WORKFLOW_CANCELLED and rec.get("tmo") else ev.CLOSING_STATUS[closing])
         _save_wf(t, rec, RUNNING)
+        if closing == ev.WORKFLOW_CONTINUED_AS_NEW:
+            continue_run(t, rec, commands[-1], carried)
         return TaskStatus.OK
     pending = _drain_inbox(t, rec) + followups
     for event in pending:
@@ -1306,6 +1329,50 @@ def next_due(t: Txn) -> int | None:
     return None if item is None else unpack_u64(item[0])
 
 
+def idle_until(t: Txn, queue: str) -> tuple[bool, int | None]:
+    """For a test environment that skips time (`durable.testing`): whether nothing can happen now
+    but by time passing (no task of `queue` claimable, nothing due, and no lease held: no workflow
+    task or activity attempt runs anywhere), and when the next thing falls due or a task of `queue`
+    becomes claimable (ns), or None. Every pending piece of work is claimable, leased or scheduled
+    for later, each in the transaction that made it: so idle here means idle everywhere.
+
+    The retry of a workflow task that failed (a bug in the code: it fails again), or of an
+    activity refused for want of its code, is not a next thing: time jumping to it would only
+    make the same failure, again and again.
+
+    Reads every due entry: for the small stores of tests, not for a worker's hot path."""
+    nxt: int | None = None
+    for kind in (b"w", b"a", b"q"):
+        prefix = _task_prefix(kind, queue)
+        for key, ref in t.scan("tasks", prefix):
+            when = unpack_u64(key, len(prefix))
+            if when <= t.now:
+                return False, when
+            if kind == b"w":
+                rec = _wf_by_num(t, unpack_u64(ref))
+                if rec is not None and "tfail" in rec:
+                    continue
+            elif kind == b"a":
+                st = t.get_rec("act", ref[:16])
+                if isinstance(st, dict) and st.get("refused"):  # no worker has its code: refused again
+                    continue
+            if nxt is None or when < nxt:
+                nxt = when
+            break
+    for key, _ in t.scan("due", b""):
+        when = unpack_u64(key)
+        ref = key[8:]
+        if when <= t.now or ref[:1] == b"W":  # due now, or a workflow task's lease: it runs
+            return False, when
+        if ref[:1] == b"A":
+            st = t.get_rec("act", ref[1:17])
+            if isinstance(st, dict) and st.get("st") == "r":  # an attempt runs under a lease
+                return False, when
+        if nxt is None or when < nxt:
+            nxt = when
+    return True, nxt
+
+
 def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
     """Process up to `limit` due items (timers fire, expired leases end); return how many.
 
@@ -1329,6 +1396,12 @@ def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
             _check_activity(t, unpack_u64(ref, 1), unpack_u64(ref, 9), key)
         elif kind == b"W":
             _expire_wft(t, unpack_u64(ref, 1), key)
+        elif kind == b"S":
+            from . import _schedules
+
+            _schedules.fire(t, ref[1:].decode(), key)
+        elif kind == b"X":
+            _fire_workflow_timeout(t, unpack_u64(ref, 1), key)
     return len(items)
 
 
@@ -1471,3 +1544,105 @@ def closes_since(t: Txn, after: int) -> tuple[int, list[str], bool]:
             first = unpack_u64(key, 1)
         ids.append(value.decode("utf-8", "replace"))
     return newest, ids, first != after + 1
+
+
+# --- continue-as-new and workflow timeouts -----------------------------------------------------
+
+#: Events a run may pass the history limit by to record its `WorkflowContinuedAsNew` (the last
+#: task's commands with it), so that a run at the limit can still hand over to a new one.
+_CONTINUE_ROOM = 64
+
+
+def continue_run(t: Txn, rec: dict[str, Any], command: dict[str, Any], carried: list[dict[str, Any]]) -> int:
+    """Start the run that `rec` (just closed as continued_as_new by `command`) continues into,
+    in the same transaction: same id, the command's type, queue and input; its execution
+    deadline, run timeout and grace carried over. The inputs the old run had not taken in
+    (`carried`: what was in its inbox) that belong to the workflow rather than to the old run's
+    steps, signals and a cancel request, follow its `WorkflowStarted` in order: no signal is lost
+    (F13), and one sent after this transaction reaches the new run, the id's current one.
+    Returns the new run's number; the old record names it ("next"), the new one the old ("prev")."""
+    extra: dict[str, Any] = {"prev": rec["num"], "first": rec.get("first", rec["num"])}
+    for field_name in ("xdl", "rto", "grace"):
+        if rec.get(field_name) is not None:
+            extra[field_name] = rec[field_name]
+    num, _ = start_workflow(t, rec["id"], command["type"], command["queue"], command["in"], False, False,
+                            extra=extra, started_extra={"prev": f"{rec['num']:x}"})
+    new = load_wf(t, rec["id"])
+    for event in carried:
+        if event["k"] == ev.SIGNAL_RECEIVED or event["k"] == ev.CANCEL_REQUESTED:
+            if event["k"] == ev.CANCEL_REQUESTED:
+                if new["cancel"]:
+                    continue
+                new["cancel"] = True
+            _append(t, new, event)
+    if carried and new["wft"] == WFT_NONE:
+        _enqueue_wft(t, new)
+    _save_wf(t, new)
+    old = t.get_rec("runs", _run_key(rec["id"], rec["num"]))
+    if old is not None:
+        old["next"] = num
+        t.put_rec("runs", _run_key(rec["id"], rec["num"]), old)
+    return num
+
+
+def chain_end(t: Txn, wid: str, num: int | None) -> int | None:
+    """The run that run `num` of `wid` continued into, through every continue-as-new (`num`
+    itself if it did not continue; None stays None: the current run)."""
+    if num is None:
+        return None
+    rec = load_run(t, wid, num)
+    while rec["status"] == "continued_as_new" and isinstance(rec.get("next"), int):
+        rec = load_run(t, wid, rec["next"])
+    return int(rec["num"])
+
+
+def workflow_timeouts(execution: float | None, run: float | None, grace: float | None, now: int) -> dict[str, Any] | None:
+    """The record fields of a start's workflow timeouts (seconds; None: none), or None."""
+    extra: dict[str, Any] = {}
+    if execution:
+        extra["xdl"] = now + int(execution * _NS)
+    if run:
+        extra["rto"] = int(run * _NS)
+    if extra and grace:
+        extra["grace"] = int(grace * _NS)
+    return extra or None
+
+
+def _arm_timeouts(t: Txn, rec: dict[str, Any]) -> None:
+    """Set the store's timer of `rec`'s workflow timeouts: its execution deadline ("xdl", ns,
+    the whole continue-as-new chain's) or run deadline ("rto" ns after the run's start),
+    whichever comes first. It fires in `_fire_workflow_timeout`, with or without a worker
+    running at the time (the first worker's clock to look fires it)."""
+    if rec.get("rto"):
+        rec["rdl"] = rec["created"] + rec["rto"]
+    deadlines = [d for d in (rec.get("xdl"), rec.get("rdl")) if d is not None]
+    if deadlines:
+        rec["xdue"] = _set_due(t, min(deadlines), b"X" + u64(rec["num"]))
+
+
+def _fire_workflow_timeout(t: Txn, num: int, due_key: bytes) -> None:
+    """A workflow timeout passed. With no grace, the run closes as timed_out at once (as a
+    terminate does: no more of its code runs, its activities lose their leases). With a grace,
+    the workflow is first asked to cancel (it sees `durable.Cancelled`, its compensations run;
+    closing by that cancellation counts as timed_out), and closed as timed_out when the grace
+    is over if it has not closed by then."""
+    rec = _wf_by_num(t, num)
+    if rec is None or rec["status"] != RUNNING or rec.get("xdue") != due_key:
+        return
+    rec.pop("xdue", None)
+    which = rec.get("tmo")
+    if which is None:
+        xdl = rec.get("xdl")
+        which = "execution" if xdl is not None and xdl <= t.now else "run"
+        grace = rec.get("grace")
+        if grace:
+            rec["tmo"] = which
+            rec["xdue"] = _set_due(t, t.now + grace, b"X" + u64(num))
+            if not rec["cancel"]:
+                rec["cancel"] = True
+                _deliver(t, rec, {"k": ev.CANCEL_REQUESTED, "reason": f"the {which} timeout passed"})
+            _save_wf(t, rec)
+            return
+    _append(t, rec, {"k": ev.WORKFLOW_TIMED_OUT, "t": t.now, "timeout": which})
+    _close(t, rec, "timed_out")
+    _save_wf(t, rec, RUNNING)

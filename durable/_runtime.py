@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _context
+from . import _continue
 from . import _events as ev
 from ._codec import Converter, error_from_record, error_to_record
 from ._convert import IDENTITY, Plan
@@ -72,6 +73,16 @@ class WorkflowInfo:
     #: a worker without the instance cached): its effects on the world must not repeat, so
     #: `durable.logger` is silent then. Never branch on it in code that emits commands.
     is_replaying: bool = False
+    #: events in the run's history up to the ones this activation handles (the same on replay)
+    history_length: int = 0
+    #: the history's size in bytes up to there (payloads plus 32 per event: `_continue.event_size`)
+    history_size: int = 0
+    #: whether the history is long or large enough that the run should call
+    #: `durable.continue_as_new` (at `SUGGEST_CONTINUE_AS_NEW_EVENTS` events or
+    #: `SUGGEST_CONTINUE_AS_NEW_BYTES` bytes; at `MAX_HISTORY_EVENTS` it fails)
+    continue_as_new_suggested: bool = False
+    #: the run this one continues (`durable.continue_as_new`), or None for a chain's first run
+    continued_from_run_id: str | None = None
 
 
 class _Waiter:
@@ -355,6 +366,10 @@ class Runtime:
         self._recorded: list[dict[str, Any]] | None = None
         #: patch id -> what `patched` answered first in this run (it answers the same ever after)
         self._patches: dict[str, bool] = {}
+        #: the history's length and size up to the inputs of the activation running (`info()`)
+        self._hist_len = 0
+        self._hist_size = 0
+        self._pending_size = 0
 
     # --- the API's entry points ------------------------------------------------------------
 
@@ -375,7 +390,7 @@ class Runtime:
             while k < n and events[k]["k"] in ev.COMMAND_KINDS:
                 k += 1
             if i == j:
-                if events[i]["k"] == ev.WORKFLOW_TERMINATED:
+                if events[i]["k"] in (ev.WORKFLOW_TERMINATED, ev.WORKFLOW_TIMED_OUT):
                     self.processed += n - i
                     self.done = True
                     return []
@@ -386,6 +401,12 @@ class Runtime:
             inputs, recorded = events[i:j], events[j:k]
             if not recorded and not run_live:
                 return []
+            before = self._hist_len
+            self._hist_len = self.processed + (j - i)
+            self._hist_size += _size(inputs)
+            if not recorded and before < _continue.SUGGEST_CONTINUE_AS_NEW_EVENTS <= self._hist_len:
+                _log.warning("workflow %r (%s): %s", self.workflow_id, self.defn.name,
+                             _continue.history_warning(self._hist_len))
             self._replaying = bool(recorded)
             self._recorded = recorded if recorded else None
             try:
@@ -396,8 +417,10 @@ class Runtime:
             if not recorded:
                 self.processed += j - i
                 self._pending_recorded = len(commands)
+                self._pending_size = _size(commands)
                 return commands
             self._compare(commands, recorded, self.processed + (j - i))
+            self._hist_size += _size(recorded)
             self.processed += k - i
             i = k
         return []
@@ -406,6 +429,8 @@ class Runtime:
         """The commands last returned by `advance` are now in the history."""
         self.processed += self._pending_recorded
         self._pending_recorded = 0
+        self._hist_size += self._pending_size
+        self._pending_size = 0
 
     def query(self, name: str, args: list[Any]) -> Any:
         """Run a query handler against the current state; it must not change anything."""
@@ -511,7 +536,9 @@ class Runtime:
     def _start(self, event: dict[str, Any]) -> None:
         self._seed, self._rng = event["seed"], None
         started = _dt.datetime.fromtimestamp(event["t"] / 1e9, tz=_dt.timezone.utc)
-        self._info = WorkflowInfo(self.workflow_id, self.defn.name, self.run_id, event["queue"], started)
+        prev = event.get("prev")
+        self._info = WorkflowInfo(self.workflow_id, self.defn.name, self.run_id, event["queue"], started,
+                                  continued_from_run_id=prev if isinstance(prev, str) else None)
         args = self.converter.from_payload(event["in"], "workflow input")
         if not isinstance(args, list):
             raise DecodeError(f"workflow {self.workflow_id!r}: its input is not an argument list")
@@ -620,7 +647,7 @@ class Runtime:
         the workflow task fails and nothing of this activation is recorded)."""
         if isinstance(exc, BaseExceptionGroup):
             return all(self._fails_workflow(e) for e in exc.exceptions)
-        return isinstance(exc, Cancelled) or isinstance(exc, self.defn.failure_types)
+        return isinstance(exc, (Cancelled, _continue.ContinueAsNew)) or isinstance(exc, self.defn.failure_types)
 
     def _task_done(self, task: _Task, value: Any, error: BaseException | None) -> None:
         if task is self._main and error is None:
@@ -684,6 +711,12 @@ class Runtime:
         if self._main_result is not None and not errors:
             out = None if self._replaying else self._result_payload(self._main_result[0])
             self._finish({"k": ev.WORKFLOW_COMPLETED, "out": out})
+            return
+        # continue-as-new: as soon as it left the main task (as a return would), else once the
+        # other tasks it cancelled are over (it left a signal handler's task)
+        can = _continue.only_continue(errors) if errors else None
+        if can is not None and (self._main not in root._children or not root._children):
+            self._finish(can.command)
             return
         if root._children:
             return
@@ -886,7 +919,7 @@ class Runtime:
 
     def info(self) -> WorkflowInfo:
         assert self._info is not None
-        return replace(self._info, is_replaying=True) if self._replaying else self._info
+        return replace(self._info, is_replaying=self._replaying, **_continue.info_fields(self))
 
     @property
     def replaying(self) -> bool:
@@ -900,6 +933,12 @@ class Runtime:
         if self._rng is None:
             self._rng = _random.Random(self._seed)
         return self._rng
+
+
+def _size(events: list[dict[str, Any]]) -> int:
+    """The size of `events` as `WorkflowInfo.history_size` counts it (`_continue.event_size`,
+    written out here: it runs on every activation)."""
+    return 32 * len(events) + sum([len(e.get("in") or e.get("out") or b"") for e in events])
 
 
 def _refuse_in_query(what: str) -> None:
@@ -1010,7 +1049,8 @@ def uuid4() -> _uuid.UUID:
 
 
 def info() -> WorkflowInfo:
-    """Facts about the current workflow: id, type, run id, queue, start time."""
+    """Facts about the current workflow: id, type, run id, queue, start time, the run it
+    continues, and its history's length and size with whether to continue as new."""
     return _context.current("durable.info").info()
 
 

@@ -37,13 +37,14 @@ T = TypeVar("T")
 #: On-disk format written by this version. A store with a larger number is refused; one with a
 #: smaller number is migrated when it is opened (`_migrate`). 2: the list index is keyed by start
 #: time (format 1 keyed it by status and id); closed runs of a reused id are kept in "runs".
-FORMAT_VERSION = 2
+#: 3: schedules ("sched", and due entries of kind "S" that an older version would drop).
+FORMAT_VERSION = 3
 
 #: Free space under which a write LMDB reports as an I/O error is taken for a full disk.
 _FULL_DISK_BYTES = 1 << 20
 
 _DBS = ("meta", "wf", "num", "hist", "inbox", "act", "tasks", "due", "idx", "types", "query", "runs",
-        "workers")
+        "workers", "sched")
 _U64 = struct.Struct(">Q")
 _U64X2 = struct.Struct(">QQ")
 

@@ -12,7 +12,7 @@ import pytest
 
 import durable
 from durable._defs import Registry
-from examples import hello, order_saga
+from examples import account, hello, order_saga
 from tests.conftest import worker_process, worker_thread
 
 TIMEOUT = 20
@@ -165,3 +165,23 @@ def test_saga_replay_detects_compensations_in_the_wrong_order(saga_client: durab
         h.result(timeout=TIMEOUT)
     with pytest.raises(durable.NondeterminismError, match="ActivityScheduled\\('refund_payment'"):
         durable.replay(saga_compensating_in_forward_order, h.export_history())
+
+
+# --- examples/account.py --------------------------------------------------------------------
+
+
+def test_account_continues_as_new_and_answers_queries_meanwhile(data_dir: str) -> None:
+    client = durable.Client(data_dir)
+    with serving(account, data_dir):
+        h = client.start(account.Account, 0, 3, id="acct-1")
+        for i in range(1, 11):
+            h.signal("deposit", i)
+            # every deposit shows at once, whichever run of the chain answers
+            wait_for(lambda i=i: h.query("current_balance", timeout=TIMEOUT) == i * (i + 1) // 2, "the deposit")
+        assert h.query("run_info", timeout=TIMEOUT)["continued_from"] is not None
+        h.signal("close_account")
+        assert h.result(timeout=TIMEOUT) == 55
+    runs = client.list(all_runs=True)
+    assert len(runs) == 4 and [r.status for r in runs] == ["completed"] + ["continued_as_new"] * 3
+    for r in runs:
+        assert_replays(client.get_handle("acct-1", run_id=r.run_id), account.Account)

@@ -371,10 +371,12 @@ def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -
               metavar="SECONDS", help="On Ctrl-C or SIGTERM, wait this long for running work, then hand it back.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per log record, with the workflow and activity context.")
+@click.option("--activity-loop", type=click.Choice(["trio", "asyncio"]), default="trio", show_default=True,
+              help="Where async activities declared without loop= run (asyncio: for asyncio libraries).")
 @click.pass_obj
 @handle_errors
 def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int,
-           graceful_timeout: float, log_format: str) -> None:
+           graceful_timeout: float, log_format: str, activity_loop: str) -> None:
     """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello, or
     a file: examples/hello.py).
 
@@ -393,7 +395,7 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
         workflows=[d.target for d in registry.workflows.values()],
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
-        graceful_timeout=graceful_timeout, codec=state.codec,
+        graceful_timeout=graceful_timeout, codec=state.codec, activity_loop=activity_loop,  # type: ignore[arg-type]
     )
     # What is alive now (modules, classes, the registry) lives as long as the process: keep it
     # out of the garbage collector's full passes, which then only walk the workflows' objects.
@@ -416,16 +418,25 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
               help="If a workflow with this id is running: fail, or print its id as if started.")
 @click.option("--start-delay", "start_delay", default=None, type=click.FloatRange(0), metavar="SECONDS",
               help="Record the workflow now, start its code this many seconds later.")
+@click.option("--execution-timeout", "execution_timeout", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="Time the workflow out after this long, across continue-as-new.")
+@click.option("--run-timeout", "run_timeout", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="Time a run of the workflow out after this long.")
+@click.option("--timeout-grace", "timeout_grace", default=None, type=click.FloatRange(0), metavar="SECONDS",
+              help="When a timeout passes, ask the workflow to cancel (its compensations run) and give it this long.")
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option("--timeout", default=None, type=click.FloatRange(0), help="With --wait: give up after this many seconds.")
 @click.pass_obj
 @handle_errors
 def start(state: _State, workflow: str, inputs: tuple[str, ...], wid: str | None, queue: str, reuse: str,
-          conflict: str, start_delay: float | None, wait: bool, timeout: float | None) -> None:
+          conflict: str, start_delay: float | None, execution_timeout: float | None, run_timeout: float | None,
+          timeout_grace: float | None, wait: bool, timeout: float | None) -> None:
     """Start WORKFLOW (by name) and print its id (or, with --wait, its result as JSON)."""
     args = [_json_arg(text, f"--input {i + 1}") for i, text in enumerate(inputs)]
     handle = state.client(create=True).start(workflow, *args, id=wid, queue=queue, id_reuse_policy=reuse,
-                                             id_conflict_policy=conflict, start_delay=start_delay)
+                                             id_conflict_policy=conflict, start_delay=start_delay,
+                                             execution_timeout=execution_timeout, run_timeout=run_timeout,
+                                             timeout_grace=timeout_grace)
     if handle.warning is not None:
         click.echo(f"warning: {_one_line(handle.warning)}", err=True)
     if wait:
@@ -525,18 +536,19 @@ def _filters(fn: F) -> F:
 
 @main.command("list")
 @_filters
+@click.option("--schedule", "schedule_id", default=None, metavar="ID", help="Only the workflows this schedule started.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1), help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
 @handle_errors
 def list_(state: _State, status: str | None, workflow: str | None, since: _dt.datetime | None,
-          until: _dt.datetime | None, all_runs: bool, limit: int, as_json: bool) -> None:
+          until: _dt.datetime | None, all_runs: bool, schedule_id: str | None, limit: int, as_json: bool) -> None:
     """List workflows, newest first by start time (the latest run of each id, unless --all-runs).
 
     A table with a header line, or with --json one object per line; if more workflows match
     than --limit, a line on stderr says so."""
     rows = state.client().list(status=status, workflow=workflow, since=since, until=until, all_runs=all_runs,
-                               limit=limit + 1)
+                               limit=limit + 1, schedule=schedule_id)
     more = len(rows) > limit
     rows = rows[:limit]
     if as_json:
@@ -597,12 +609,16 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         if key == "error":
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
-        elif key in ("task_error", "closed_at", "queue_warning", "start_at") and value is None:
+        elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id", "previous_run_id", "next_run_id",
+                     "history_warning", "execution_deadline", "run_deadline") and value is None:
             continue
         elif key == "task_error":
             click.echo(f"task_error: {value}")
-        elif key == "queue_warning":
+        elif key in ("queue_warning", "history_warning"):
             click.echo(f"warning: {value}")
+        elif key in ("previous_run_id", "next_run_id"):
+            verb = "continues run" if key == "previous_run_id" else "continued as new in run"
+            click.echo(f"{verb}: {value} (durable describe {desc.workflow_id} --run {value})")
         elif key == "pending_activities":
             if value:
                 click.echo("pending activities:")
@@ -796,3 +812,23 @@ def check(state: _State, modules: tuple[str, ...], queue: str | None, closed: in
                err=as_json)
     if broken:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any other than the loopback needs a token (one is made).")
+@click.option("--port", default=8233, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--token", default=None, envvar="DURABLE_UI_TOKEN", metavar="TOKEN",
+              help="Require this token on every request (default: a random one off the loopback address; "
+                   "$DURABLE_UI_TOKEN).")
+@click.pass_obj
+@handle_errors
+def ui(state: _State, host: str, port: int, token: str | None) -> None:
+    """Serve a web UI over the store: workflows, their timelines, signals, cancel and terminate
+    (needs pip install 'durable-workflows[ui]'). Prints the URL to open."""
+    from durable.ui import serve_sync
+
+    client = state.client()
+    serve_sync(client, host=host, port=port, token=token,
+               announce=lambda url: click.echo(f"durable ui: serving {state.data or client.data_dir} at {url} "
+                                               "(Ctrl-C stops)", err=True))

@@ -1,4 +1,5 @@
-"""Activity attempts: running one in a task and cancel scope of its own (a sync one in a thread),
+"""Activity attempts: running one in a task and cancel scope of its own (a sync one in a thread,
+an asyncio one as a task of the worker's asyncio loop: `_asyncio`),
 its report (`_records.Ok`, `Err`, `Unknown`, or None) and recording it under the attempt's lease;
 heartbeats, which renew the leases this worker holds and carry cancel requests and lost leases
 back to the attempts; and the watcher that learns of cancel requests between heartbeats."""
@@ -14,11 +15,13 @@ import trio
 
 from durable import _activity, _ops
 from durable._codec import format_error_record
+from durable._defs import Activity
 from durable._errors import ApplicationError, DurableError, NotRegistered, PayloadError
 from durable._limits import POLL_FALLBACK_SECONDS
 from durable._ops import LeaseStatus
 from durable._store import Txn
 
+from ._asyncio import hint_asyncio
 from ._base import _NS, WorkerBase, log
 from ._records import CANCELLED, Err, Item, Ok, Report, Result, Unknown
 
@@ -88,7 +91,9 @@ class Activities(WorkerBase):
             scope.deadline = trio.current_time() + max(0.0, s2c - (self.store.clock.now_ns() - item["start"]) / _NS)
         try:
             with scope:
-                if act.is_async:
+                if self._on_asyncio(act):
+                    result = await self._asyncio.run(act.fn, args, ctx)
+                elif act.is_async:
                     token = _activity.set_current(ctx)
                     try:
                         result = await act.fn(*args)
@@ -101,6 +106,10 @@ class Activities(WorkerBase):
         if scope.cancelled_caught:
             return self._cancelled_report(item, ctx)
         return self._ok_report(item, result)
+
+    def _on_asyncio(self, act: Activity[Any, Any]) -> bool:
+        """Whether `act` runs on the worker's asyncio loop (`_asyncio`), not on trio."""
+        return act.is_async and (act.loop or self.activity_loop) == "asyncio"
 
     # --- reports -------------------------------------------------------------------------------
 
@@ -120,6 +129,10 @@ class Activities(WorkerBase):
         if isinstance(exc, _activity.ActivityCancelled):
             return None if ctx.lost else CANCELLED
         retryable = not (isinstance(exc, ApplicationError) and exc.non_retryable)
+        if isinstance(exc, (RuntimeError, TypeError)):  # asyncio code run on trio: say how to fix it
+            name = ctx.info.activity
+            if not self._on_asyncio(self.registry.activity(name)):
+                exc = hint_asyncio(exc, name)
         return Err(self.converter.failure(exc), retryable, False)
 
     @staticmethod

@@ -52,7 +52,8 @@ class RunAhead(WorkerBase):
             if c["k"] != ev.ACTIVITY_SCHEDULED or (c["opts"].get("queue") or queue) != self.queue:
                 return False
             try:
-                if not self.registry.activity(c["name"]).is_async:
+                act = self.registry.activity(c["name"])
+                if not act.is_async or self._on_asyncio(act):  # an asyncio one runs in its loop's thread
                     return False
             except NotRegistered:
                 return False

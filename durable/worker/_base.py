@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from durable._codec import Converter
-from durable._defs import Registry
+from durable._defs import Activity, ActivityLoop, Registry
 from durable._limits import POLL_FALLBACK_SECONDS
 from durable._runtime import Runtime
 from durable._store import Store, Txn
 from durable._wake import Listener
 
+from ._asyncio import AsyncioLoop
 from ._fast import FastPaths
 from ._records import Ahead, Entry, Forward, Item, Pending, Report, Result, Running
 from ._threads import BatchThread, run_jobs
@@ -70,6 +71,7 @@ class WorkerBase:
     lease_ns: int
     graceful_timeout: float
     fast: FastPaths  # which fast paths are on (see `_fast`)
+    activity_loop: ActivityLoop  # where async activities not declared with a `loop` run
     stats: dict[str, int]  # counters, for tests and benchmarks
 
     # --- what runs here ----------------------------------------------------------------------
@@ -91,6 +93,7 @@ class WorkerBase:
     # --- threads and the trio run ------------------------------------------------------------
     _engine: trio.CapacityLimiter  # the engine's one slot, for work on the cache outside batches
     _threads: trio.CapacityLimiter  # threads of sync activities
+    _asyncio: AsyncioLoop  # the asyncio loop (and its thread) of asyncio activities, started on first use
     _trio_token: trio.lowlevel.TrioToken | None
     _writer: BatchThread
     _engine_thread: BatchThread
@@ -221,6 +224,7 @@ class WorkerBase:
         async def _settle(self, item: Item, report: Report, result: Result | None) -> None: ...
         def _ok_report(self, item: Item, result: Any) -> Report: ...
         def _error_report(self, ctx: _activity.ActivityContext, exc: BaseException) -> Report: ...
+        def _on_asyncio(self, act: Activity[Any, Any]) -> bool: ...
         @staticmethod
         def _cancelled_report(item: Item, ctx: _activity.ActivityContext) -> Report: ...
 

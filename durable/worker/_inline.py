@@ -63,9 +63,10 @@ class Inline(WorkerBase):
         if item["kind"] != "act" or not self.fast.inline:
             return False
         try:
-            return self.registry.activity(item["name"]).is_async
+            act = self.registry.activity(item["name"])
         except NotRegistered:
             return False
+        return act.is_async and not self._on_asyncio(act)  # an asyncio one runs in its loop's thread
 
     async def _run_inline(self, entries: list[Entry], reports: list[tuple[Item, Report]]) -> None:
         """Run async attempts one after another in this task, inside one cancel scope, stepping

@@ -8,9 +8,10 @@ Tasks running concurrently in the worker's nursery:
 - the *clock* fires due timers and ends expired leases (any worker may: the store decides);
 - the *heartbeat* renews the leases this worker holds and learns which activities to cancel;
 - the activities: an attempt claimed on its own runs in a task and cancel scope of its own (a
-  sync one in a thread); the async attempts a workflow task's transaction claims run by hand in
-  that task, one after another (`_run_inline`, `_step_here`), and one that waits gets the task and
-  its cancel scope to itself. A workflow task that only schedules async activities of our queue
+  sync one in a thread, an asyncio one on the worker's asyncio loop: `_asyncio`); the async
+  (trio) attempts a workflow task's transaction claims run by hand in that task, one after
+  another (`_run_inline`, `_step_here`), and one that waits gets the task and its cancel scope
+  to itself. A workflow task that only schedules async activities of our queue
   runs them before it is recorded (`_run_ahead`): if they all finish at once, the task, their
   results and the task they make are recorded in one transaction.
 
@@ -42,7 +43,7 @@ import trio
 
 from durable import _ops, _wake
 from durable._codec import Converter, PayloadCodec
-from durable._defs import Activity, Registry
+from durable._defs import ACTIVITY_LOOPS, Activity, ActivityLoop, Registry
 from durable._errors import DurableError
 from durable._limits import DEFAULT_LEASE_SECONDS, MIN_PRESENCE_SECONDS, PRESENCE_KEEP_NS
 from durable._store import Store, Txn
@@ -50,6 +51,7 @@ from durable._wake import Listener
 
 from ._activities import Activities
 from ._ahead import RunAhead
+from ._asyncio import AsyncioLoop
 from ._base import _NS, count
 from ._clock import Clock
 from ._fast import FastPaths, fast_paths_setting
@@ -76,6 +78,10 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
     commit to claim a task, one to record it, a task and a scope per attempt); a `FastPaths`
     turns single fast paths off. ``DURABLE_FAST_PATHS=0`` in the environment, read here, turns
     them all off whatever is given.
+
+    ``activity_loop`` is where an ``async def`` activity declared without a ``loop`` runs:
+    "trio" (the worker's own loop) or "asyncio" (an asyncio event loop in a thread of the worker,
+    for activities that use asyncio libraries; see ``@durable.activity(loop=...)``).
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
         encode_failures: bool = True,
         identity: str | None = None,
         fast_paths: bool | FastPaths = True,
+        activity_loop: ActivityLoop = "trio",
     ) -> None:
         if max_concurrent_activities < 1 or max_cached_workflows < 1:
             raise DurableError("max_concurrent_activities and max_cached_workflows must be at least 1")
@@ -100,7 +107,11 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
             raise DurableError(f"lease must be between 0.05 and 3600 seconds, not {lease!r}")
         if not graceful_timeout >= 0:
             raise DurableError(f"graceful_timeout must be 0 or more seconds, not {graceful_timeout!r}")
+        if activity_loop not in ACTIVITY_LOOPS:
+            raise DurableError(f"activity_loop must be \"trio\" or \"asyncio\", not {activity_loop!r}")
         self.fast = fast_paths_setting(fast_paths)
+        self.activity_loop = activity_loop
+        self._asyncio = AsyncioLoop()
         self.registry = Registry(workflows, activities)
         self.store = Store.open(data, create=True)
         # this worker's own: the store is shared by everything in the process that opens it
@@ -234,6 +245,7 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the queue until `shutdown` is called (or the caller cancels)."""
         self._trio_token = token = trio.lowlevel.current_trio_token()
+        self._asyncio = AsyncioLoop(f"durable-asyncio-{self.identity}")  # its thread starts on first use
         # Two threads that run what trio tasks queue for them, in batches, each starting its next
         # batch as soon as the last one is done (without waiting for the trio thread to pick up
         # the results): the writer commits (group commit), the engine runs workflow code.
@@ -267,6 +279,8 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
                 await trio.to_thread.run_sync(self._engine_thread.stop)  # before the writer it forwards to
                 await trio.to_thread.run_sync(self._writer.stop)
                 await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
+                if self._asyncio.started:  # every attempt has ended: no task of ours is left on it
+                    await trio.to_thread.run_sync(self._asyncio.stop)
 
     async def _listen(self, listener: Listener) -> None:
         while True:

@@ -17,7 +17,7 @@ PEER_KEYS = {"system", "workload", "n", "concurrency", "wall_s", "wf_per_s", "p5
 CPU_KEYS = {"worker_cpu_ms_per_wf", "client_cpu_ms_per_wf"}
 TINY = [
     "--n", "4", "--n-timer", "2", "--concurrency", "2", "--sequential", "1", "--warmup", "1",
-    "--replay-events", "100", "--replay-width", "10", "--replay-repeats", "2",
+    "--replay-events", "100", "--replay-width", "10", "--replay-repeats", "2", "--can-signals", "30", "--can-every", "4",
     "--gc-batches", "1,10", "--gc-threads", "3", "--gc-seconds", "0.05", "--gc-workflows", "10",
     "--cold-repeats", "1", "--memory-workflows", "20", "--memory-complete",
 ]
@@ -48,7 +48,7 @@ def test_every_line_is_durable_and_in_order(records: list[dict[str, object]]) ->
     assert [r["workload"] for r in records] == [
         "three_steps", "fanout10", "signal_roundtrip", "timer",
         "three_steps", "fanout10", "signal_roundtrip", "timer",
-        "replay", "group_commit", "group_commit", "group_commit", "cold_start", "memory",
+        "replay", "continue_as_new", "group_commit", "group_commit", "group_commit", "cold_start", "memory",
     ]
 
 
@@ -64,6 +64,13 @@ def test_the_peers_workloads_in_the_peers_format(records: list[dict[str, object]
     assert [(r["n"], r["concurrency"]) for r in concurrent] == [(4, 2), (4, 2), (4, 2), (2, 2)]
     assert [(r["n"], r["concurrency"]) for r in sequential] == [(1, 1)] * 4
     assert concurrent[3]["p50_ms"] >= 1000  # the timer sleeps one second
+
+
+def test_continue_as_new(records: list[dict[str, object]]) -> None:
+    (rec,) = [r for r in records if r["workload"] == "continue_as_new"]
+    assert (rec["signals"], rec["every"]) == (30, 4)
+    assert rec["runs"] == 8  # 30 signals, 4 a run
+    positive(rec, "wall_s", "signals_per_s", "signal_p50_ms", "signal_p95_ms", "signal_p99_ms")
 
 
 def test_replay(records: list[dict[str, object]]) -> None:

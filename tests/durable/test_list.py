@@ -215,7 +215,7 @@ def make_v1_store(path: Path) -> dict[str, tuple[int, str]]:
 def test_a_store_of_format_1_is_migrated_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "v1"
     made = make_v1_store(path)
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION >= 2  # migrated through every later format too
     clock = ManualClock()
     clock.ns = T0 + 10 * NS
     store = Store.open(path, create=False, clock=clock)

@@ -17,6 +17,8 @@ STATUS_OF_LAST_EVENT = {
     "WorkflowFailed": "failed",
     "WorkflowCancelled": "cancelled",
     "WorkflowTerminated": "terminated",
+    "WorkflowContinuedAsNew": "continued_as_new",
+    "WorkflowTimedOut": "timed_out",
 }
 
 

@@ -9,10 +9,12 @@ compares). Each ``# type: ignore[code]`` marks a line that must be an error: wit
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable
 from typing import Any, assert_type, reveal_type
 
 import durable
+import durable.testing
 
 # --- activities ----------------------------------------------------------------------------
 
@@ -183,6 +185,54 @@ client.start(wf_function, 1, idd="w3")  # type: ignore[call-overload]
 # a result used as the wrong type is an error
 text: str = client.start(wf_function, 1).result()  # type: ignore[assignment]
 
+# --- the async client: the same types, awaited --------------------------------------------------
+
+
+async def uses_async_client() -> None:
+    aclient = durable.AsyncClient("./.durable-typing-never-run")
+    ahandle = await aclient.start(wf_function, 1, id="a1")
+    assert_type(ahandle, durable.AsyncWorkflowHandle[list[float]])
+    assert_type(await ahandle.result(timeout=10), list[float])
+    assert_type(await (await aclient.start(WfClass, {"amount": 10})).result(), str)
+    assert_type(await (await aclient.start("wf_function", 1)).result(), Any)
+    assert_type(aclient.get_handle("a1"), durable.AsyncWorkflowHandle[Any])
+    assert_type(ahandle.sync, durable.WorkflowHandle[list[float]])
+    assert_type(await aclient.count(), int)
+    asched = await aclient.create_schedule("as1", wf_function, 1, 2.5, every=60)
+    assert_type(asched, durable.AsyncScheduleHandle)
+    assert_type(await asched.describe(), durable.ScheduleDescription)
+    await aclient.create_schedule("as2", wf_function, "1", every=60)  # type: ignore[arg-type]
+    async for event in ahandle.follow_history(timeout=5):
+        assert_type(event, dict[str, Any])
+    awider: durable.AsyncWorkflowHandle[object] = ahandle  # covariant, as WorkflowHandle is
+    await aclient.start(wf_function, "1")  # type: ignore[arg-type]
+    atext: str = await ahandle.result()  # type: ignore[assignment]
+
+
+# an async activity declared to run on asyncio keeps its types; a loop is "trio" or "asyncio"
+@durable.activity(loop="asyncio", start_to_close=5)
+async def on_asyncio(url: str) -> bytes:
+    return url.encode()
+
+
+reveal_type(on_asyncio)  # revealed: durable._defs.Activity[[url: str], bytes]
+durable.activity(loop="uvloop")  # type: ignore[call-overload]
+
+# --- schedules: their arguments are checked as start's ----------------------------------------
+
+sched = client.create_schedule("s1", wf_function, 1, 2.5, every=60, overlap="buffer_one")
+assert_type(sched, durable.ScheduleHandle)
+assert_type(client.create_schedule("s2", WfClass, {"amount": 1}, cron="@hourly"), durable.ScheduleHandle)
+assert_type(client.create_schedule("s3", "wf_function", "anything", every=60), durable.ScheduleHandle)
+assert_type(sched.describe(), durable.ScheduleDescription)
+assert_type(sched.describe().next_action_times, tuple[datetime.datetime, ...])
+assert_type(sched.describe().recent_actions, tuple[durable.ScheduleAction, ...])
+assert_type(sched.backfill(datetime.datetime(2026, 1, 1), datetime.datetime(2026, 1, 2)), int)
+assert_type(client.list_schedules(), list[durable.ScheduleDescription])
+assert_type(client.list(schedule="s1"), list[durable.WorkflowDescription])
+client.create_schedule("s4", wf_function, "1", every=60)  # type: ignore[arg-type]
+client.create_schedule("s5", wf_no_args, 1, cron="@daily")  # type: ignore[arg-type]
+
 # --- patching and the pre-deploy check --------------------------------------------------------
 
 
@@ -201,3 +251,27 @@ assert_type(results, list[durable.CheckResult])
 assert_type(results[0].ok, bool)
 assert_type(results[0].error, str | None)
 durable.check_histories(workflows=[wf_patched], histories=["not bytes"])  # type: ignore[list-item]
+
+# --- the test environment -----------------------------------------------------------------------
+
+
+
+def sync_test() -> None:
+    with durable.testing.SyncEnvironment(workflows=[wf_function], activities=[sync_plain]) as env:
+        assert_type(env.execute(wf_function, 1), list[float])
+        assert_type(env.start(wf_function, 1), durable.WorkflowHandle[list[float]])
+        assert_type(env.result(env.start(wf_function, 1)), list[float])
+        assert_type(env.now(), datetime.datetime)
+        assert_type(env.replay(wf_function, env.start(wf_function, 1)), int)
+        env.execute(wf_function, "1")  # type: ignore[arg-type]
+        env.sleep(3600)
+
+
+async def trio_test() -> None:
+    async with durable.testing.Environment(workflows=[wf_function], mock_activities={"sync_plain": len}) as env:
+        assert_type(await env.execute(wf_function, 1), list[float])
+        assert_type(await env.result(env.start(wf_function, 1), timeout=5), list[float])
+        await env.sleep(3600)
+
+
+assert_type(durable.testing.mock_activity(sync_plain)(lambda x, tag="": x), durable.Activity[Any, Any])
