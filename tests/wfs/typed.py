@@ -180,5 +180,14 @@ async def refunded(order: Order) -> str:
         return "compensated"
 
 
-WORKFLOWS = [process, charge, plain_out, Inbox, strict, refunded]
+@durable.workflow
+async def countdown(amount: MoneyT, left: int) -> MoneyT:
+    """Continues as new with its typed argument (converted only by its annotation) until `left` is 0."""
+    _check(amount, Money, f"countdown({left})")
+    if left == 0:
+        return amount
+    durable.continue_as_new(amount, left - 1)
+
+
+WORKFLOWS = [process, charge, plain_out, Inbox, strict, refunded, countdown]
 ACTIVITIES = [echo_order, total, pay, untyped, refund]

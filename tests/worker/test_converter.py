@@ -109,6 +109,58 @@ def test_pydantic_models_cross_start_activities_and_results(data_dir: str) -> No
         assert handle.history()[0]["input"][0]["lines"] == [{"sku": "a", "price": "1.10"}, {"sku": "b", "price": "2"}]
 
 
+def test_continue_as_new_carries_typed_arguments_to_the_next_run(data_dir: str) -> None:
+    with worker_thread(data_dir, typed.WORKFLOWS, typed.ACTIVITIES):
+        client = durable.Client(data_dir)
+        assert client.start(typed.countdown, Money(7, "NOK"), 2, id="countdown").result(timeout=30) == Money(7, "NOK")
+    assert len(client.list(all_runs=True)) == 3
+
+
+def test_the_async_client_converts_as_the_client_does(data_dir: str) -> None:
+    import trio
+
+    order = an_order()
+
+    async def main() -> None:
+        client = durable.AsyncClient(data_dir)
+        handle = await client.start(typed.process, order, id="async")
+        assert await handle.result(timeout=30) == (order, Decimal("2.50"))
+        assert await client.get_handle("async", workflow=typed.process).result(timeout=30) == (order, Decimal("2.50"))
+        inbox = await client.start(typed.Inbox, 1)
+        await inbox.signal("add", order)
+        assert await inbox.result(timeout=30) == [order]
+
+    with worker_thread(data_dir, typed.WORKFLOWS, typed.ACTIVITIES):
+        trio.run(main)
+
+
+def test_a_schedule_starts_its_workflow_with_typed_arguments(data_dir: str) -> None:
+    with worker_thread(data_dir, typed.WORKFLOWS, typed.ACTIVITIES):
+        client = durable.Client(data_dir)
+        # Money converts by its annotation only: without it, the schedule could not store it
+        schedule = client.create_schedule("nightly", typed.charge, Money(5, "EUR"), every=3600, paused=True)
+        schedule.trigger()
+        [started] = wait_until(lambda: schedule.list_workflows(), what="the scheduled workflow")
+        assert client.get_handle(started.workflow_id, workflow=typed.charge).result(timeout=30) == Money(6, "EUR")
+
+
+def test_the_test_environment_and_its_mocks_get_typed_values() -> None:
+    import durable.testing
+
+    seen: list[Any] = []
+
+    @durable.testing.mock_activity(typed.echo_order)
+    def fake_echo(order):  # type: ignore[no-untyped-def]  # no annotation: the activity's plan applies
+        seen.append(order)
+        return order
+
+    order = an_order()
+    with durable.testing.SyncEnvironment(workflows=[typed.process], activities=[fake_echo, typed.total]) as env:
+        assert env.execute(typed.process, order) == (order, Decimal("2.50"))
+        assert env.client.start(typed.process, order, id="env").result(timeout=30) == (order, Decimal("2.50"))
+    assert seen == [order, order] and all(type(o) is Order for o in seen)
+
+
 def test_a_sagas_compensation_gets_typed_arguments(data_dir: str) -> None:
     with worker_thread(data_dir, typed.WORKFLOWS, typed.ACTIVITIES):
         client = durable.Client(data_dir)
