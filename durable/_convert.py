@@ -52,12 +52,15 @@ a workflow (a recorded value that does not fit the annotation any more) it fails
 task, like any bug, so that fixed code lets the workflow go on; converting the same plain data
 to the same type gives equal values every time, so replay stays deterministic.
 
+Also: `continue_as_new` (the next run's arguments, by its workflow's plan, `_continue`),
+`create_schedule` (by the workflow's, `_schedule_client`); `AsyncClient` goes through `Client`,
+and `durable.testing`'s handles keep their workflow (its mocks take the activity's plan).
+
 New crossings convert the same way. A child workflow: its arguments by the child's
 `WorkflowDef.plan.args_to_plain` where the parent starts it, and its result by
 `result_from_plain` where the parent receives it (the child's own `Runtime._start` and
-`_maybe_finish` already convert its side); continue-as-new: the new run's arguments by the
-workflow's own `plan.args_to_plain` (its `_start` builds them again). Then `Converter.to_payload`
-as for any payload: it makes plain by its own type what is left.
+`_maybe_finish` already convert its side). Then `Converter.to_payload` as for any payload: it
+makes plain by its own type what is left.
 """
 
 from __future__ import annotations
