@@ -3,7 +3,7 @@
     python -m bench [--n 200] [--n-timer 50] [--concurrency 50] [--workloads a,b] [--sequential 50]
                     [--only M,M | --skip M,M] [sizes of each measurement: see --help]
 
-The peers' four workloads run on one worker process on a fresh store (synced commits); the client
+The peers' four workloads (and children10, a parent with ten child workflows) run on one worker process on a fresh store (synced commits); the client
 runs here, with one thread per workflow in flight. Prints one JSON line per workload in the
 peers' format (system, workload, n, concurrency, wall_s, wf_per_s, p50_ms, p95_ms, p99_ms), plus
 the CPU time per workflow of the worker process and of the client (worker_cpu_ms_per_wf,
@@ -34,7 +34,8 @@ from ._util import ROOT, pct, proc_cpu_s, start_worker, stop_worker
 
 __all__ = ["MEASUREMENTS", "ROOT", "WORKLOADS", "main", "one", "pct", "run_workload"]
 
-WORKLOADS = ("three_steps", "fanout10", "signal_roundtrip", "timer")
+#: The peers' four workloads, then durable's own: children10, a parent with ten child workflows.
+WORKLOADS = ("three_steps", "fanout10", "signal_roundtrip", "timer", "children10")
 #: What --only and --skip choose from, in the order they run.
 MEASUREMENTS = ("workloads", "sequential", "replay", "continue_as_new", "group_commit", "cold_start", "memory")
 
@@ -53,6 +54,8 @@ def one(client: durable.Client, workload: str, i: int, tag: str) -> float:
         assert handle.result(timeout=60) == f"payload-{i}"
     elif workload == "timer":
         assert client.start("timer_wf", i, id=wid).result(timeout=60) == i
+    elif workload == "children10":
+        assert client.start("children10_wf", i, id=wid).result(timeout=60) == 10 * i + 45 + 10
     else:
         raise ValueError(workload)
     return time.perf_counter() - t0
@@ -162,8 +165,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mem.add_argument("--memory-workflows", type=int, default=10_000, help="live workflows waiting on a signal [10000]")
     mem.add_argument("--memory-complete", action="store_true",
                      help="signal them all and wait for them to complete before stopping the worker")
-    parser.add_argument("--data", default=None,
-                        help="store directory of the workloads and the replay [a fresh temporary one]")
+    parser.add_argument("--data", "--store", dest="data", default=None, metavar="DIR|URL",
+                        help="store of the workloads and the replay: a directory, or a URL such as "
+                             "postgresql://user@host/db (an empty schema) [a fresh temporary directory]")
     args = parser.parse_args(argv)
     args.workloads = _names(args.workloads, WORKLOADS, "workload", parser)
     only = _names(args.only, MEASUREMENTS, "measurement", parser)

@@ -1,4 +1,5 @@
-"""The four peer workloads (same shapes as ../shared/peers/*_bench.py), as durable workflows."""
+"""The four peer workloads (same shapes as ../shared/peers/*_bench.py), as durable workflows,
+and durable's own beside them (children10: a parent with ten child workflows)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,27 @@ async def timer_wf(x: int) -> int:
 
 
 # --- used only by the measurements beyond the peers' four workloads -------------------------
+
+
+@durable.workflow
+async def child_wf(x: int) -> int:
+    """A child of `children10_wf`: one activity."""
+    return await add_one(x)
+
+
+@durable.workflow
+async def children10_wf(x: int) -> int:
+    """A parent with ten child workflows at once, in a nursery (the shape of fanout10, with a
+    child workflow around each activity)."""
+    results: list[int] = []
+
+    async def one(i: int) -> None:
+        results.append(await durable.execute_child(child_wf, x + i))
+
+    async with durable.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(one, i)
+    return sum(results)
 
 
 @durable.workflow

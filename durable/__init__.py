@@ -8,6 +8,7 @@ here; the implementation lives in private modules.
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
 from ._async_client import AsyncClient, AsyncScheduleHandle, AsyncWorkflowHandle
 from ._check import CheckResult, check_histories
+from ._children import ChildWorkflowHandle, ExternalWorkflowHandle, execute_child, get_external_handle, start_child
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
 from ._convert import Convert
@@ -17,9 +18,11 @@ from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
 from ._errors import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
     CompensationFailed,
     DecodeError,
     DurableError,
+    ExternalWorkflowError,
     HistoryLimitError,
     InvalidArgument,
     NondeterminismError,
@@ -82,12 +85,16 @@ __all__ = [
     "CancelScope",
     "Cancelled",
     "CheckResult",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
     "CompensationFailed",
     "Convert",
     "DecodeError",
     "DurableError",
     "Event",
+    "ExternalWorkflowError",
+    "ExternalWorkflowHandle",
     "HistoryLimitError",
     "InvalidArgument",
     "NondeterminismError",
@@ -125,7 +132,9 @@ __all__ = [
     "check_histories",
     "continue_as_new",
     "deprecate_patch",
+    "execute_child",
     "fail_after",
+    "get_external_handle",
     "heartbeat",
     "info",
     "logger",
@@ -139,6 +148,7 @@ __all__ = [
     "saga",
     "signal",
     "sleep",
+    "start_child",
     "uuid4",
     "wait_condition",
     "workflow",

@@ -24,7 +24,8 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, cast, overload
 import sniffio
 import trio
 
-from . import _ops, _wake
+from . import _ops
+from ._backend import Listener
 from ._client import (
     DEFAULT_QUEUE,
     Client,
@@ -115,7 +116,7 @@ class _LoopEvent(threading.Event):
             pass
 
 
-async def _readable(listener: _wake.Listener, timeout: float) -> None:
+async def _readable(listener: Listener, timeout: float) -> None:
     """Wait until `listener` has a wake-up, or `timeout` seconds; consume its wake-ups."""
     if _library() == "trio":
         with trio.move_on_after(timeout):
@@ -382,6 +383,12 @@ class AsyncWorkflowHandle(Generic[R_co]):
         """`WorkflowHandle.terminate`, awaited: end the workflow at once."""
         await _in_thread(self.sync.terminate, reason)
 
+    async def reset(self, to_event: int, *, reason: str = "", reapply_signals: bool = True) -> AsyncWorkflowHandle[R_co]:
+        """`WorkflowHandle.reset`, awaited: a new run from events 0..`to_event` of this one; a
+        handle on it."""
+        new = await _in_thread(lambda: self.sync.reset(to_event, reason=reason, reapply_signals=reapply_signals))
+        return AsyncWorkflowHandle(new)
+
     async def history(self, start: int = 0) -> list[dict[str, Any]]:
         """`WorkflowHandle.history`, awaited: the run's events from `start` on."""
         return await _in_thread(self.sync.history, start)
@@ -389,12 +396,12 @@ class AsyncWorkflowHandle(Generic[R_co]):
     async def follow_history(self, start: int = 0, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """`WorkflowHandle.follow_history` as an async iterator: the run's events from `start`
         on, each as soon as it is recorded, until the run has closed (or `timeout` seconds
-        pass: `WaitTimeout`). Waits in the loop, on the data directory's wake-ups."""
+        pass: `WaitTimeout`). Waits in the loop, on the store's wake-ups."""
         h = self.sync
         if not isinstance(start, int) or start < 0:
             h.history(start)  # raises its error for a bad start
         deadline = None if timeout is None else time.monotonic() + timeout
-        listener = _wake.Listener(os.path.join(h._store.path, "wake"), h._store.notifier)
+        listener = h._store.listener()
         try:
             while True:
                 first = start

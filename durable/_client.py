@@ -24,15 +24,15 @@ import sniffio
 
 from . import _continue
 from . import _events as ev
-from . import _ops, _schedules, _wake
+from . import _ops, _schedules
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._convert import Plan
 from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
+from ._backend import STORE_ENV, Backend, open_store
 from ._schedule_client import UPCOMING, ScheduleDescription, ScheduleHandle, check_schedule_id, create_schedule
-from ._store import Store
 
 DEFAULT_QUEUE = "default"
 _PLAIN = Converter()
@@ -45,8 +45,9 @@ _log = logging.getLogger("durable.client")
 
 
 def default_data_dir() -> str:
-    """``$DURABLE_DATA`` if set, else ``./.durable``."""
-    return os.environ.get("DURABLE_DATA") or "./.durable"
+    """The store used when none is named: ``$DURABLE_STORE`` (a directory or a URL) if set, else
+    ``$DURABLE_DATA`` (a directory) if set, else ``./.durable``."""
+    return os.environ.get(STORE_ENV) or os.environ.get("DURABLE_DATA") or "./.durable"
 
 
 def _time(ns: int | None) -> _dt.datetime | None:
@@ -159,6 +160,11 @@ class WorkflowDescription:
     #: for a running workflow whose queue no worker serves now (filled in by `describe`):
     #: "no worker has polled queue 'q' since ...", else None
     queue_warning: str | None = None
+    #: for a child workflow, its parent's workflow id and run id, else None
+    parent_id: str | None = None
+    parent_run_id: str | None = None
+    #: the workflow ids of its child workflows still running (while it runs)
+    pending_children: tuple[str, ...] = ()
     #: the id of the schedule that started it, else None
     schedule_id: str | None = None
 
@@ -170,6 +176,11 @@ class WorkflowDescription:
     #: the workflow timeouts' deadlines (`execution_timeout`, `run_timeout` of `Client.start`)
     execution_deadline: _dt.datetime | None = None
     run_deadline: _dt.datetime | None = None
+    #: the run a reset of this one started (`WorkflowHandle.reset`), and the run and event this
+    #: one was reset from, else None
+    reset_run_id: str | None = None
+    reset_from_run_id: str | None = None
+    reset_from_event: int | None = None
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
@@ -190,6 +201,8 @@ class WorkflowDescription:
             previous_run_id=_run_id(rec.get("prev")), next_run_id=_run_id(rec.get("next")),
             history_warning=_continue.history_warning(rec["hlen"]) if rec["status"] == _ops.RUNNING else None,
             execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")),
+            reset_run_id=_run_id((rec.get("reset") or {}).get("run")), reset_from_run_id=_run_id(rec.get("reset_from")),
+            reset_from_event=rec.get("reset_to"), **_family(rec),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -202,12 +215,26 @@ class WorkflowDescription:
         return out
 
 
+def _family(rec: dict[str, Any]) -> dict[str, Any]:
+    """`WorkflowDescription`'s fields about parent and children (`_ops`' child workflows)."""
+    out: dict[str, Any] = {}
+    parent = rec.get("parent")
+    if isinstance(parent, dict) and isinstance(parent.get("id"), str) and isinstance(parent.get("num"), int):
+        out["parent_id"], out["parent_run_id"] = parent["id"], f"{parent['num']:x}"
+    children = rec.get("children")
+    if isinstance(children, dict) and children:
+        out["pending_children"] = tuple(str(entry[0]) for _, entry in sorted(children.items())
+                                        if isinstance(entry, list) and entry)
+    return out
+
+
 def _run_id(num: Any) -> str | None:
     return f"{num:x}" if isinstance(num, int) else None
 
 
 class Client:
-    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`).
+    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`): a
+    directory (the embedded LMDB store), ``lmdb:///abs/dir``, or ``postgresql://user@host/db``.
 
     With ``create=False`` a missing store is an error instead of being created. A payload `codec`
     is this client's own; with it, the client also reads the failures a worker encoded.
@@ -215,7 +242,7 @@ class Client:
 
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
                  create: bool = True) -> None:
-        self._store = Store.open(data if data is not None else default_data_dir(), create=create)
+        self._store: Backend = open_store(data if data is not None else default_data_dir(), create=create)
         # this client's own: a store is shared by everything in the process that opens it, and a
         # client must not change the codec of a worker running there (nor take up another's)
         self._converter = Converter(codec)
@@ -224,7 +251,7 @@ class Client:
 
     @property
     def data_dir(self) -> str:
-        """The store's directory."""
+        """The store's directory (or, for a store at a URL, the URL without its password)."""
         return self._store.path
 
     # --- starting ----------------------------------------------------------------------------
@@ -488,7 +515,7 @@ class Client:
     @contextlib.contextmanager
     def _listening(self) -> Iterator[Callable[[float | None], None]]:
         """Listen for wake-ups (bound before the first look at the store, so none is missed)."""
-        listener = _wake.Listener(os.path.join(self._store.path, "wake"), self._store.notifier)
+        listener = self._store.listener()
 
         def wait(deadline: float | None) -> None:
             remaining = POLL_FALLBACK_SECONDS
@@ -509,7 +536,7 @@ class _CloseWatcher:
     """
 
     @classmethod
-    def of(cls, store: Store) -> _CloseWatcher:
+    def of(cls, store: Backend) -> _CloseWatcher:
         """The store's watcher, started on first use."""
         with store.shared_lock:
             watcher = store.shared.get("close-watcher")
@@ -517,13 +544,13 @@ class _CloseWatcher:
                 watcher = store.shared["close-watcher"] = cls(store)
             return watcher
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._waiting: dict[str, list[threading.Event]] = {}
         self._stopping = False
         # bound before the log is first read, so that no close after that read goes unnoticed
-        self._listener = _wake.Listener(os.path.join(store.path, "wake"), store.notifier)
+        self._listener = store.listener()
         self._cursor = store.read(_ops.last_close)
         self._thread = threading.Thread(target=self._run, name="durable-close-watcher", daemon=True)
         self._thread.start()
@@ -570,7 +597,7 @@ class _CloseWatcher:
     def _stop(self) -> None:
         self._stopping = True
         with contextlib.suppress(OSError):
-            self._store.notifier.wake_one(self._listener.path)
+            self._listener.poke()
         self._thread.join(5)
 
 
@@ -797,6 +824,24 @@ class WorkflowHandle(Generic[R_co]):
         """End the workflow at once; none of its code runs again."""
         _check_reason(reason)
         self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._chain_end(t)))
+
+    def reset(self, to_event: int, *, reason: str = "", reapply_signals: bool = True) -> WorkflowHandle[R_co]:
+        """Start a new run of this id whose history is the handle's run's events 0..`to_event`,
+        from which the code now deployed goes on (a reset: see ``durable reset``); return a
+        handle on the new run. `to_event` must end the inputs of a workflow task (the last input
+        event before the commands it recorded): the new run's code runs that task anew. The old
+        run is kept, readable, and names the new one (`WorkflowDescription.reset_run_id`); if
+        the id's current run is running it is terminated. Activities scheduled in the prefix and
+        not finished in it are scheduled again, its open timers set again; with
+        `reapply_signals`, the signals the old run received after `to_event` are delivered to
+        the new one. All in one transaction: a bad `to_event` (`InvalidArgument`, naming the
+        events allowed) writes nothing."""
+        from . import _reset
+
+        _check_reason(reason)
+        to_event = _reset.require_int(to_event, "to_event")
+        num = self._store.write(lambda t: _reset.reset(t, self.id, self._num, to_event, reason, bool(reapply_signals)))
+        return WorkflowHandle(self._client, self.id, f"{num:x}")
 
     def history(self, start: int = 0) -> list[dict[str, Any]]:
         """The run's history as readable dicts (payloads decoded, times as datetimes), from

@@ -21,7 +21,16 @@ from typing import Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVa
 
 from . import _context
 from ._convert import Plan, early_plan, plan_of
-from ._errors import ActivityError, ApplicationError, CompensationFailed, InvalidArgument, NotRegistered, TooSlowError
+from ._errors import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    CompensationFailed,
+    ExternalWorkflowError,
+    InvalidArgument,
+    NotRegistered,
+    TooSlowError,
+)
 from ._limits import MAX_DURATION_SECONDS, MAX_NAME_BYTES
 from ._retry import RetryPolicy
 
@@ -240,10 +249,13 @@ def activity(fn: Any = None, /, *, name: str | None = None, retry: RetryPolicy |
 
 
 #: The errors that fail a workflow when they leave its code: failures that carry through history
-#: (an activity's, a durable deadline's, a saga's, or one the code raises on purpose). Any other
-#: exception is a bug in the code: it fails the workflow task, not the workflow (Temporal's rule),
-#: so that the workflow waits, its history untouched, until fixed code is deployed.
-FAILURE_TYPES: tuple[type[BaseException], ...] = (ApplicationError, ActivityError, TooSlowError, CompensationFailed)
+#: (an activity's, a child workflow's, a durable deadline's, a saga's, a request to another
+#: workflow's, or one the code raises on purpose). Any other exception is a bug in the code: it
+#: fails the workflow task, not the workflow (Temporal's rule), so that the workflow waits, its
+#: history untouched, until fixed code is deployed.
+FAILURE_TYPES: tuple[type[BaseException], ...] = (
+    ApplicationError, ActivityError, TooSlowError, CompensationFailed, ChildWorkflowError, ExternalWorkflowError,
+)
 
 #: How many positional arguments a function takes: (least, most); most is None with *args.
 Arity = tuple[int, "int | None"]

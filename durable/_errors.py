@@ -145,6 +145,26 @@ class ActivityError(DurableError):
         self.attempts = attempts
 
 
+class ChildWorkflowError(DurableError):
+    """A child workflow did not complete, or could not start: the child's error is the `__cause__`.
+
+    `kind` is "failed", "cancelled", "terminated" (or another way the child closed), or
+    "start_failed" (its id was taken, its type unknown: the cause says which).
+    """
+
+    def __init__(self, message: str, *, workflow_id: str, workflow_type: str, seq: int, kind: str) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.workflow_type = workflow_type
+        self.seq = seq
+        self.kind = kind
+
+
+class ExternalWorkflowError(DurableError):
+    """A signal or cancel request sent from a workflow to another could not be delivered (no
+    such workflow, it has closed, or it has no such signal): the reason is the `__cause__`."""
+
+
 class CompensationFailed(DurableError):
     """A saga's compensation did not complete: it raised (the error is the `__cause__`), or the
     saga's `compensation_timeout` passed before it ended (the cause is a `TooSlowError`).

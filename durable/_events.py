@@ -23,6 +23,14 @@ ACTIVITY_CANCELLED = "ActivityCancelled"
 TIMER_FIRED = "TimerFired"
 SIGNAL_RECEIVED = "SignalReceived"
 CANCEL_REQUESTED = "CancelRequested"
+# child workflows and requests to other workflows (see durable/_children.py)
+CHILD_STARTED = "ChildWorkflowStarted"
+CHILD_START_FAILED = "ChildWorkflowStartFailed"
+CHILD_COMPLETED = "ChildWorkflowCompleted"
+CHILD_FAILED = "ChildWorkflowFailed"
+CHILD_CANCELLED = "ChildWorkflowCancelled"
+EXTERNAL_DONE = "ExternalRequestCompleted"
+EXTERNAL_FAILED = "ExternalRequestFailed"
 
 # command kinds
 ACTIVITY_SCHEDULED = "ActivityScheduled"
@@ -35,6 +43,10 @@ WORKFLOW_FAILED = "WorkflowFailed"
 WORKFLOW_CANCELLED = "WorkflowCancelled"
 #: a patch marker (`durable.patched`, `durable.deprecate_patch`): it takes no seq
 MARKER_RECORDED = "MarkerRecorded"
+CHILD_INITIATED = "ChildWorkflowInitiated"
+CHILD_CANCEL_REQUESTED = "ChildWorkflowCancelRequested"
+EXTERNAL_SIGNAL = "ExternalSignalRequested"
+EXTERNAL_CANCEL = "ExternalCancelRequested"
 #: the run ends and a new run of the same id starts (`durable.continue_as_new`): its input,
 #: type and queue; the new run's number is in the run's record ("next"), not in the event
 WORKFLOW_CONTINUED_AS_NEW = "WorkflowContinuedAsNew"
@@ -65,6 +77,20 @@ SCHEMA: dict[str, dict[str, type]] = {
     WORKFLOW_CANCELLED: {},
     MARKER_RECORDED: {"patch": _S, "dep": _F},
     WORKFLOW_TERMINATED: {"reason": _S},
+    # "run" is the child's run number; "why" of a failure: "failed", "terminated" (or how else
+    # the child closed); "opts" of a start: queue, parent close policy, id reuse policy
+    CHILD_INITIATED: {"seq": _I, "name": _S, "id": _S, "in": _B, "opts": _D},
+    CHILD_STARTED: {"seq": _I, "run": _I},
+    CHILD_START_FAILED: {"seq": _I, "err": _D},
+    CHILD_COMPLETED: {"seq": _I, "out": _B},
+    CHILD_FAILED: {"seq": _I, "err": _D, "why": _S},
+    CHILD_CANCELLED: {"seq": _I},
+    CHILD_CANCEL_REQUESTED: {"seq": _I},
+    # "run" 0 names the target's current run
+    EXTERNAL_SIGNAL: {"seq": _I, "id": _S, "run": _I, "name": _S, "in": _B},
+    EXTERNAL_CANCEL: {"seq": _I, "id": _S, "run": _I},
+    EXTERNAL_DONE: {"seq": _I},
+    EXTERNAL_FAILED: {"seq": _I, "err": _D},
     WORKFLOW_CONTINUED_AS_NEW: {"in": _B, "type": _S, "queue": _S},
     WORKFLOW_TIMED_OUT: {"timeout": _S},
 }
@@ -78,8 +104,22 @@ INPUT_KINDS = frozenset(
         TIMER_FIRED,
         SIGNAL_RECEIVED,
         CANCEL_REQUESTED,
+        CHILD_STARTED,
+        CHILD_START_FAILED,
+        CHILD_COMPLETED,
+        CHILD_FAILED,
+        CHILD_CANCELLED,
+        EXTERNAL_DONE,
+        EXTERNAL_FAILED,
     }
 )
+#: Input kinds about one command (by its seq) of child workflows and requests to other
+#: workflows: the runtime hands them to the callback registered for their seq.
+CHILD_INPUT_KINDS = frozenset(
+    {CHILD_STARTED, CHILD_START_FAILED, CHILD_COMPLETED, CHILD_FAILED, CHILD_CANCELLED, EXTERNAL_DONE, EXTERNAL_FAILED}
+)
+#: Command kinds of child workflows and requests to other workflows (applied by `_ops`).
+CHILD_COMMAND_KINDS = frozenset({CHILD_INITIATED, CHILD_CANCEL_REQUESTED, EXTERNAL_SIGNAL, EXTERNAL_CANCEL})
 COMMAND_KINDS = frozenset(
     {
         ACTIVITY_SCHEDULED,
@@ -91,6 +131,10 @@ COMMAND_KINDS = frozenset(
         WORKFLOW_FAILED,
         WORKFLOW_CANCELLED,
         MARKER_RECORDED,
+        CHILD_INITIATED,
+        CHILD_CANCEL_REQUESTED,
+        EXTERNAL_SIGNAL,
+        EXTERNAL_CANCEL,
         WORKFLOW_CONTINUED_AS_NEW,
     }
 )
@@ -145,6 +189,10 @@ def describe_command(ev: dict[str, Any]) -> str:
         return f"ActivityScheduled({ev['name']!r}, seq={ev['seq']})"
     if kind in (TIMER_STARTED,):
         return f"TimerStarted({ev['dur'] / 1e9:g} s, seq={ev['seq']})"
+    if kind == CHILD_INITIATED:
+        return f"ChildWorkflowInitiated({ev['name']!r}, id {ev['id']!r}, seq={ev['seq']})"
+    if kind == EXTERNAL_SIGNAL:
+        return f"ExternalSignalRequested({ev['name']!r} to {ev['id']!r}, seq={ev['seq']})"
     if kind == MARKER_RECORDED:
         return f"MarkerRecorded(patch {ev['patch']!r}{', deprecated' if ev['dep'] else ''})"
     if "seq" in ev:

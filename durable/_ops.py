@@ -53,7 +53,8 @@ from ._errors import (
 )
 from ._limits import CLOSE_LOG_KEEP, MAX_HISTORY_EVENTS, MAX_TASK_ERROR_CHARS, MAX_WORKFLOW_TASK_RETRY_SECONDS
 from ._retry import RetryPolicy
-from ._store import Txn, u64, u64x2, unpack_u64
+from ._backend import Txn
+from ._store import u64, u64x2, unpack_u64
 
 # workflow-task states
 WFT_NONE, WFT_QUEUED, WFT_RUNNING = 0, 1, 2
@@ -95,6 +96,15 @@ class LeaseStatus(StrEnum):
 
 
 def _counter(t: Txn, name: bytes) -> int:
+    """A new number of counter `name`: unique and increasing, but not dense (a backend may skip
+    numbers, see `Txn.next_id`). Run numbers, query numbers, lease tokens and the tie-breaker of
+    task keys only need to be unique (tokens: unequal to any earlier one, for fencing)."""
+    return t.next_id(name)
+
+
+def _dense_counter(t: Txn, name: bytes) -> int:
+    """The next number of counter `name`, with no gaps: the close log (`closes_since`) reads a
+    gap as closes dropped from the log."""
     raw = t.get("meta", name)
     n = (unpack_u64(raw) if raw else 0) + 1
     t.put("meta", name, u64(n))
@@ -619,7 +629,9 @@ def terminate(t: Txn, wid: str, reason: str, num: int | None = None) -> None:
 def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
     rec["status"] = status
     rec["closed"] = t.now
-    n = _counter(t, b"closeseq")
+    if "parent" in rec or rec.get("children"):
+        _close_family(t, rec, status)
+    n = _dense_counter(t, b"closeseq")
     t.put("meta", b"C" + u64(n), rec["id"].encode())
     if n > CLOSE_LOG_KEEP:
         t.delete("meta", b"C" + u64(n - CLOSE_LOG_KEEP))
@@ -668,7 +680,7 @@ def claim(
             continue
         prefix = _task_prefix(kind, queue)
         taken: list[tuple[bytes, bytes]] = []
-        for key, ref in t.scan("tasks", prefix):
+        for key, ref in t.scan("tasks", prefix, skip_locked=True):
             if unpack_u64(key, len(prefix)) > t.now or len(taken) >= limit:
                 break
             if kind == b"q" and not _query_ready(t, unpack_u64(ref)):
@@ -1088,6 +1100,8 @@ def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups
         due_key = rec["timers"].pop(event["seq"], None)
         if due_key is not None:
             t.delete("due", due_key)
+    elif kind in ev.CHILD_COMMAND_KINDS:
+        _apply_child_command(t, rec, event, followups)
 
 
 def _drop_activity(t: Txn, key: bytes, st: dict[str, Any]) -> None:
@@ -1378,7 +1392,7 @@ def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
 
     The run numbers of the workflows whose timers fired are added to `fired`, if given."""
     items: list[bytes] = []
-    for key, _ in t.scan("due", b""):
+    for key, _ in t.scan("due", b"", skip_locked=True):  # two clocks at once fire different items
         if unpack_u64(key) > t.now or len(items) >= limit:
             break
         items.append(key)
@@ -1546,6 +1560,137 @@ def closes_since(t: Txn, after: int) -> tuple[int, list[str], bool]:
     return newest, ids, first != after + 1
 
 
+# --- child workflows and requests to other workflows (see durable/_children.py) -------------
+#
+# A parent's record keeps its children still running: "children" = seq -> [child id, child run
+# number, parent close policy]; a child's record names its parent: "parent" = {"id", "num",
+# "seq"}. Both are absent from records written before child workflows existed (no migration).
+
+
+def _apply_child_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups: list[dict[str, Any]]) -> None:
+    """Apply a command of `ev.CHILD_COMMAND_KINDS` in the transaction that records it: start
+    the child, ask it to cancel, or deliver a signal or cancel request to another workflow.
+    What the workflow learns of it follows in `followups` (the same transaction)."""
+    kind, seq = event["k"], event["seq"]
+    if kind == ev.CHILD_INITIATED:
+        opts = event["opts"]
+        queue = opts.get("queue") or rec["queue"]
+        reuse = opts.get("reuse", "allow_duplicate")
+        try:
+            if event["id"] == rec["id"]:
+                raise WorkflowAlreadyExists(f"a child workflow cannot take its parent's id {rec['id']!r}")
+            if reuse not in ID_REUSE_POLICIES:
+                raise InvalidArgument(f"unknown id reuse policy {reuse!r}")
+            xto, rto = opts.get("xto"), opts.get("rto")
+            timeouts = workflow_timeouts(xto if isinstance(xto, (int, float)) else None,
+                                         rto if isinstance(rto, (int, float)) else None, None, t.now)
+            cnum, _ = start_workflow(t, event["id"], event["name"], queue, event["in"], False, True, reuse,
+                                     extra={"parent": {"id": rec["id"], "num": rec["num"], "seq": seq}, **(timeouts or {})})
+        except (WorkflowAlreadyExists, NotRegistered, InvalidArgument) as exc:
+            followups.append({"k": ev.CHILD_START_FAILED, "seq": seq, "err": error_to_record(exc), "t": t.now})
+            return
+        rec.setdefault("children", {})[seq] = [event["id"], cnum, opts.get("close", "terminate")]
+        followups.append({"k": ev.CHILD_STARTED, "seq": seq, "run": cnum, "t": t.now})
+    elif kind == ev.CHILD_CANCEL_REQUESTED:
+        entry = (rec.get("children") or {}).get(seq)
+        if entry is None:
+            return  # it could not start, or it has closed: its final event is on its way
+        child = _wf_by_num(t, entry[1])
+        if child is not None and child["status"] == RUNNING and not child["cancel"]:
+            request_cancel(t, entry[0], f"cancelled by its parent {rec['id']!r}", entry[1])
+    else:
+        try:
+            if event["id"] == rec["id"]:
+                raise InvalidArgument(
+                    f"workflow {rec['id']!r} cannot signal or cancel itself through an external handle"
+                )
+            num = event["run"] or None
+            if kind == ev.EXTERNAL_SIGNAL:
+                nargs = event.get("n")
+                signal(t, event["id"], event["name"], event["in"], num, nargs if isinstance(nargs, int) else None)
+            else:
+                request_cancel(t, event["id"], f"cancelled by workflow {rec['id']!r}", num)
+        except (WorkflowNotFound, WorkflowClosed, NotRegistered, InvalidArgument) as exc:
+            followups.append({"k": ev.EXTERNAL_FAILED, "seq": seq, "err": error_to_record(exc), "t": t.now})
+            return
+        followups.append({"k": ev.EXTERNAL_DONE, "seq": seq, "t": t.now})
+
+
+def _close_family(t: Txn, rec: dict[str, Any], status: str) -> None:
+    """Run `rec` closes with `status`: apply its children's parent close policies, and tell
+    its parent (in this transaction, the one that closes it)."""
+    children = rec.pop("children", None) or {}
+    for entry in children.values() if isinstance(children, dict) else ():
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], int)):
+            continue  # not written by this code: nothing to apply a policy to
+        cid, cnum, policy = entry
+        child = _wf_by_num(t, cnum)
+        if child is None or child["status"] != RUNNING or policy == "abandon":
+            continue
+        reason = f"its parent {rec['id']!r} {_was(status)}"
+        if policy == "request_cancel":
+            if not child["cancel"]:
+                request_cancel(t, cid, reason, cnum)
+            continue
+        # terminated here: its parent, closing in this transaction, is not to be told
+        child["parent"] = dict(child.get("parent") or {}, told=True)
+        _append(t, child, {"k": ev.WORKFLOW_TERMINATED, "t": t.now, "reason": reason})
+        _close(t, child, "terminated")
+        _save_wf(t, child, RUNNING)
+    link = rec.get("parent")
+    if isinstance(link, dict) and isinstance(link.get("num"), int) and isinstance(link.get("seq"), int) \
+            and not link.get("told") and status != "continued_as_new":  # its last run will tell
+        _tell_parent(t, rec, status, link)
+
+
+def _continue_family(t: Txn, rec: dict[str, Any], new: dict[str, Any]) -> None:
+    """Child run `rec` continued as new into run `new` (in this transaction): `new` is the
+    child its parent waits for now."""
+    link = rec.get("parent")
+    if not isinstance(link, dict) or link.get("told") or not isinstance(link.get("num"), int):
+        return
+    new["parent"] = dict(link)
+    parent = _wf_by_num(t, link["num"])
+    children = parent.get("children") if parent is not None and parent["status"] == RUNNING else None
+    entry = children.get(link.get("seq")) if isinstance(children, dict) else None
+    if isinstance(entry, list) and len(entry) == 3 and entry[1] == rec["num"]:
+        entry[1] = new["num"]
+        _save_wf(t, parent)  # type: ignore[arg-type]
+
+
+def _tell_parent(t: Txn, rec: dict[str, Any], status: str, link: dict[str, Any]) -> None:
+    """Deliver the closed child `rec`'s outcome to its parent's history, if the parent still
+    waits for it (it may have closed and abandoned the child)."""
+    parent = _wf_by_num(t, link["num"])
+    if parent is None or parent["status"] != RUNNING:
+        return
+    children = parent.get("children")
+    seq = link["seq"]
+    if not isinstance(children, dict):
+        return
+    entry = children.get(seq)
+    if not isinstance(entry, list) or len(entry) != 3 or entry[1] != rec["num"]:
+        return
+    del children[seq]
+    last = read_history(t, rec["num"], rec["hlen"] - 1)[-1]
+    event: dict[str, Any]
+    if status == "completed" and last["k"] == ev.WORKFLOW_COMPLETED:
+        event = {"k": ev.CHILD_COMPLETED, "seq": seq, "out": last["out"]}
+    elif status == "cancelled":
+        event = {"k": ev.CHILD_CANCELLED, "seq": seq}
+    else:
+        if last["k"] == ev.WORKFLOW_FAILED:
+            err = last["err"]
+        else:
+            reason = last.get("reason")
+            if last["k"] == ev.WORKFLOW_TIMED_OUT:
+                reason = f"its {str(last.get('timeout')).replace('_', ' ')} timeout passed"
+            err = {"type": "durable.Workflow" + "".join(part.capitalize() for part in status.split("_")),
+                   "msg": f"the child {_was(status).replace('_', ' ')}"
+                          + (f": {reason}" if isinstance(reason, str) and reason else "")}
+        event = {"k": ev.CHILD_FAILED, "seq": seq, "err": err, "why": status}
+    _deliver(t, parent, event)
+    _save_wf(t, parent)
 # --- continue-as-new and workflow timeouts -----------------------------------------------------
 
 #: Events a run may pass the history limit by to record its `WorkflowContinuedAsNew` (the last
@@ -1562,12 +1707,14 @@ def continue_run(t: Txn, rec: dict[str, Any], command: dict[str, Any], carried: 
     (F13), and one sent after this transaction reaches the new run, the id's current one.
     Returns the new run's number; the old record names it ("next"), the new one the old ("prev")."""
     extra: dict[str, Any] = {"prev": rec["num"], "first": rec.get("first", rec["num"])}
-    for field_name in ("xdl", "rto", "grace"):
+    for field_name in ("xdl", "rto", "grace", "sched", "sgen", "slot"):
         if rec.get(field_name) is not None:
             extra[field_name] = rec[field_name]
     num, _ = start_workflow(t, rec["id"], command["type"], command["queue"], command["in"], False, False,
                             extra=extra, started_extra={"prev": f"{rec['num']:x}"})
     new = load_wf(t, rec["id"])
+    if "parent" in rec:  # a child workflow: its parent waits for the new run
+        _continue_family(t, rec, new)
     for event in carried:
         if event["k"] == ev.SIGNAL_RECEIVED or event["k"] == ev.CANCEL_REQUESTED:
             if event["k"] == ev.CANCEL_REQUESTED:
@@ -1582,6 +1729,10 @@ def continue_run(t: Txn, rec: dict[str, Any], command: dict[str, Any], carried: 
     if old is not None:
         old["next"] = num
         t.put_rec("runs", _run_key(rec["id"], rec["num"]), old)
+    if "sched" in rec:  # started by a schedule: it now waits for this run
+        from . import _schedules
+
+        _schedules.on_continue(t, rec, num)
     return num
 
 

@@ -130,6 +130,9 @@ class CancelScope:
         self._deadline: float | None = None
         self._timer_seq: int | None = None
         self._deadline_fired = False
+        #: the nursery whose scope this is (children started by `start_child` join the nursery
+        #: of the innermost such scope around the caller)
+        self._nursery: Nursery | None = None
 
     @property
     def shield(self) -> bool:
@@ -255,6 +258,7 @@ class _NurseryManager:
         scope = CancelScope()
         scope.__enter__()
         self._nursery = Nursery(rt, scope)
+        scope._nursery = self._nursery
         return self._nursery
 
     async def __aexit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -353,6 +357,10 @@ class Runtime:
         self._root_scope = CancelScope()
         self._root_scope._rt = self
         self._root = Nursery(self, self._root_scope)
+        self._root_scope._nursery = self._root
+        #: seq -> what to do with the input events about that command (child workflows and
+        #: requests to other workflows: see _children.py); the callback removes itself
+        self._callbacks: dict[int, Callable[[dict[str, Any]], None]] = {}
         self._main: _Task | None = None
         self._main_result: tuple[Any] | None = None
         self._current: _Task | None = None
@@ -532,6 +540,10 @@ class Runtime:
             self._signal(event["name"], event["in"])
         elif kind == ev.CANCEL_REQUESTED:
             self._root_scope.cancel()
+        elif kind in ev.CHILD_INPUT_KINDS:
+            on_event = self._callbacks.get(event["seq"])
+            if on_event is not None:
+                on_event(event)
 
     def _start(self, event: dict[str, Any]) -> None:
         self._seed, self._rng = event["seed"], None
@@ -975,7 +987,8 @@ def _same_command(have: dict[str, Any], made: dict[str, Any]) -> bool:
     if have.get("seq") != made.get("seq"):
         return False
     # a marker's deprecated flag is not compared: patched() and deprecate_patch() accept either
-    return have.get("name") == made.get("name") and have.get("patch") == made.get("patch")
+    return (have.get("name") == made.get("name") and have.get("patch") == made.get("patch")
+            and have.get("id") == made.get("id"))  # a child's or another workflow's id
 
 
 def _align(produced: list[dict[str, Any]], recorded: list[dict[str, Any]],

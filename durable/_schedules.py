@@ -29,7 +29,8 @@ from . import _crashpoint, _ops
 from ._codec import decode
 from ._errors import DecodeError, InvalidArgument, ScheduleAlreadyExists, ScheduleNotFound, WorkflowAlreadyExists, WorkflowNotFound
 from ._limits import SCHEDULE_FIRE_BATCH, SCHEDULE_RECENT_ACTIONS
-from ._store import Txn, u64x2, unpack_u64
+from ._backend import Txn
+from ._store import u64x2, unpack_u64
 
 #: What a slot does while the workflow the schedule started last still runs (Temporal's names):
 #: nothing; start once that one closes (one start kept: the first); start anyway; cancel the
@@ -328,6 +329,8 @@ def on_close(t: Txn, wf: dict[str, Any], status: str) -> None:
     """A workflow that schedule `wf["sched"]` started closed with `status` (called by
     `_ops._close`, before `wf` is saved): pause the schedule if it failed and the schedule
     pauses on failure; start the buffered slot if this was the run it waited for."""
+    if status == "continued_as_new":
+        return  # not an end: the next run goes on for the schedule (`on_continue`)
     rec = t.get_rec("sched", _key(wf["sched"]))
     if rec is None or rec["created"] != wf.get("sgen"):
         return  # the schedule was deleted (and maybe made again)
@@ -344,6 +347,17 @@ def on_close(t: Txn, wf: dict[str, Any], status: str) -> None:
         changed = True
     if changed:
         _save(t, rec)
+
+
+def on_continue(t: Txn, wf: dict[str, Any], num: int) -> None:
+    """A workflow that schedule `wf["sched"]` started continued as new into run `num` (called
+    by `_ops.continue_run`, which carries the schedule's fields over): the schedule now waits
+    for that run, so overlap policies and pause_on_failure see the chain, not its first run."""
+    rec = t.get_rec("sched", _key(wf["sched"]))
+    if rec is None or rec["created"] != wf.get("sgen") or rec.get("last") != [wf["id"], wf["num"]]:
+        return
+    rec["last"] = [wf["id"], num]
+    _save(t, rec)
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class WorkflowTasks(WorkerBase):
     async def _run_wft(self, item: Item) -> None:
         num = item["num"]
         claimed: list[Item] = []  # the attempts its transaction claimed, run below
+        changes = self._change_count
         try:
             commands, written = await self._engine_then_write(self._activate_and_record, item)
             if item["token"] is None:
@@ -53,6 +54,12 @@ class WorkflowTasks(WorkerBase):
             else:  # finished, lease lost, or signals arrived as it closed: replay next time
                 await self._in_engine(self._evict, num)
             self._running_wfts.pop(num, None)
+            if item["token"] is None and result == TaskStatus.OK and changes != self._change_count:
+                # The poller skips a run while a task of it runs unclaimed. If it looked meanwhile,
+                # a task of this run queued since (by this commit, when a command's answer comes
+                # in the same transaction, as a child's start does; by another op) waits for the
+                # fallback poll unless it looks again now.
+                self._notify_local()
             claimed = eager
             self.stats["wft"] += 1
         except Exception as exc:  # noqa: BLE001 - one task's trouble must not stop the worker

@@ -46,14 +46,14 @@ def records() -> list[dict[str, object]]:
 def test_every_line_is_durable_and_in_order(records: list[dict[str, object]]) -> None:
     assert all(r["system"] == "durable" for r in records)
     assert [r["workload"] for r in records] == [
-        "three_steps", "fanout10", "signal_roundtrip", "timer",
-        "three_steps", "fanout10", "signal_roundtrip", "timer",
+        "three_steps", "fanout10", "signal_roundtrip", "timer", "children10",
+        "three_steps", "fanout10", "signal_roundtrip", "timer", "children10",
         "replay", "continue_as_new", "group_commit", "group_commit", "group_commit", "cold_start", "memory",
     ]
 
 
 def test_the_peers_workloads_in_the_peers_format(records: list[dict[str, object]]) -> None:
-    concurrent, sequential = records[:4], records[4:8]
+    concurrent, sequential = records[:5], records[5:10]
     for rec in concurrent + sequential:
         assert set(rec) == PEER_KEYS | CPU_KEYS
         positive(rec, "wall_s", "wf_per_s", "p50_ms", "p95_ms", "p99_ms")
@@ -61,8 +61,8 @@ def test_the_peers_workloads_in_the_peers_format(records: list[dict[str, object]
             value = rec[key]
             assert isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, (key, rec)
         assert rec["p50_ms"] <= rec["p95_ms"] <= rec["p99_ms"]  # type: ignore[operator]
-    assert [(r["n"], r["concurrency"]) for r in concurrent] == [(4, 2), (4, 2), (4, 2), (2, 2)]
-    assert [(r["n"], r["concurrency"]) for r in sequential] == [(1, 1)] * 4
+    assert [(r["n"], r["concurrency"]) for r in concurrent] == [(4, 2), (4, 2), (4, 2), (2, 2), (4, 2)]
+    assert [(r["n"], r["concurrency"]) for r in sequential] == [(1, 1)] * 5
     assert concurrent[3]["p50_ms"] >= 1000  # the timer sleeps one second
 
 

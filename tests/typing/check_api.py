@@ -252,6 +252,25 @@ assert_type(results[0].ok, bool)
 assert_type(results[0].error, str | None)
 durable.check_histories(workflows=[wf_patched], histories=["not bytes"])  # type: ignore[list-item]
 
+
+# --- child workflows (inside workflow code) ------------------------------------------------
+
+
+@durable.workflow
+async def wf_parent(n: int) -> float:
+    values = await durable.execute_child(wf_function, n)
+    assert_type(values, list[float])
+    assert_type(await durable.execute_child(WfClass, {"amount": 1}, id="c"), str)
+    assert_type(await durable.execute_child("wf_function", n), Any)
+    child = await durable.start_child(wf_function, n, 2.0, parent_close_policy="abandon", run_timeout=60)
+    assert_type(child, durable.ChildWorkflowHandle[list[float]])
+    assert_type(await child.result(), list[float])
+    await child.signal("add", 1)
+    child.cancel()
+    await durable.get_external_handle("other").signal(WfClass.decide, "yes")
+    await durable.get_external_handle("other", run_id="1f").cancel()
+    await durable.execute_child(wf_function, "1")  # type: ignore[arg-type]
+    return values[0]
 # --- the test environment -----------------------------------------------------------------------
 
 

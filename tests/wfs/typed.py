@@ -130,6 +130,15 @@ async def process(order: Order) -> tuple[Order, Decimal]:
 
 
 @durable.workflow
+async def parent_of_process(order: Order) -> tuple[Order, Decimal]:
+    """Gives its typed order to a child (`process`) and gets the child's typed result back."""
+    result = await durable.execute_child(process, order, id="child-of-" + str(order.id))
+    _check(result[0], Order, "parent_of_process: the child's result")
+    _check(result[1], Decimal, "parent_of_process: the child's total")
+    return result
+
+
+@durable.workflow
 async def charge(amount: MoneyT) -> MoneyT:
     _check(amount, Money, "charge")
     paid = await pay(amount)
@@ -189,5 +198,5 @@ async def countdown(amount: MoneyT, left: int) -> MoneyT:
     durable.continue_as_new(amount, left - 1)
 
 
-WORKFLOWS = [process, charge, plain_out, Inbox, strict, refunded, countdown]
+WORKFLOWS = [process, charge, plain_out, Inbox, strict, refunded, countdown, parent_of_process]
 ACTIVITIES = [echo_order, total, pay, untyped, refund]

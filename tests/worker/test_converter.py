@@ -116,6 +116,17 @@ def test_continue_as_new_carries_typed_arguments_to_the_next_run(data_dir: str) 
     assert len(client.list(all_runs=True)) == 3
 
 
+def test_a_child_workflow_gets_typed_arguments_and_its_parent_a_typed_result(data_dir: str) -> None:
+    order = an_order()
+    with worker_thread(data_dir, typed.WORKFLOWS, typed.ACTIVITIES):
+        client = durable.Client(data_dir)
+        got = client.start(typed.parent_of_process, order, id="parent").result(timeout=30)
+    assert got == (order, Decimal("2.50"))
+    # in the parent's history the child's input is plain data (a map), readable by the CLI
+    [initiated] = [e for e in client.get_handle("parent").history() if e["kind"] == "ChildWorkflowInitiated"]
+    assert initiated["input"][0]["id"] == str(order.id)
+
+
 def test_the_async_client_converts_as_the_client_does(data_dir: str) -> None:
     import trio
 

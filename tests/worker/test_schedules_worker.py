@@ -59,3 +59,43 @@ def test_a_failed_workflow_pauses_a_schedule_with_pause_on_failure(data_dir: str
     desc = h.describe()
     assert statuses(client, "b") == ["failed"] and "failed (pause_on_failure)" in desc.note
     assert desc.next_action_times == ()
+
+
+
+@durable.workflow
+class ContinuesThen:
+    """Continues as new `runs_left` times, then waits for the signal "go" and ends by `outcome`."""
+
+    def __init__(self) -> None:
+        self.go = False
+
+    async def run(self, runs_left: int, outcome: str) -> str:
+        if runs_left:
+            durable.continue_as_new(runs_left - 1, outcome)
+        await durable.wait_condition(lambda: self.go)
+        if outcome == "fail":
+            raise durable.ApplicationError("the last run failed", non_retryable=True)
+        return outcome
+
+    @durable.signal
+    def go_on(self) -> None:
+        self.go = True
+
+
+def test_a_workflow_that_continues_as_new_still_runs_for_its_schedule(data_dir: str) -> None:
+    """A run closed by continue-as-new is not the end of what the schedule started: buffer_one
+    waits for the chain's last run, and that run's failure pauses a pause_on_failure schedule."""
+    client = durable.Client(data_dir)
+    with worker_thread(data_dir, [ContinuesThen], []):
+        h = client.create_schedule("chain", ContinuesThen, 2, "fail", every=0.2, overlap="buffer_one",
+                                   pause_on_failure=True)
+        [first] = wait_until(lambda: client.list(schedule="chain") or None, what="the first slot")
+        handle = client.get_handle(first.workflow_id)
+        wait_until(lambda: len(client.list(all_runs=True, workflow="ContinuesThen")) == 3, what="two continues")
+        wait_until(lambda: h.describe().buffered is not None, what="a slot buffered behind the chain")
+        assert len(client.list(schedule="chain")) == 1  # the continued run did not free the slot
+        assert h.describe().running == first.workflow_id
+        handle.signal("go_on")
+        wait_until(lambda: h.describe().paused, what="the chain's failure to pause the schedule")
+        assert client.get_handle(first.workflow_id).describe().status == "failed"
+        assert client.get_handle(first.workflow_id).describe().schedule_id == "chain"
