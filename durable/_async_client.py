@@ -195,9 +195,21 @@ class AsyncClient:
                                   run_timeout=run_timeout, timeout_grace=timeout_grace)
         return AsyncWorkflowHandle(await _in_thread(start))
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> AsyncWorkflowHandle[Any]:
-        """`Client.get_handle`: a handle to an existing workflow (checked when used)."""
-        return AsyncWorkflowHandle(self.sync.get_handle(workflow_id, run_id))
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: None = None) -> AsyncWorkflowHandle[Any]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[..., Awaitable[R]]) -> AsyncWorkflowHandle[R]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[[], WorkflowInstance[*Ts, R]]) -> AsyncWorkflowHandle[R]: ...
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Any = None) -> AsyncWorkflowHandle[Any]:
+        """`Client.get_handle`: a handle to an existing workflow (checked when used); given its
+        `workflow`, values convert by its hints (`result` builds its return annotation's type)."""
+        return AsyncWorkflowHandle(self.sync.get_handle(workflow_id, run_id, workflow=workflow))
 
     async def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
                    since: _dt.datetime | None = None, until: _dt.datetime | None = None,

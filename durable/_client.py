@@ -26,6 +26,7 @@ from . import _continue
 from . import _events as ev
 from . import _ops, _schedules
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
+from ._convert import Plan
 from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
@@ -327,6 +328,8 @@ class Client:
             defn = workflow_def(workflow)
             name, check = defn.name, False
             defn.check_start_args(args)
+            if defn.plan.args_out:  # by the parameters' annotations (`_convert`)
+                args = tuple(defn.plan.args_to_plain(args, f"input of workflow {name!r}"))
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         num, _ = self._store.write(
             lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
@@ -334,7 +337,8 @@ class Client:
                                           extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
                                           if any(timeouts) else None)
         )
-        handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}")
+        handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}",
+                                                     workflow=None if isinstance(workflow, str) else workflow)
         handle.warning = self._nobody_serves(queue)
         if handle.warning is not None:
             _log.warning("workflow %r started, but %s", wid, handle.warning)
@@ -349,10 +353,26 @@ class Client:
         self._served_until[queue] = presence[0]
         return _ops.nobody_serves(queue, now, presence)
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
+    # Typed as `start` is: given the workflow, the handle's result type is its return type.
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: None = None) -> WorkflowHandle[Any]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[..., Awaitable[R]]) -> WorkflowHandle[R]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[[], WorkflowInstance[*Ts, R]]) -> WorkflowHandle[R]: ...
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Any = None) -> WorkflowHandle[Any]:
         """A handle to an existing workflow (checked when used): to its latest run, or with
-        `run_id` (as `describe` and `list` show it) to that run."""
-        return WorkflowHandle(self, _check_id(workflow_id), run_id=run_id)
+        `run_id` (as `describe` and `list` show it) to that run.
+
+        Given its `workflow` (the decorated function or class), the handle converts by its type
+        hints as `start`'s handle does: `result` builds the return annotation's type, `signal`
+        and `query` convert by their handlers' annotations."""
+        return WorkflowHandle(self, _check_id(workflow_id), run_id=run_id, workflow=workflow)
 
     def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
              since: _dt.datetime | None = None, until: _dt.datetime | None = None,
@@ -664,8 +684,11 @@ class WorkflowHandle(Generic[R_co]):
     latest run.
     """
 
-    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None, *,
+                 workflow: Any = None) -> None:
         self._client = client
+        #: the workflow's definition, if the handle was given it: values convert by its hints
+        self._defn = None if workflow is None else workflow_def(workflow)
         self._store = client._store
         self._converter = client._converter
         self.id = workflow_id
@@ -723,7 +746,11 @@ class WorkflowHandle(Generic[R_co]):
     def _outcome(self, rec: dict[str, Any], last: dict[str, Any]) -> Any:
         kind = last["k"]
         if kind == ev.WORKFLOW_COMPLETED:
-            return self._converter.from_payload(last["out"], "workflow result")
+            value = self._converter.from_payload(last["out"], "workflow result")
+            defn = self._defn  # (a chain continued as another workflow type gives its plain form)
+            if defn is not None and defn.plan.ret_in and rec.get("type") == defn.name:  # by the return annotation
+                value = defn.plan.result_from_plain(value, f"result of workflow {self.id!r}")
+            return value
         if kind == ev.WORKFLOW_FAILED:
             failure = self._converter.readable_failure(last["err"])
             cause = error_from_record(failure)
@@ -745,12 +772,18 @@ class WorkflowHandle(Generic[R_co]):
     def signal(self, name: str, *args: Any) -> None:
         """Send signal `name` with `args`: recorded in history, delivered once, in order."""
         check_name(name, "signal name")
+        plan = self._handler_plan(self._defn.signals if self._defn is not None else None, name)
+        if plan is not None and plan.args_out:
+            args = tuple(plan.args_to_plain(args, f"signal {name!r}"))
         payload = self._converter.to_payload(list(args), f"signal {name!r}")
         self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._chain_end(t), len(args)))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
         check_name(name, "query name")
+        plan = self._handler_plan(self._defn.queries if self._defn is not None else None, name)
+        if plan is not None and plan.args_out:
+            args = tuple(plan.args_to_plain(args, f"query {name!r}"))
         payload = self._converter.to_payload(list(args), f"query {name!r}")
         self._client._warn_if_on_event_loop("query")
         deadline = time.monotonic() + timeout
@@ -765,7 +798,10 @@ class WorkflowHandle(Generic[R_co]):
                     if "err" in answer:
                         raise QueryFailed(f"query {name!r} on workflow {self.id!r}: "
                                           f"{self._converter.readable_text(answer['err'])}")
-                    return self._converter.from_payload(answer["ok"], f"answer to query {name!r}")
+                    value = self._converter.from_payload(answer["ok"], f"answer to query {name!r}")
+                    if plan is not None and plan.ret_in:  # by the query's return annotation
+                        value = plan.result_from_plain(value, f"answer to query {name!r}")
+                    return value
                 if expired:
                     queue = self.describe().queue
                     raise QueryFailed(
@@ -773,6 +809,11 @@ class WorkflowHandle(Generic[R_co]):
                         f"(is a worker running on queue {queue!r}?)"
                     )
                 wait(deadline)
+
+    def _handler_plan(self, handlers: dict[str, str] | None, name: str) -> Plan | None:
+        """The plan of the signal or query handler `name` of the handle's workflow, if known."""
+        method = None if handlers is None else handlers.get(name)
+        return None if method is None or self._defn is None else self._defn.handler_plan(method)
 
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""

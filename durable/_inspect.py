@@ -94,7 +94,7 @@ def inspect_history(defn: WorkflowDef, events: list[dict[str, Any]], until: int 
             until=last, replayed=rt.processed, ran_live=ran_live,
             attributes=None if rt.instance is None else {k: safe_repr(v) for k, v in vars(rt.instance).items()},
             frames=_frames(rt),
-            waiting=[f"activity {name!r} (seq {seq})" for seq, (_, name) in sorted(rt._activities.items())]
+            waiting=[f"activity {entry[1]!r} (seq {seq})" for seq, entry in sorted(rt._activities.items())]
             + [f"timer (seq {seq})" for seq in sorted(rt._timers)] + _others(rt),
             next_commands=[ev.describe_command(c) for c in commands] if ran_live else [],
             done=rt.done,

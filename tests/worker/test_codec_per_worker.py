@@ -62,7 +62,7 @@ async def probe(text: str, how: str) -> Any:
     if how == "fail":
         raise RuntimeError(text + "-failed")  # the workflow's failure, in history
     if how == "bad result":
-        return {text + "-task": {1}}  # refused where it is made: the task error in the record
+        return {text + "-task": 1j}  # refused where it is made: the task error in the record
     return {"echoed": echoed, "caught": caught}
 
 
@@ -84,7 +84,7 @@ def run_two_workers(data_dir: str, encode_failures: bool = True) -> dict[str, du
             with pytest.raises(durable.WorkflowFailed, match=f"RuntimeError: {mark}-failed"):
                 failing.result(timeout=20)
             error = wait_until(lambda: bad.describe().task_error, what="the task error")
-            assert error.startswith(f'PayloadError: workflow result cannot be stored: ["{mark}-task"]: set'), error
+            assert error.startswith(f'PayloadError: workflow result cannot be stored: ["{mark}-task"]: complex'), error
     return clients
 
 
