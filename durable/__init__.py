@@ -11,6 +11,7 @@ from ._check import CheckResult, check_histories
 from ._children import ChildWorkflowHandle, ExternalWorkflowHandle, execute_child, get_external_handle, start_child
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
+from ._convert import Convert
 from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
 from ._continue import continue_as_new
 from ._update_client import UpdateHandle
@@ -92,6 +93,7 @@ __all__ = [
     "ChildWorkflowHandle",
     "Client",
     "CompensationFailed",
+    "Convert",
     "DecodeError",
     "DurableError",
     "Event",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar, TypeVarTuple, Unpack, cast, overload
 
 from . import _context
+from ._convert import Plan, early_plan, plan_of
 from ._errors import (
     ActivityError,
     ApplicationError,
@@ -144,7 +145,8 @@ class Activity(Generic[P, R]):
     its result. Outside workflow code, call ``act.fn(*args)`` to run the function itself.
     """
 
-    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions, loop: ActivityLoop | None = None) -> None:
+    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions, loop: ActivityLoop | None = None,
+                 plan: Plan | None = None) -> None:
         self.fn = fn
         self.name = check_name(name, "activity name")
         self.options = options
@@ -157,6 +159,16 @@ class Activity(Generic[P, R]):
         self.__qualname__ = getattr(fn, "__qualname__", name)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__wrapped__ = fn
+        #: made when decorated if the hints can be read then, else on first use (`plan`)
+        self._plan: Plan | None = plan or early_plan(fn)
+
+    @property
+    def plan(self) -> Plan:
+        """How its arguments and result are converted (`_convert`): made on first use, kept."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = plan_of(self.fn)
+        return plan
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         if kwargs:
@@ -167,7 +179,7 @@ class Activity(Generic[P, R]):
             f"activity {self.name!r}",
             f"; outside a workflow, call its function directly: {self.__name__}.fn(...)",
         )
-        return rt.schedule_activity(self.name, args, self.options)
+        return rt.schedule_activity(self.name, args, self.options, self._plan or self.plan)
 
     def with_options(self, **options: Unpack[_OptionChanges]) -> Activity[P, R]:
         """A copy of this activity with some options changed, for one call site."""
@@ -175,7 +187,7 @@ class Activity(Generic[P, R]):
             new_options = replace(self.options, **options)
         except TypeError as exc:
             raise InvalidArgument(f"with_options: {exc}") from None
-        return Activity(self.fn, self.name, new_options, self.loop)
+        return Activity(self.fn, self.name, new_options, self.loop, self._plan)
 
     def __repr__(self) -> str:
         return f"<durable.Activity {self.name!r}>"
@@ -322,6 +334,20 @@ class WorkflowDef:
     def function(self) -> Callable[..., Any]:
         """The function the workflow's arguments go to (the class's `run`)."""
         return self.target.run if self.is_class else self.target  # type: ignore[no-any-return]
+
+    @property
+    def plan(self) -> Plan:
+        """How the workflow's arguments and result are converted (`_convert`): made on first
+        use (not when decorated: its hints may name classes defined further down), then kept."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = plan_of(self.function, method=self.is_class)
+            object.__setattr__(self, "_plan", plan)  # frozen: a cache, not a field
+        return plan
+
+    def handler_plan(self, method: str) -> Plan:
+        """How the arguments and result of the signal or query method `method` are converted."""
+        return plan_of(getattr(self.target, method), method=True)
 
     def check_start_args(self, args: tuple[Any, ...] | list[Any]) -> None:
         """`InvalidArgument` unless `args` fit the workflow's parameters."""
@@ -518,6 +544,9 @@ def workflow(target: Any = None, /, *, name: str | None = None,
             defn = WorkflowDef(wf_name, obj, False, {}, {}, params=arity(obj), **extra)
         else:
             raise InvalidArgument(f"@durable.workflow needs an async function or a class, not {obj!r}")
+        plan = early_plan(defn.function, method=defn.is_class)
+        if plan is not None:  # made when decorated if the hints can be read then (see `plan`)
+            object.__setattr__(defn, "_plan", plan)
         obj.__durable_workflow__ = defn
         return obj
 

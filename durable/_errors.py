@@ -19,7 +19,9 @@ class InvalidArgument(DurableError, ValueError):
 
 
 class PayloadError(InvalidArgument):
-    """A value could not be encoded as CBOR, or is larger than the payload limit."""
+    """A value could not be stored as a payload (not plain data, or larger than the payload limit),
+    or does not fit the type its annotation asks for (the data converter: the message names the
+    parameter and the path)."""
 
 
 # --- the store ---------------------------------------------------------------------------

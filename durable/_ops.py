@@ -54,7 +54,8 @@ from ._errors import (
 )
 from ._limits import CLOSE_LOG_KEEP, MAX_HISTORY_EVENTS, MAX_TASK_ERROR_CHARS, MAX_WORKFLOW_TASK_RETRY_SECONDS
 from ._retry import RetryPolicy
-from ._store import Txn, u64, u64x2, unpack_u64
+from ._backend import Txn
+from ._store import u64, u64x2, unpack_u64
 
 # workflow-task states
 WFT_NONE, WFT_QUEUED, WFT_RUNNING = 0, 1, 2
@@ -96,6 +97,15 @@ class LeaseStatus(StrEnum):
 
 
 def _counter(t: Txn, name: bytes) -> int:
+    """A new number of counter `name`: unique and increasing, but not dense (a backend may skip
+    numbers, see `Txn.next_id`). Run numbers, query numbers, lease tokens and the tie-breaker of
+    task keys only need to be unique (tokens: unequal to any earlier one, for fencing)."""
+    return t.next_id(name)
+
+
+def _dense_counter(t: Txn, name: bytes) -> int:
+    """The next number of counter `name`, with no gaps: the close log (`closes_since`) reads a
+    gap as closes dropped from the log."""
     raw = t.get("meta", name)
     n = (unpack_u64(raw) if raw else 0) + 1
     t.put("meta", name, u64(n))
@@ -622,7 +632,7 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
     rec["closed"] = t.now
     if "parent" in rec or rec.get("children"):
         _close_family(t, rec, status)
-    n = _counter(t, b"closeseq")
+    n = _dense_counter(t, b"closeseq")
     t.put("meta", b"C" + u64(n), rec["id"].encode())
     if n > CLOSE_LOG_KEEP:
         t.delete("meta", b"C" + u64(n - CLOSE_LOG_KEEP))
@@ -675,7 +685,7 @@ def claim(
             continue
         prefix = _task_prefix(kind, queue)
         taken: list[tuple[bytes, bytes]] = []
-        for key, ref in t.scan("tasks", prefix):
+        for key, ref in t.scan("tasks", prefix, skip_locked=True):
             if unpack_u64(key, len(prefix)) > t.now or len(taken) >= limit:
                 break
             if kind == b"q" and not _query_ready(t, unpack_u64(ref)):
@@ -1391,7 +1401,7 @@ def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
 
     The run numbers of the workflows whose timers fired are added to `fired`, if given."""
     items: list[bytes] = []
-    for key, _ in t.scan("due", b""):
+    for key, _ in t.scan("due", b"", skip_locked=True):  # two clocks at once fire different items
         if unpack_u64(key) > t.now or len(items) >= limit:
             break
         items.append(key)

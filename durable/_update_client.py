@@ -18,12 +18,16 @@ from ._errors import UpdateFailed, UpdateRejected, WaitTimeout
 
 if TYPE_CHECKING:
     from ._client import WorkflowHandle
+    from ._convert import Plan
 
 
 def send(handle: WorkflowHandle[Any], name: str, args: tuple[Any, ...], update_id: str | None) -> tuple[str, int]:
     """Write the request of update `name`; return its id and its run's number."""
     check_name(name, "update name")
     uid = str(uuid.uuid4()) if update_id is None else _updates.check_update_id(update_id)
+    plan = _plan(handle, name)
+    if plan is not None and plan.args_out:  # the handle knows its workflow: by the handler's annotations
+        args = tuple(plan.args_to_plain(args, f"update {name!r}"))
     payload = handle._converter.to_payload(list(args), f"update {name!r}")
     num = handle._store.write(
         lambda t: _updates.request(t, handle.id, name, payload, uid, handle._chain_end(t), len(args)))
@@ -119,4 +123,13 @@ def _outcome(handle: WorkflowHandle[Any], name: str, uid: str, rec: dict[str, An
                            f"{format_error_record(failure)}")
         err.__cause__ = error_from_record(failure)
         raise err
-    return conv.from_payload(rec["out"], f"result of update {name!r}")
+    value = conv.from_payload(rec["out"], f"result of update {name!r}")
+    plan = _plan(handle, name)
+    if plan is not None and plan.ret_in:  # by the handler's return annotation
+        value = plan.result_from_plain(value, f"result of update {name!r}")
+    return value
+
+
+def _plan(handle: WorkflowHandle[Any], name: str) -> Plan | None:
+    """The plan of update handler `name` of the handle's workflow, if the handle knows it."""
+    return handle._handler_plan(handle._defn.updates if handle._defn is not None else None, name)

@@ -31,7 +31,8 @@ from . import _ops
 from ._defs import arity_from_record, check_arity
 from ._errors import DecodeError, InvalidArgument, NotRegistered, WorkflowClosed
 from ._limits import MAX_NAME_BYTES
-from ._store import Txn, u64
+from ._backend import Txn
+from ._store import u64
 
 PENDING, ACCEPTED, DONE, REJECTED = "p", "a", "d", "r"
 

@@ -25,6 +25,7 @@ from . import _events as ev
 from ._codec import error_to_record
 
 if TYPE_CHECKING:
+    from ._convert import Plan
     from ._runtime import Runtime
 
 
@@ -56,6 +57,9 @@ def validate(rt: Runtime, updates: list[dict[str, Any]]) -> list[dict[str, Any]]
             fits = rt.defn.update_params.get(name)
             if fits is not None and not _fits(fits, args):
                 raise TypeError(f"its handler takes {_arity_text(fits)} arguments, it came with {len(args)}")
+            plan = rt.defn.handler_plan(method)
+            if plan.args_in:  # by the handler's annotations (the data converter): a misfit is refused
+                args = plan.args_from_plain(args, f"update {name!r}")
         except Exception as exc:  # noqa: BLE001 - a caller's mistake: refused, not recorded
             rt.update_rejections.append((uid, f"update {name!r}: {type(exc).__name__}: {exc}"))
             continue
@@ -99,13 +103,16 @@ def start_handler(rt: Runtime, event: dict[str, Any]) -> None:
     if method is None or rt.instance is None:
         return  # an old history of code that had the update: nothing to run it with
     args = rt.converter.from_payload(event["in"], f"arguments of update {name!r}")
+    plan = rt.defn.handler_plan(method)
+    if plan.args_in:  # accepted, so they fitted: the same conversion again (a misfit fails the task)
+        args = plan.args_from_plain(args, f"update {name!r}")
     handler = getattr(rt.instance, method)
-    task = _Task(_run_handler(rt, handler, args, uid, name), rt._root_scope, rt._root, f"update {name}")
+    task = _Task(_run_handler(rt, handler, args, uid, name, plan), rt._root_scope, rt._root, f"update {name}")
     rt._root._children[task] = None
     rt._ready.append((task, None, None))
 
 
-async def _run_handler(rt: Runtime, handler: Any, args: list[Any], uid: str, name: str) -> None:
+async def _run_handler(rt: Runtime, handler: Any, args: list[Any], uid: str, name: str, plan: Plan) -> None:
     from ._runtime import Cancelled
 
     try:
@@ -128,5 +135,7 @@ async def _run_handler(rt: Runtime, handler: Any, args: list[Any], uid: str, nam
         err = error_to_record(exc) if rt._replaying else rt.converter.failure(exc)
         rt._emit({"k": ev.UPDATE_COMPLETED, "uid": uid, "name": name, "err": err})
         return
+    if plan.ret_out:
+        value = plan.result_to_plain(value, f"result of update {name!r}")
     out = None if rt._replaying else rt.converter.to_payload(value, f"result of update {name!r}")
     rt._emit({"k": ev.UPDATE_COMPLETED, "uid": uid, "name": name, "out": out})

@@ -50,6 +50,7 @@ def _python_block(starts_with: str) -> str:
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     env.pop("DURABLE_DATA", None)
+    env.pop("DURABLE_STORE", None)
     env.pop("DURABLE_CODEC", None)
     return env
 

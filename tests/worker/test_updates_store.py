@@ -11,7 +11,7 @@ import pytest
 import durable
 from durable import _ops, _updates
 from durable._codec import Converter
-from durable._store import Store
+from durable._backend import open_store
 from tests.fault._util import store_snapshot
 from tests.worker.test_store_fencing import LEASE, NS, ManualClock
 
@@ -31,7 +31,7 @@ class Target:
 class Harness:
     def __init__(self, data_dir: str) -> None:
         self.clock = ManualClock()
-        self.store = Store.open(data_dir, clock=self.clock)
+        self.store = open_store(data_dir, clock=self.clock)
         self.client = durable.Client(data_dir)
         self.client.start(Target, id="wf")
         [wft] = self.claim("A")
