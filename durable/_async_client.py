@@ -37,6 +37,7 @@ from ._client import (
     readable_event,
 )
 from ._codec import PayloadCodec
+from ._update_client import UpdateHandle
 from ._defs import WorkflowInstance
 from ._schedule_client import ScheduleDescription, ScheduleHandle
 from ._errors import DurableError, WaitTimeout
@@ -375,6 +376,20 @@ class AsyncWorkflowHandle(Generic[R_co]):
         the caller stops waiting at once)."""
         return await _in_thread(functools.partial(self.sync.query, name, *args, timeout=timeout), abandon=True)
 
+    async def update(self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None) -> Any:
+        """`WorkflowHandle.update`, awaited (in a thread; cancelled, the caller stops waiting
+        at once, and the update goes on)."""
+        return await _in_thread(functools.partial(self.sync.update, name, *args, update_id=update_id,
+                                                  timeout=timeout), abandon=True)
+
+    async def start_update(self, name: str, *args: Any, update_id: str | None = None,
+                           timeout: float | None = None) -> AsyncUpdateHandle:
+        """`WorkflowHandle.start_update`, awaited: send the update, wait until it is accepted;
+        `await handle.result()` waits for its outcome."""
+        sync = await _in_thread(functools.partial(self.sync.start_update, name, *args, update_id=update_id,
+                                                  timeout=timeout), abandon=True)
+        return AsyncUpdateHandle(sync)
+
     async def cancel(self, reason: str = "") -> None:
         """`WorkflowHandle.cancel`, awaited: ask the workflow to cancel."""
         await _in_thread(self.sync.cancel, reason)
@@ -420,3 +435,32 @@ class AsyncWorkflowHandle(Generic[R_co]):
     async def export_history(self) -> bytes:
         """`WorkflowHandle.export_history`, awaited: the raw history as CBOR bytes."""
         return await _in_thread(self.sync.export_history)
+
+
+class AsyncUpdateHandle:
+    """`UpdateHandle` for async code: an accepted update whose outcome `await result()` waits for."""
+
+    def __init__(self, sync: UpdateHandle) -> None:
+        self.sync = sync
+
+    def __repr__(self) -> str:
+        return repr(self.sync).replace("<UpdateHandle", "<AsyncUpdateHandle", 1)
+
+    @property
+    def id(self) -> str:
+        """The update's id."""
+        return self.sync.id
+
+    @property
+    def name(self) -> str:
+        """The update's name."""
+        return self.sync.name
+
+    @property
+    def workflow_id(self) -> str:
+        """The id of the workflow it was sent to."""
+        return self.sync.workflow_id
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """`UpdateHandle.result`, awaited (in a thread; cancelled, the caller stops waiting)."""
+        return await _in_thread(functools.partial(self.sync.result, timeout=timeout), abandon=True)

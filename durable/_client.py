@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -33,6 +34,7 @@ from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
 from ._backend import STORE_ENV, Backend, open_store
 from ._schedule_client import UPCOMING, ScheduleDescription, ScheduleHandle, check_schedule_id, create_schedule
+from ._update_client import UpdateHandle
 
 DEFAULT_QUEUE = "default"
 _PLAIN = Converter()
@@ -176,6 +178,9 @@ class WorkflowDescription:
     #: the workflow timeouts' deadlines (`execution_timeout`, `run_timeout` of `Client.start`)
     execution_deadline: _dt.datetime | None = None
     run_deadline: _dt.datetime | None = None
+    #: updates not finished yet (filled in by `describe`): "name (id ..., pending|accepted)"
+    pending_updates: tuple[str, ...] = ()
+
     #: the run a reset of this one started (`WorkflowHandle.reset`), and the run and event this
     #: one was reset from, else None
     reset_run_id: str | None = None
@@ -711,7 +716,15 @@ class WorkflowHandle(Generic[R_co]):
             warning = _ops.nobody_serves(rec["queue"], t.now, _ops.queue_presence(t, rec["queue"]))
             return rec, _ops.pending_activities(t, rec["num"]), warning
 
-        return WorkflowDescription.from_record(*self._store.read(read), converter=self._converter)
+        rec, pending, warning = self._store.read(read)
+        desc = WorkflowDescription.from_record(rec, pending, warning, converter=self._converter)
+        if rec.get("uany") and rec["status"] == _ops.RUNNING:
+            from ._updates import in_flight
+
+            updates = self._store.read(lambda t: in_flight(t, rec["num"]))
+            desc = dataclasses.replace(desc, pending_updates=tuple(
+                f"{u['name']} (id {u['id']}, {u['status']})" for u in updates))
+        return desc
 
     def result(self, timeout: float | None = None) -> R_co:
         """Wait for the run to end; return its result or raise `WorkflowFailed`. Without a run
@@ -810,6 +823,29 @@ class WorkflowHandle(Generic[R_co]):
                     )
                 wait(deadline)
 
+    def update(self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None) -> Any:
+        """Send update `name` with `args` and wait for its handler's return value.
+
+        `UpdateRejected` if its validator refused it (nothing recorded), `UpdateFailed` if its
+        handler raised a failure or the workflow closed first, `WaitTimeout` after `timeout`
+        seconds (the update goes on: call again with the same `update_id` to wait for it). A
+        call with the id of an update the run already has gets that update's outcome: the
+        handler runs once per id (default id: a fresh uuid)."""
+        from ._update_client import run_update
+
+        return run_update(self, name, args, update_id, timeout)
+
+    def start_update(self, name: str, *args: Any, update_id: str | None = None,
+                     timeout: float | None = None) -> UpdateHandle:
+        """Send update `name` with `args` and wait only until its validator has accepted it;
+        return an `UpdateHandle` whose `result()` waits for the handler's value.
+
+        `UpdateRejected` if the validator refused it; `WaitTimeout` after `timeout` seconds.
+        Same ids, same update, as for `update`."""
+        from ._update_client import start_update
+
+        return start_update(self, name, args, update_id, timeout)
+
     def _handler_plan(self, handlers: dict[str, str] | None, name: str) -> Plan | None:
         """The plan of the signal or query handler `name` of the handle's workflow, if known."""
         method = None if handlers is None else handlers.get(name)
@@ -895,6 +931,8 @@ def readable_event(index: int, event: dict[str, Any], converter: Converter) -> d
             out["error"] = converter.readable_failure(value)
         elif key == "hb":
             continue
+        elif key == "at" and event["k"] == ev.UPDATE_ACCEPTED:
+            out["workflow_time"] = _time(value)  # what durable.now() gave its handler
         else:
             out[{"err": "error", "dur": "duration_ns", "dep": "deprecated"}.get(key, key)] = value
     return out

@@ -316,6 +316,9 @@ class WorkflowDef:
     failure_types: tuple[type[BaseException], ...] = FAILURE_TYPES
     params: Arity = (0, None)  # of the workflow function (or `run`)
     signal_params: dict[str, Arity] = field(default_factory=dict)
+    updates: dict[str, str] = field(default_factory=dict)  # update name -> method name
+    validators: dict[str, str] = field(default_factory=dict)  # update name -> validator's method name
+    update_params: dict[str, Arity] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """Plain data published to the store, so clients can check names and argument counts."""
@@ -323,6 +326,8 @@ class WorkflowDef:
             "signals": sorted(self.signals), "queries": sorted(self.queries),
             "params": _arity_record(self.params),
             "signal_params": {name: _arity_record(a) for name, a in sorted(self.signal_params.items())},
+            "updates": sorted(self.updates),
+            "update_params": {name: _arity_record(a) for name, a in sorted(self.update_params.items())},
         }
 
     @property
@@ -401,6 +406,53 @@ query.__doc__ = """Mark a method of a workflow class as a query handler (sync, r
 A query runs on a worker against the workflow's live state and never changes its history."""
 
 
+class UpdateMethod(Protocol[P, R_co]):
+    """What ``@durable.update`` gives back: the method itself, with `validator` to declare the
+    update's validator."""
+
+    __durable_update__: str
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def validator(self, fn: Callable[..., Any], /) -> Callable[..., Any]:
+        """Declare `fn` (a sync method with the handler's parameters) as the update's validator:
+        it runs before anything is recorded, must not change the workflow, and raises to refuse."""
+        ...
+
+
+@overload
+def update(fn: Callable[P, R], /) -> UpdateMethod[P, R]: ...
+@overload
+def update(*, name: str | None = None) -> Callable[[Callable[P, R]], UpdateMethod[P, R]]: ...
+
+
+def update(fn: Any = None, /, *, name: str | None = None) -> Any:
+    """Mark a method of a workflow class as an update handler (sync or async).
+
+    An update is a request the caller waits on: ``handle.update(name, *args)`` returns the
+    handler's return value or raises its failure (`UpdateFailed`). A validator, declared with
+    ``@handler.validator``, runs first and may refuse the update by raising (`UpdateRejected`):
+    a refused update writes nothing to the history. An accepted one is recorded
+    (``UpdateAccepted``), its handler runs as workflow code (an async handler may await
+    activities and timers), and its outcome is recorded (``UpdateCompleted``), once per update id.
+    ``@durable.update(name=...)`` sets another name."""
+    def wrap(f: Any) -> Any:
+        if not callable(f):
+            raise InvalidArgument(f"@durable.update needs a method, not {f!r}")
+        f.__durable_update__ = check_name(name or f.__name__, "update name")
+
+        def validator(v: Callable[..., Any], /) -> Callable[..., Any]:
+            if not callable(v) or inspect.iscoroutinefunction(v):
+                raise InvalidArgument(f"the validator of update {f.__durable_update__!r} must be a plain (sync) method")
+            v.__durable_validates__ = f.__durable_update__  # type: ignore[attr-defined]
+            return v
+
+        f.validator = validator
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
 class WorkflowInstance(Protocol[*Ts, R_co]):
     """An instance of a workflow class, for type checkers: its ``run`` takes `Ts` and gives `R_co`.
 
@@ -468,7 +520,13 @@ def workflow(target: Any = None, /, *, name: str | None = None,
                 raise InvalidArgument(f"workflow class {wf_name!r} needs an 'async def run(self, ...)' method")
             signals: dict[str, str] = {}
             queries: dict[str, str] = {}
+            updates: dict[str, str] = {}
+            validators: dict[str, str] = {}
             for attr, member in inspect.getmembers(obj):
+                if getattr(member, "__durable_update__", None):
+                    updates[member.__durable_update__] = attr
+                if getattr(member, "__durable_validates__", None):
+                    validators[member.__durable_validates__] = attr
                 if getattr(member, "__durable_signal__", None):
                     signals[member.__durable_signal__] = attr
                 if getattr(member, "__durable_query__", None):
@@ -476,6 +534,11 @@ def workflow(target: Any = None, /, *, name: str | None = None,
                         raise InvalidArgument(f"query {attr!r} of {wf_name!r} must be a plain (sync) method")
                     queries[member.__durable_query__] = attr
             extra["signal_params"] = {sig: arity(getattr(obj, attr), method=True) for sig, attr in signals.items()}
+            for upd in validators:
+                if upd not in updates:
+                    raise InvalidArgument(f"workflow {wf_name!r} has a validator for update {upd!r} but no such update")
+            extra.update(updates=updates, validators=validators,
+                         update_params={u: arity(getattr(obj, attr), method=True) for u, attr in updates.items()})
             defn = WorkflowDef(wf_name, obj, True, signals, queries, params=arity(run, method=True), **extra)
         elif inspect.iscoroutinefunction(obj):
             defn = WorkflowDef(wf_name, obj, False, {}, {}, params=arity(obj), **extra)

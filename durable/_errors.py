@@ -94,6 +94,14 @@ class QueryFailed(DurableError):
     """A query handler raised, or no worker could answer it."""
 
 
+class UpdateRejected(DurableError):
+    """An update's validator refused it: nothing was recorded, its handler did not run."""
+
+
+class UpdateFailed(DurableError):
+    """An update's handler raised a failure, or its workflow closed before the update finished."""
+
+
 class TooSlowError(DurableError, TimeoutError):
     """Raised by `fail_after` and `wait_condition(timeout=...)` when the durable deadline passes."""
 

@@ -21,7 +21,8 @@ Layout (keys sort as bytes; integers are big-endian u64):
   (current runs by status); "C" and "S" the same for earlier runs (format 1: "s" + status + NUL +
   workflow id -> empty; see `migrate`)
 - ``types``  queue -> names registered by the workers of that queue
-- ``query``  "r"/"a" + query number -> query request / answer
+- ``query``  "r"/"a" + query number -> query request / answer; "u"/"P" + run number ->
+  updates and the pending ones (see `_updates`)
 - ``workers`` queue + NUL + worker identity -> when the worker last showed it serves the queue,
   and until when that holds (see `record_presence`)
 - ``sched``  schedules, and the runs each started (see `_schedules`)
@@ -659,6 +660,10 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
         if not isinstance(state, dict) or state.get("st") != "q":  # an attempt may run: tell its worker now
             t.wake_acts = True
     t.wake = True
+    if rec.get("uany"):  # updates in flight fail (durable/_updates.py)
+        from . import _updates
+
+        _updates.on_close(t, rec, status)
     if "sched" in rec:  # started by a schedule: it may pause, or start the slot it buffered
         from . import _schedules
 
@@ -1044,7 +1049,7 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
     for event in pending:
         event.setdefault("t", t.now)
         _append(t, rec, event)
-    if pending:
+    if pending or rec.get("upd"):  # update requests came in while it ran (durable/_updates.py)
         _enqueue_wft(t, rec)
     _save_wf(t, rec)
     return TaskStatus.OK
@@ -1102,6 +1107,10 @@ def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups
             t.delete("due", due_key)
     elif kind in ev.CHILD_COMMAND_KINDS:
         _apply_child_command(t, rec, event, followups)
+    elif kind in (ev.UPDATE_ACCEPTED, ev.UPDATE_COMPLETED):
+        from . import _updates
+
+        _updates.on_command(t, rec, event)
 
 
 def _drop_activity(t: Txn, key: bytes, st: dict[str, Any]) -> None:

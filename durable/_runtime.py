@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from . import _context
 from . import _continue
+from . import _updates_rt
 from . import _events as ev
 from ._codec import Converter, error_from_record, error_to_record
 from ._convert import IDENTITY, Plan
@@ -378,16 +379,24 @@ class Runtime:
         self._hist_len = 0
         self._hist_size = 0
         self._pending_size = 0
+        #: (update id, error text) of the updates the last live activation's validators refused
+        self.update_rejections: list[tuple[str, str]] = []
 
     # --- the API's entry points ------------------------------------------------------------
 
-    def advance(self, events: list[dict[str, Any]], *, run_live: bool = True) -> list[dict[str, Any]]:
+    def advance(self, events: list[dict[str, Any]], *, run_live: bool = True,
+                updates: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Feed history events that follow `processed`; return the commands of a live activation.
 
         Activations already recorded are replayed and their commands compared with the history
         (`NondeterminismError` on a difference). A trailing run of input events with no recorded
         commands is the live activation: it runs only if `run_live`, and its commands are
         returned; call `mark_recorded` once they are committed.
+
+        `updates` are pending update requests (durable/_updates.py): the live activation runs
+        their validators after applying its inputs; the accepted ones lead its returned
+        commands as ``UpdateAccepted`` input events, the refused ones are kept in
+        `update_rejections`. With updates but no new inputs, they make an activation of their own.
         """
         i, n = 0, len(events)
         while i < n:
@@ -418,7 +427,7 @@ class Runtime:
             self._replaying = bool(recorded)
             self._recorded = recorded if recorded else None
             try:
-                commands = self._activate(inputs)
+                commands = self._activate(inputs, None if recorded else updates)
             finally:
                 self._replaying = False
                 self._recorded = None
@@ -431,6 +440,11 @@ class Runtime:
             self._hist_size += _size(recorded)
             self.processed += k - i
             i = k
+        if updates and run_live and not self.done:  # no new inputs: the updates alone
+            commands = self._activate([], updates)
+            self._pending_recorded = len(commands)
+            self._pending_size = _size(commands)
+            return commands
         return []
 
     def mark_recorded(self) -> None:
@@ -490,18 +504,29 @@ class Runtime:
 
     # --- activation ------------------------------------------------------------------------
 
-    def _activate(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _activate(self, inputs: list[dict[str, Any]],
+                  updates: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         prev = _context.set_current(self)
         try:
             self._commands = []
-            self._now_ns = inputs[-1]["t"]
+            if inputs:
+                last = inputs[-1]  # an accepted update keeps the time the workflow saw it at
+                self._now_ns = last["at"] if last["k"] == ev.UPDATE_ACCEPTED else last["t"]
             for event in inputs:
                 if not self.done:
                     self._apply(event)
+            accepted: list[dict[str, Any]] = []
+            if updates and not self.done:
+                accepted = _updates_rt.validate(self, updates)
+                for event in accepted:
+                    self._now_ns = event["at"]  # as a replay sees it (the last input's)
+                    self._apply(event)
+                if not inputs and not accepted:
+                    return []  # all refused: nothing to record
             self._run()
             commands = self._commands
             self._commands = []
-            return commands or [{"k": ev.TASK_COMPLETED}]
+            return accepted + (commands or [{"k": ev.TASK_COMPLETED}])
         finally:
             _context.set_current(prev)
 
@@ -544,6 +569,8 @@ class Runtime:
             on_event = self._callbacks.get(event["seq"])
             if on_event is not None:
                 on_event(event)
+        elif kind == ev.UPDATE_ACCEPTED:
+            _updates_rt.start_handler(self, event)
 
     def _start(self, event: dict[str, Any]) -> None:
         self._seed, self._rng = event["seed"], None
@@ -988,7 +1015,8 @@ def _same_command(have: dict[str, Any], made: dict[str, Any]) -> bool:
         return False
     # a marker's deprecated flag is not compared: patched() and deprecate_patch() accept either
     return (have.get("name") == made.get("name") and have.get("patch") == made.get("patch")
-            and have.get("id") == made.get("id"))  # a child's or another workflow's id
+            and have.get("id") == made.get("id")  # a child's or another workflow's id
+            and have.get("uid") == made.get("uid"))  # an update's id
 
 
 def _align(produced: list[dict[str, Any]], recorded: list[dict[str, Any]],

@@ -201,3 +201,10 @@ def test_the_readme_account_excerpt_is_the_file_in_examples() -> None:
     source = (ROOT / "examples" / "account.py").read_text()
     body = block.split("\n", 1)[1]
     assert body.rstrip() in source, "the README's account excerpt differs from examples/account.py"
+
+
+def test_the_readme_cart_excerpt_is_the_file_in_examples() -> None:
+    block = _python_block("# examples/cart.py\n")
+    source = (ROOT / "examples" / "cart.py").read_text()
+    body = block.split("\n", 1)[1]
+    assert body.rstrip() in source, "the README's cart excerpt differs from examples/cart.py"

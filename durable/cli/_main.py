@@ -505,6 +505,25 @@ def query(state: _State, workflow_id: str, name: str, args: tuple[str, ...], tim
 
 @main.command()
 @click.argument("workflow_id")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.option("--update-id", default=None, metavar="ID",
+              help="The update's id (default: a fresh one); run again with the same id to get the same outcome.")
+@click.option("--timeout", default=None, type=click.FloatRange(0), help="Give up waiting after this many seconds.")
+@click.pass_obj
+@handle_errors
+def update(state: _State, workflow_id: str, name: str, args: tuple[str, ...], update_id: str | None,
+           timeout: float | None) -> None:
+    """Send update NAME with ARGS (each JSON) to a workflow; wait for its handler and print what
+    it returned as JSON. A validator's refusal, a failure of the handler or a closed workflow
+    is an error (exit code 1)."""
+    values = [_json_arg(text, f"argument {i + 1}") for i, text in enumerate(args)]
+    handle = state.client().get_handle(workflow_id)
+    click.echo(_to_json(handle.update(name, *values, update_id=update_id, timeout=timeout)))
+
+
+@main.command()
+@click.argument("workflow_id")
 @click.option("--timeout", default=None, type=click.FloatRange(0), help="Give up after this many seconds.")
 @click.pass_obj
 @handle_errors
@@ -648,6 +667,9 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         elif key == "pending_children":
             if value:
                 click.echo(f"pending children: {', '.join(value)}")
+        elif key == "pending_updates":
+            if value:
+                click.echo(f"updates in flight: {', '.join(value)}")
         elif key == "task_error":
             click.echo(f"task_error: {value}")
         elif key in ("queue_warning", "history_warning"):
@@ -729,7 +751,7 @@ def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, 
 
 def _event_line(event: dict[str, Any], t0: _dt.datetime) -> str:
     """One event of `history`: index, UTC time of day, offset from the first event, kind, details."""
-    skip = ("index", "kind", "time", "error", "opts", "seed")
+    skip = ("index", "kind", "time", "error", "opts", "seed", "workflow_time")
     parts = []
     for key, value in event.items():
         if key in skip:

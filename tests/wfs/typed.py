@@ -166,6 +166,13 @@ class Inbox:
         _check(order, Order, "signal add")
         self.orders.append(order)
 
+    @durable.update
+    def add_and_count(self, order: Order) -> tuple[Order, Decimal]:
+        """An update with typed arguments and result: adds the order, returns it and its total."""
+        _check(order, Order, "update add_and_count")
+        self.orders.append(order)
+        return order, sum((i.price * i.qty for i in order.items), Decimal(0))
+
     @durable.query
     def last(self, default: Status) -> Order | Status:
         _check(default, Status, "query last")

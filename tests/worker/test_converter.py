@@ -127,6 +127,25 @@ def test_a_child_workflow_gets_typed_arguments_and_its_parent_a_typed_result(dat
     assert initiated["input"][0]["id"] == str(order.id)
 
 
+def test_an_update_gets_typed_arguments_and_its_caller_a_typed_result(data_dir: str) -> None:
+    order = an_order()
+    with worker_thread(data_dir, typed.WORKFLOWS, typed.ACTIVITIES):
+        client = durable.Client(data_dir)
+        client.start(typed.Inbox, 3, id="updated")
+        typed_handle = client.get_handle("updated", workflow=typed.Inbox)
+        assert typed_handle.update("add_and_count", order, timeout=30) == (order, Decimal("2.50"))
+        # by name: the caller gets the plain form, the handler still its types
+        plain = client.get_handle("updated").update("add_and_count", order, timeout=30)
+        assert plain[0]["id"] == str(order.id) and plain[1] == "2.50"
+        # an argument that does not fit the handler's annotation is refused, nothing recorded
+        events = len(typed_handle.history())
+        with pytest.raises(durable.UpdateRejected, match="update 'add_and_count'.*PayloadError"):
+            client.get_handle("updated").update("add_and_count", {"id": "not a uuid"}, timeout=30)
+        assert len(typed_handle.history()) == events
+        typed_handle.signal("add", order)
+        assert typed_handle.result(timeout=30) == [order, order, order]
+
+
 def test_the_async_client_converts_as_the_client_does(data_dir: str) -> None:
     import trio
 
