@@ -165,8 +165,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mem.add_argument("--memory-workflows", type=int, default=10_000, help="live workflows waiting on a signal [10000]")
     mem.add_argument("--memory-complete", action="store_true",
                      help="signal them all and wait for them to complete before stopping the worker")
-    parser.add_argument("--data", default=None,
-                        help="store directory of the workloads and the replay [a fresh temporary one]")
+    parser.add_argument("--data", "--store", dest="data", default=None, metavar="DIR|URL",
+                        help="store of the workloads and the replay: a directory, or a URL such as "
+                             "postgresql://user@host/db (an empty schema) [a fresh temporary directory]")
     args = parser.parse_args(argv)
     args.workloads = _names(args.workloads, WORKLOADS, "workload", parser)
     only = _names(args.only, MEASUREMENTS, "measurement", parser)

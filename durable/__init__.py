@@ -6,14 +6,16 @@ here; the implementation lives in private modules.
 """
 
 from ._activity import ActivityCancelled, ActivityInfo, activity_info, heartbeat
-from ._async_client import AsyncClient, AsyncScheduleHandle, AsyncWorkflowHandle
+from ._async_client import AsyncClient, AsyncScheduleHandle, AsyncUpdateHandle, AsyncWorkflowHandle
 from ._check import CheckResult, check_histories
 from ._children import ChildWorkflowHandle, ExternalWorkflowHandle, execute_child, get_external_handle, start_child
 from ._client import Client, PendingActivity, WorkerDescription, WorkflowDescription, WorkflowHandle
 from ._codec import PayloadCodec
+from ._convert import Convert
 from ._schedule_client import ScheduleAction, ScheduleDescription, ScheduleHandle
 from ._continue import continue_as_new
-from ._defs import Activity, ActivityOptions, activity, query, signal, workflow
+from ._update_client import UpdateHandle
+from ._defs import Activity, ActivityOptions, UpdateMethod, activity, query, signal, update, workflow
 from ._errors import (
     ActivityError,
     ApplicationError,
@@ -29,6 +31,8 @@ from ._errors import (
     NotRegistered,
     PayloadError,
     QueryFailed,
+    UpdateFailed,
+    UpdateRejected,
     ScheduleAlreadyExists,
     ScheduleNotFound,
     StoreError,
@@ -80,6 +84,7 @@ __all__ = [
     "ApplicationError",
     "AsyncClient",
     "AsyncScheduleHandle",
+    "AsyncUpdateHandle",
     "AsyncWorkflowHandle",
     "CancelScope",
     "Cancelled",
@@ -88,6 +93,7 @@ __all__ = [
     "ChildWorkflowHandle",
     "Client",
     "CompensationFailed",
+    "Convert",
     "DecodeError",
     "DurableError",
     "Event",
@@ -116,6 +122,10 @@ __all__ = [
     "StoreFullError",
     "StorePermissionError",
     "TooSlowError",
+    "UpdateFailed",
+    "UpdateHandle",
+    "UpdateMethod",
+    "UpdateRejected",
     "WaitTimeout",
     "Worker",
     "WorkerDescription",
@@ -148,6 +158,7 @@ __all__ = [
     "signal",
     "sleep",
     "start_child",
+    "update",
     "uuid4",
     "wait_condition",
     "workflow",

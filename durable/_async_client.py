@@ -24,7 +24,8 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, cast, overload
 import sniffio
 import trio
 
-from . import _ops, _wake
+from . import _ops
+from ._backend import Listener
 from ._client import (
     DEFAULT_QUEUE,
     Client,
@@ -36,6 +37,7 @@ from ._client import (
     readable_event,
 )
 from ._codec import PayloadCodec
+from ._update_client import UpdateHandle
 from ._defs import WorkflowInstance
 from ._schedule_client import ScheduleDescription, ScheduleHandle
 from ._errors import DurableError, WaitTimeout
@@ -115,7 +117,7 @@ class _LoopEvent(threading.Event):
             pass
 
 
-async def _readable(listener: _wake.Listener, timeout: float) -> None:
+async def _readable(listener: Listener, timeout: float) -> None:
     """Wait until `listener` has a wake-up, or `timeout` seconds; consume its wake-ups."""
     if _library() == "trio":
         with trio.move_on_after(timeout):
@@ -194,9 +196,21 @@ class AsyncClient:
                                   run_timeout=run_timeout, timeout_grace=timeout_grace)
         return AsyncWorkflowHandle(await _in_thread(start))
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> AsyncWorkflowHandle[Any]:
-        """`Client.get_handle`: a handle to an existing workflow (checked when used)."""
-        return AsyncWorkflowHandle(self.sync.get_handle(workflow_id, run_id))
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: None = None) -> AsyncWorkflowHandle[Any]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[..., Awaitable[R]]) -> AsyncWorkflowHandle[R]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[[], WorkflowInstance[*Ts, R]]) -> AsyncWorkflowHandle[R]: ...
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Any = None) -> AsyncWorkflowHandle[Any]:
+        """`Client.get_handle`: a handle to an existing workflow (checked when used); given its
+        `workflow`, values convert by its hints (`result` builds its return annotation's type)."""
+        return AsyncWorkflowHandle(self.sync.get_handle(workflow_id, run_id, workflow=workflow))
 
     async def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
                    since: _dt.datetime | None = None, until: _dt.datetime | None = None,
@@ -362,6 +376,20 @@ class AsyncWorkflowHandle(Generic[R_co]):
         the caller stops waiting at once)."""
         return await _in_thread(functools.partial(self.sync.query, name, *args, timeout=timeout), abandon=True)
 
+    async def update(self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None) -> Any:
+        """`WorkflowHandle.update`, awaited (in a thread; cancelled, the caller stops waiting
+        at once, and the update goes on)."""
+        return await _in_thread(functools.partial(self.sync.update, name, *args, update_id=update_id,
+                                                  timeout=timeout), abandon=True)
+
+    async def start_update(self, name: str, *args: Any, update_id: str | None = None,
+                           timeout: float | None = None) -> AsyncUpdateHandle:
+        """`WorkflowHandle.start_update`, awaited: send the update, wait until it is accepted;
+        `await handle.result()` waits for its outcome."""
+        sync = await _in_thread(functools.partial(self.sync.start_update, name, *args, update_id=update_id,
+                                                  timeout=timeout), abandon=True)
+        return AsyncUpdateHandle(sync)
+
     async def cancel(self, reason: str = "") -> None:
         """`WorkflowHandle.cancel`, awaited: ask the workflow to cancel."""
         await _in_thread(self.sync.cancel, reason)
@@ -370,6 +398,12 @@ class AsyncWorkflowHandle(Generic[R_co]):
         """`WorkflowHandle.terminate`, awaited: end the workflow at once."""
         await _in_thread(self.sync.terminate, reason)
 
+    async def reset(self, to_event: int, *, reason: str = "", reapply_signals: bool = True) -> AsyncWorkflowHandle[R_co]:
+        """`WorkflowHandle.reset`, awaited: a new run from events 0..`to_event` of this one; a
+        handle on it."""
+        new = await _in_thread(lambda: self.sync.reset(to_event, reason=reason, reapply_signals=reapply_signals))
+        return AsyncWorkflowHandle(new)
+
     async def history(self, start: int = 0) -> list[dict[str, Any]]:
         """`WorkflowHandle.history`, awaited: the run's events from `start` on."""
         return await _in_thread(self.sync.history, start)
@@ -377,12 +411,12 @@ class AsyncWorkflowHandle(Generic[R_co]):
     async def follow_history(self, start: int = 0, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """`WorkflowHandle.follow_history` as an async iterator: the run's events from `start`
         on, each as soon as it is recorded, until the run has closed (or `timeout` seconds
-        pass: `WaitTimeout`). Waits in the loop, on the data directory's wake-ups."""
+        pass: `WaitTimeout`). Waits in the loop, on the store's wake-ups."""
         h = self.sync
         if not isinstance(start, int) or start < 0:
             h.history(start)  # raises its error for a bad start
         deadline = None if timeout is None else time.monotonic() + timeout
-        listener = _wake.Listener(os.path.join(h._store.path, "wake"), h._store.notifier)
+        listener = h._store.listener()
         try:
             while True:
                 first = start
@@ -401,3 +435,32 @@ class AsyncWorkflowHandle(Generic[R_co]):
     async def export_history(self) -> bytes:
         """`WorkflowHandle.export_history`, awaited: the raw history as CBOR bytes."""
         return await _in_thread(self.sync.export_history)
+
+
+class AsyncUpdateHandle:
+    """`UpdateHandle` for async code: an accepted update whose outcome `await result()` waits for."""
+
+    def __init__(self, sync: UpdateHandle) -> None:
+        self.sync = sync
+
+    def __repr__(self) -> str:
+        return repr(self.sync).replace("<UpdateHandle", "<AsyncUpdateHandle", 1)
+
+    @property
+    def id(self) -> str:
+        """The update's id."""
+        return self.sync.id
+
+    @property
+    def name(self) -> str:
+        """The update's name."""
+        return self.sync.name
+
+    @property
+    def workflow_id(self) -> str:
+        """The id of the workflow it was sent to."""
+        return self.sync.workflow_id
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """`UpdateHandle.result`, awaited (in a thread; cancelled, the caller stops waiting)."""
+        return await _in_thread(functools.partial(self.sync.result, timeout=timeout), abandon=True)

@@ -20,7 +20,7 @@ from ._defs import Registry
 from ._errors import DecodeError
 from ._replay import decode_history, replay
 from ._runtime import task_error_text
-from ._store import Store
+from ._backend import Backend
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,14 @@ def check_one(
     return CheckResult(workflow_id, run_id, workflow_type, True, None, count)
 
 
-def stored_runs(store: Store, *, queue: str | None = None, closed: int = 0) -> list[tuple[str, str, str, int]]:
+def stored_runs(store: Backend, *, queue: str | None = None, closed: int = 0) -> list[tuple[str, str, str, int]]:
     """(workflow id, run id, type, run number) of every running workflow in `store` (of `queue`,
     if given), then of the `closed` closed runs started last. Read only."""
     recs = store.read(lambda t: _ops.runs_to_check(t, queue, closed))
     return [(rec["id"], f"{rec['num']:x}", rec["type"], rec["num"]) for rec in recs]
 
 
-def stored_histories(store: Store, runs: Iterable[tuple[str, str, str, int]]) -> Iterator[tuple[str, str, str, bytes]]:
+def stored_histories(store: Backend, runs: Iterable[tuple[str, str, str, int]]) -> Iterator[tuple[str, str, str, bytes]]:
     """(workflow id, run id, type, history as exported) of each of `runs`, each read from the
     store as it is asked for (one short read transaction each)."""
     for wid, run_id, wtype, num in runs:

@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, overload
 from . import _context
 from . import _events as ev
 from ._codec import error_from_record
+from ._convert import Plan
 from ._defs import WorkflowInstance, check_name, check_seconds, workflow_def
 from ._errors import ChildWorkflowError, DecodeError, ExternalWorkflowError, InvalidArgument
 from ._limits import MAX_ID_BYTES
@@ -49,7 +50,7 @@ ID_REUSE_POLICIES = ("allow_duplicate", "allow_duplicate_failed_only", "reject_d
 class _Child:
     """One child of one runtime: where its events go, its outcome once it has closed."""
 
-    __slots__ = ("rt", "seq", "wid", "wtype", "run", "outcome", "waiters", "started", "cancel_sent", "home")
+    __slots__ = ("rt", "seq", "wid", "wtype", "run", "outcome", "waiters", "started", "cancel_sent", "home", "plan")
 
     def __init__(self, rt: Runtime, seq: int, wid: str, wtype: str) -> None:
         self.rt = rt
@@ -61,6 +62,8 @@ class _Child:
         self.waiters: list[_Waiter] = []
         self.started: _Waiter | None = None
         self.cancel_sent = False
+        #: the child's `Plan` (the data converter), when the parent gave its workflow, not its name
+        self.plan: Plan | None = None
         #: the scope of the nursery that watches a child of `start_child`
         self.home: CancelScope | None = None
 
@@ -81,6 +84,8 @@ class _Child:
         value = None
         if kind == ev.CHILD_COMPLETED:
             value = rt.converter.from_payload(event["out"], f"result of child workflow {self.wid!r}")
+            if self.plan is not None and self.plan.ret_in:  # by its return annotation; a misfit fails the task
+                value = self.plan.result_from_plain(value, f"result of child workflow {self.wid!r}")
         elif cancelled:
             error = self._error("was cancelled", "cancelled", None)
         else:
@@ -199,12 +204,14 @@ def _initiate(what: str, workflow: Any, args: tuple[Any, ...], id: str | None, q
     rt = _context.current(what)
     _refuse_in_query(what)
     rt._require_task(what)
+    plan = None  # the child's parameters and return, when given the workflow (the data converter)
     if isinstance(workflow, str):
         name = check_name(workflow, "a child workflow's name")
     else:
         defn = workflow_def(workflow)
         defn.check_start_args(args)
         name = defn.name
+        plan = defn.plan
     opts: dict[str, Any] = {
         "close": _choice(parent_close_policy, "parent_close_policy", PARENT_CLOSE_POLICIES),
         "reuse": _choice(id_reuse_policy, "id_reuse_policy", ID_REUSE_POLICIES),
@@ -216,11 +223,14 @@ def _initiate(what: str, workflow: Any, args: tuple[Any, ...], id: str | None, q
             opts[key] = check_seconds(seconds, option, allow_none=False)
     wid = None if id is None else _check_id(id, "a child workflow's id")
     rt._checkpoint()
-    payload = None if rt._replaying else rt.converter.to_payload(list(args), f"input of child workflow {name!r}")
+    what = f"input of child workflow {name!r}"
+    plain = plan.args_to_plain(args, what) if plan is not None and plan.args_out else list(args)
+    payload = None if rt._replaying else rt.converter.to_payload(plain, what)
     seq = rt._next_seq()
     wid = wid or _default_id(rt, seq)
     rt._emit({"k": ev.CHILD_INITIATED, "seq": seq, "name": name, "id": wid, "in": payload, "opts": opts})
     child = _Child(rt, seq, wid, name)
+    child.plan = plan
     rt._callbacks[seq] = child.on_event
     return child
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -24,14 +25,16 @@ import sniffio
 
 from . import _continue
 from . import _events as ev
-from . import _ops, _schedules, _tracing, _wake
+from . import _ops, _schedules, _tracing
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
+from ._convert import Plan
 from ._defs import check_name as _check_name
 from ._defs import WorkflowInstance, arity_from_record, check_arity, check_seconds, workflow_def
 from ._errors import InvalidArgument, QueryFailed, WaitTimeout, WorkflowFailed
 from ._limits import DEFAULT_QUERY_TIMEOUT, MAX_ID_BYTES, MAX_REASON_BYTES, POLL_FALLBACK_SECONDS
+from ._backend import STORE_ENV, Backend, open_store
 from ._schedule_client import UPCOMING, ScheduleDescription, ScheduleHandle, check_schedule_id, create_schedule
-from ._store import Store
+from ._update_client import UpdateHandle
 
 DEFAULT_QUEUE = "default"
 _PLAIN = Converter()
@@ -44,8 +47,9 @@ _log = logging.getLogger("durable.client")
 
 
 def default_data_dir() -> str:
-    """``$DURABLE_DATA`` if set, else ``./.durable``."""
-    return os.environ.get("DURABLE_DATA") or "./.durable"
+    """The store used when none is named: ``$DURABLE_STORE`` (a directory or a URL) if set, else
+    ``$DURABLE_DATA`` (a directory) if set, else ``./.durable``."""
+    return os.environ.get(STORE_ENV) or os.environ.get("DURABLE_DATA") or "./.durable"
 
 
 def _time(ns: int | None) -> _dt.datetime | None:
@@ -174,6 +178,14 @@ class WorkflowDescription:
     #: the workflow timeouts' deadlines (`execution_timeout`, `run_timeout` of `Client.start`)
     execution_deadline: _dt.datetime | None = None
     run_deadline: _dt.datetime | None = None
+    #: updates not finished yet (filled in by `describe`): "name (id ..., pending|accepted)"
+    pending_updates: tuple[str, ...] = ()
+
+    #: the run a reset of this one started (`WorkflowHandle.reset`), and the run and event this
+    #: one was reset from, else None
+    reset_run_id: str | None = None
+    reset_from_run_id: str | None = None
+    reset_from_event: int | None = None
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
@@ -193,7 +205,9 @@ class WorkflowDescription:
             queue_warning=queue_warning, start_at=_time(rec.get("start_at")), schedule_id=rec.get("sched"),
             previous_run_id=_run_id(rec.get("prev")), next_run_id=_run_id(rec.get("next")),
             history_warning=_continue.history_warning(rec["hlen"]) if rec["status"] == _ops.RUNNING else None,
-            execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")), **_family(rec),
+            execution_deadline=_time(rec.get("xdl")), run_deadline=_time(rec.get("rdl")),
+            reset_run_id=_run_id((rec.get("reset") or {}).get("run")), reset_from_run_id=_run_id(rec.get("reset_from")),
+            reset_from_event=rec.get("reset_to"), **_family(rec),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -224,7 +238,8 @@ def _run_id(num: Any) -> str | None:
 
 
 class Client:
-    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`).
+    """Starts and manages workflows in the store at `data` (default: `default_data_dir()`): a
+    directory (the embedded LMDB store), ``lmdb:///abs/dir``, or ``postgresql://user@host/db``.
 
     With ``create=False`` a missing store is an error instead of being created. A payload `codec`
     is this client's own; with it, the client also reads the failures a worker encoded.
@@ -232,7 +247,7 @@ class Client:
 
     def __init__(self, data: str | os.PathLike[str] | None = None, *, codec: PayloadCodec | None = None,
                  create: bool = True) -> None:
-        self._store = Store.open(data if data is not None else default_data_dir(), create=create)
+        self._store: Backend = open_store(data if data is not None else default_data_dir(), create=create)
         # this client's own: a store is shared by everything in the process that opens it, and a
         # client must not change the codec of a worker running there (nor take up another's)
         self._converter = Converter(codec)
@@ -241,7 +256,7 @@ class Client:
 
     @property
     def data_dir(self) -> str:
-        """The store's directory."""
+        """The store's directory (or, for a store at a URL, the URL without its password)."""
         return self._store.path
 
     # --- starting ----------------------------------------------------------------------------
@@ -318,6 +333,8 @@ class Client:
             defn = workflow_def(workflow)
             name, check = defn.name, False
             defn.check_start_args(args)
+            if defn.plan.args_out:  # by the parameters' annotations (`_convert`)
+                args = tuple(defn.plan.args_to_plain(args, f"input of workflow {name!r}"))
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         tp = _tracing.current_traceparent()  # the workers' spans are children of the caller's (if any)
         num, _ = self._store.write(
@@ -327,7 +344,8 @@ class Client:
                                           if any(timeouts) else None,
                                           started_extra={_tracing.FIELD: tp} if tp else None)
         )
-        handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}")
+        handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}",
+                                                     workflow=None if isinstance(workflow, str) else workflow)
         handle.warning = self._nobody_serves(queue)
         if handle.warning is not None:
             _log.warning("workflow %r started, but %s", wid, handle.warning)
@@ -342,10 +360,26 @@ class Client:
         self._served_until[queue] = presence[0]
         return _ops.nobody_serves(queue, now, presence)
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
+    # Typed as `start` is: given the workflow, the handle's result type is its return type.
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: None = None) -> WorkflowHandle[Any]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[..., Awaitable[R]]) -> WorkflowHandle[R]: ...
+    @overload
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Callable[[], WorkflowInstance[*Ts, R]]) -> WorkflowHandle[R]: ...
+
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Any = None) -> WorkflowHandle[Any]:
         """A handle to an existing workflow (checked when used): to its latest run, or with
-        `run_id` (as `describe` and `list` show it) to that run."""
-        return WorkflowHandle(self, _check_id(workflow_id), run_id=run_id)
+        `run_id` (as `describe` and `list` show it) to that run.
+
+        Given its `workflow` (the decorated function or class), the handle converts by its type
+        hints as `start`'s handle does: `result` builds the return annotation's type, `signal`
+        and `query` convert by their handlers' annotations."""
+        return WorkflowHandle(self, _check_id(workflow_id), run_id=run_id, workflow=workflow)
 
     def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 1000,
              since: _dt.datetime | None = None, until: _dt.datetime | None = None,
@@ -488,7 +522,7 @@ class Client:
     @contextlib.contextmanager
     def _listening(self) -> Iterator[Callable[[float | None], None]]:
         """Listen for wake-ups (bound before the first look at the store, so none is missed)."""
-        listener = _wake.Listener(os.path.join(self._store.path, "wake"), self._store.notifier)
+        listener = self._store.listener()
 
         def wait(deadline: float | None) -> None:
             remaining = POLL_FALLBACK_SECONDS
@@ -509,7 +543,7 @@ class _CloseWatcher:
     """
 
     @classmethod
-    def of(cls, store: Store) -> _CloseWatcher:
+    def of(cls, store: Backend) -> _CloseWatcher:
         """The store's watcher, started on first use."""
         with store.shared_lock:
             watcher = store.shared.get("close-watcher")
@@ -517,13 +551,13 @@ class _CloseWatcher:
                 watcher = store.shared["close-watcher"] = cls(store)
             return watcher
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._waiting: dict[str, list[threading.Event]] = {}
         self._stopping = False
         # bound before the log is first read, so that no close after that read goes unnoticed
-        self._listener = _wake.Listener(os.path.join(store.path, "wake"), store.notifier)
+        self._listener = store.listener()
         self._cursor = store.read(_ops.last_close)
         self._thread = threading.Thread(target=self._run, name="durable-close-watcher", daemon=True)
         self._thread.start()
@@ -570,7 +604,7 @@ class _CloseWatcher:
     def _stop(self) -> None:
         self._stopping = True
         with contextlib.suppress(OSError):
-            self._store.notifier.wake_one(self._listener.path)
+            self._listener.poke()
         self._thread.join(5)
 
 
@@ -657,8 +691,11 @@ class WorkflowHandle(Generic[R_co]):
     latest run.
     """
 
-    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None, *,
+                 workflow: Any = None) -> None:
         self._client = client
+        #: the workflow's definition, if the handle was given it: values convert by its hints
+        self._defn = None if workflow is None else workflow_def(workflow)
         self._store = client._store
         self._converter = client._converter
         self.id = workflow_id
@@ -681,7 +718,15 @@ class WorkflowHandle(Generic[R_co]):
             warning = _ops.nobody_serves(rec["queue"], t.now, _ops.queue_presence(t, rec["queue"]))
             return rec, _ops.pending_activities(t, rec["num"]), warning
 
-        return WorkflowDescription.from_record(*self._store.read(read), converter=self._converter)
+        rec, pending, warning = self._store.read(read)
+        desc = WorkflowDescription.from_record(rec, pending, warning, converter=self._converter)
+        if rec.get("uany") and rec["status"] == _ops.RUNNING:
+            from ._updates import in_flight
+
+            updates = self._store.read(lambda t: in_flight(t, rec["num"]))
+            desc = dataclasses.replace(desc, pending_updates=tuple(
+                f"{u['name']} (id {u['id']}, {u['status']})" for u in updates))
+        return desc
 
     def result(self, timeout: float | None = None) -> R_co:
         """Wait for the run to end; return its result or raise `WorkflowFailed`. Without a run
@@ -716,7 +761,11 @@ class WorkflowHandle(Generic[R_co]):
     def _outcome(self, rec: dict[str, Any], last: dict[str, Any]) -> Any:
         kind = last["k"]
         if kind == ev.WORKFLOW_COMPLETED:
-            return self._converter.from_payload(last["out"], "workflow result")
+            value = self._converter.from_payload(last["out"], "workflow result")
+            defn = self._defn  # (a chain continued as another workflow type gives its plain form)
+            if defn is not None and defn.plan.ret_in and rec.get("type") == defn.name:  # by the return annotation
+                value = defn.plan.result_from_plain(value, f"result of workflow {self.id!r}")
+            return value
         if kind == ev.WORKFLOW_FAILED:
             failure = self._converter.readable_failure(last["err"])
             cause = error_from_record(failure)
@@ -738,12 +787,18 @@ class WorkflowHandle(Generic[R_co]):
     def signal(self, name: str, *args: Any) -> None:
         """Send signal `name` with `args`: recorded in history, delivered once, in order."""
         check_name(name, "signal name")
+        plan = self._handler_plan(self._defn.signals if self._defn is not None else None, name)
+        if plan is not None and plan.args_out:
+            args = tuple(plan.args_to_plain(args, f"signal {name!r}"))
         payload = self._converter.to_payload(list(args), f"signal {name!r}")
         self._store.write(lambda t: _ops.signal(t, self.id, name, payload, self._chain_end(t), len(args)))
 
     def query(self, name: str, *args: Any, timeout: float = DEFAULT_QUERY_TIMEOUT) -> Any:
         """Run query `name` on a worker against the workflow's live state; return its answer."""
         check_name(name, "query name")
+        plan = self._handler_plan(self._defn.queries if self._defn is not None else None, name)
+        if plan is not None and plan.args_out:
+            args = tuple(plan.args_to_plain(args, f"query {name!r}"))
         payload = self._converter.to_payload(list(args), f"query {name!r}")
         self._client._warn_if_on_event_loop("query")
         deadline = time.monotonic() + timeout
@@ -758,7 +813,10 @@ class WorkflowHandle(Generic[R_co]):
                     if "err" in answer:
                         raise QueryFailed(f"query {name!r} on workflow {self.id!r}: "
                                           f"{self._converter.readable_text(answer['err'])}")
-                    return self._converter.from_payload(answer["ok"], f"answer to query {name!r}")
+                    value = self._converter.from_payload(answer["ok"], f"answer to query {name!r}")
+                    if plan is not None and plan.ret_in:  # by the query's return annotation
+                        value = plan.result_from_plain(value, f"answer to query {name!r}")
+                    return value
                 if expired:
                     queue = self.describe().queue
                     raise QueryFailed(
@@ -766,6 +824,34 @@ class WorkflowHandle(Generic[R_co]):
                         f"(is a worker running on queue {queue!r}?)"
                     )
                 wait(deadline)
+
+    def update(self, name: str, *args: Any, update_id: str | None = None, timeout: float | None = None) -> Any:
+        """Send update `name` with `args` and wait for its handler's return value.
+
+        `UpdateRejected` if its validator refused it (nothing recorded), `UpdateFailed` if its
+        handler raised a failure or the workflow closed first, `WaitTimeout` after `timeout`
+        seconds (the update goes on: call again with the same `update_id` to wait for it). A
+        call with the id of an update the run already has gets that update's outcome: the
+        handler runs once per id (default id: a fresh uuid)."""
+        from ._update_client import run_update
+
+        return run_update(self, name, args, update_id, timeout)
+
+    def start_update(self, name: str, *args: Any, update_id: str | None = None,
+                     timeout: float | None = None) -> UpdateHandle:
+        """Send update `name` with `args` and wait only until its validator has accepted it;
+        return an `UpdateHandle` whose `result()` waits for the handler's value.
+
+        `UpdateRejected` if the validator refused it; `WaitTimeout` after `timeout` seconds.
+        Same ids, same update, as for `update`."""
+        from ._update_client import start_update
+
+        return start_update(self, name, args, update_id, timeout)
+
+    def _handler_plan(self, handlers: dict[str, str] | None, name: str) -> Plan | None:
+        """The plan of the signal or query handler `name` of the handle's workflow, if known."""
+        method = None if handlers is None else handlers.get(name)
+        return None if method is None or self._defn is None else self._defn.handler_plan(method)
 
     def cancel(self, reason: str = "") -> None:
         """Ask the workflow to cancel: its scopes are cancelled, its compensations run."""
@@ -776,6 +862,24 @@ class WorkflowHandle(Generic[R_co]):
         """End the workflow at once; none of its code runs again."""
         _check_reason(reason)
         self._store.write(lambda t: _ops.terminate(t, self.id, reason, self._chain_end(t)))
+
+    def reset(self, to_event: int, *, reason: str = "", reapply_signals: bool = True) -> WorkflowHandle[R_co]:
+        """Start a new run of this id whose history is the handle's run's events 0..`to_event`,
+        from which the code now deployed goes on (a reset: see ``durable reset``); return a
+        handle on the new run. `to_event` must end the inputs of a workflow task (the last input
+        event before the commands it recorded): the new run's code runs that task anew. The old
+        run is kept, readable, and names the new one (`WorkflowDescription.reset_run_id`); if
+        the id's current run is running it is terminated. Activities scheduled in the prefix and
+        not finished in it are scheduled again, its open timers set again; with
+        `reapply_signals`, the signals the old run received after `to_event` are delivered to
+        the new one. All in one transaction: a bad `to_event` (`InvalidArgument`, naming the
+        events allowed) writes nothing."""
+        from . import _reset
+
+        _check_reason(reason)
+        to_event = _reset.require_int(to_event, "to_event")
+        num = self._store.write(lambda t: _reset.reset(t, self.id, self._num, to_event, reason, bool(reapply_signals)))
+        return WorkflowHandle(self._client, self.id, f"{num:x}")
 
     def history(self, start: int = 0) -> list[dict[str, Any]]:
         """The run's history as readable dicts (payloads decoded, times as datetimes), from
@@ -829,6 +933,8 @@ def readable_event(index: int, event: dict[str, Any], converter: Converter) -> d
             out["error"] = converter.readable_failure(value)
         elif key == "hb":
             continue
+        elif key == "at" and event["k"] == ev.UPDATE_ACCEPTED:
+            out["workflow_time"] = _time(value)  # what durable.now() gave its handler
         else:
             out[{"err": "error", "dur": "duration_ns", "dep": "deprecated"}.get(key, key)] = value
     return out

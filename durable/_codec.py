@@ -7,8 +7,10 @@ values). An input over 4 KiB is first walked without building anything (`scan`),
 number of values it may hold (memory) and refuses map keys that could be made to collide in a
 hash table (time). Every failure to decode becomes our own `DecodeError`; nothing else escapes.
 Payloads are checked the same way when they are written, so what is written can be read; and they
-hold plain data only (see `Converter`), so what is read is what was written: a value of any other
-type is refused with a message naming its path inside the value and what to pass instead.
+hold plain data only (see `Converter`), so what is read is what was written: a value of another
+type is made plain by its own type (`_convert.value_to_plain`: a dataclass to a map...), or
+refused with a message naming its path inside the value and what to pass instead. Typed values
+are built again from plain data by the annotations of the receiving side (`_convert`).
 
 User payloads additionally pass through an optional `PayloadCodec` (for example encryption),
 applied to every payload written and read, and to failures (error messages and stack traces)
@@ -28,6 +30,7 @@ import cbor2
 
 from ._errors import ApplicationError, DecodeError, PayloadError
 from ._limits import MAX_CBOR_DEPTH, MAX_CBOR_ITEMS, MAX_PAYLOAD_BYTES, MAX_RECORD_BYTES
+from ._convert import value_to_plain
 from ._plain import is_plain, refusal
 
 
@@ -311,9 +314,10 @@ class Converter:
 
     A payload holds plain data only: None, bool, int, float, str, bytes, list, dict with str or
     int keys, and timezone-aware datetime, each exactly of its type (an IntEnum, a NamedTuple or
-    an OrderedDict is not), so that what is read back is what was written. Anything else is
-    refused when written, with a `PayloadError` naming where it is inside the value, its type and
-    what to pass instead (`_plain`).
+    an OrderedDict is not), so that what is read back is what was written. A value of another
+    type is made plain by its own type (`_convert.value_to_plain`: a dataclass to a map, an
+    Enum member to its value...); what cannot be is refused when written, with a `PayloadError`
+    naming where it is inside the value, its type and what to pass instead (`_plain`).
 
     With a codec, failures written through the converter are encoded too (`encode_failures`),
     all but their type. Reading needs no such option: encoded bytes are marked as such.
@@ -333,15 +337,15 @@ class Converter:
         so is a value that would read back as something else (a tuple as a list).
         """
         try:
-            data = cbor2.dumps(value)
-        except Exception as exc:
-            raise refusal(value, what, f"{_type_name(value, exc)} is not CBOR-encodable") from None
-        try:
             plain = is_plain(value)
         except RecursionError:
             plain = False
-        if not plain:
-            raise refusal(value, what, "it is not plain data")
+        if not plain:  # made plain by its own type (a dataclass to a map...), else refused
+            value = _made_plain(value, what)
+        try:
+            data = cbor2.dumps(value)
+        except Exception as exc:
+            raise refusal(value, what, f"{_type_name(value, exc)} is not CBOR-encodable") from None
         if len(data) > MAX_PAYLOAD_BYTES:
             raise PayloadError(
                 f"{what} is {len(data)} bytes encoded, over the payload limit of "
@@ -483,6 +487,19 @@ class Converter:
 _ENCODED = b"\xfcDC1"
 NO_CODEC = "payloads are encoded: pass --codec (or codec=...)"
 WRONG_CODEC = "this codec cannot decode the payload: wrong codec or key?"
+
+
+def _made_plain(value: Any, what: str) -> Any:
+    """`value`, which is not plain data, made plain by its own type (`_convert.value_to_plain`);
+    a `PayloadError` naming the part refused if it cannot be."""
+    try:
+        converted = value_to_plain(value)
+        plain = is_plain(converted)
+    except RecursionError:
+        converted, plain = value, False
+    if not plain:
+        raise refusal(converted, what, "it is not plain data")
+    return converted
 
 
 def _type_name(value: Any, exc: Exception) -> str:

@@ -57,21 +57,27 @@ def continue_as_new(*args: Any, workflow: Any = None, queue: str | None = None) 
     rt = _context.current("durable.continue_as_new")
     if rt._in_query or rt._current is None:
         raise DurableError("durable.continue_as_new must be called from workflow code, not from a signal or query handler")
+    target = None  # the next run's definition, if known: its arguments convert by its hints
     if workflow is None:
+        target = rt.defn
         wtype = rt.defn.name
         rt.defn.check_start_args(args)  # a bug here fails this task, not the next run
     elif isinstance(workflow, str):
         wtype = check_name(workflow, "continue_as_new(workflow=)")
     else:
-        defn = workflow_def(workflow)
-        wtype = defn.name
-        defn.check_start_args(args)
+        target = workflow_def(workflow)
+        wtype = target.name
+        target.check_start_args(args)
     if queue is None:
         queue = rt.info().queue
     else:
         queue = check_name(queue, "continue_as_new(queue=)")
     # replaying, the command is compared by kind only and never written: no payload is made
-    payload = None if rt.replaying else rt.converter.to_payload(list(args), f"input of the next run of workflow {wtype!r}")
+    payload = None
+    if not rt.replaying:
+        what = f"input of the next run of workflow {wtype!r}"
+        plain = target.plan.args_to_plain(args, what) if target is not None and target.plan.args_out else list(args)
+        payload = rt.converter.to_payload(plain, what)
     raise ContinueAsNew({"k": ev.WORKFLOW_CONTINUED_AS_NEW, "in": payload, "type": wtype, "queue": queue})
 
 

@@ -14,7 +14,9 @@ Points:
 - ``timer-before-commit``: in ``fire_due``, after a timer fired inside the transaction and before
   that transaction commits;
 - ``schedule-before-commit``: in ``fire_due``, after a schedule's slot started its workflow inside
-  the transaction and before that transaction commits.
+  the transaction and before that transaction commits;
+- ``reset-before-commit``: in a reset (``durable reset``), after the old run was closed and the new
+  run made inside the transaction and before that transaction commits.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("activity-after-effect", "batch-before-commit", "timer-before-commit", "schedule-before-commit")
+POINTS = ("activity-after-effect", "batch-before-commit", "timer-before-commit", "schedule-before-commit",
+          "reset-before-commit")
 
 _SPEC = os.environ.get("DURABLE_CRASHPOINT", "")
 _NAME, _, _N = _SPEC.partition(":")

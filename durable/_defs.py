@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVar, TypeVarTuple, Unpack, cast, overload
 
 from . import _context
+from ._convert import Plan, early_plan, plan_of
 from ._errors import (
     ActivityError,
     ApplicationError,
@@ -144,7 +145,8 @@ class Activity(Generic[P, R]):
     its result. Outside workflow code, call ``act.fn(*args)`` to run the function itself.
     """
 
-    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions, loop: ActivityLoop | None = None) -> None:
+    def __init__(self, fn: Callable[P, Any], name: str, options: ActivityOptions, loop: ActivityLoop | None = None,
+                 plan: Plan | None = None) -> None:
         self.fn = fn
         self.name = check_name(name, "activity name")
         self.options = options
@@ -157,6 +159,16 @@ class Activity(Generic[P, R]):
         self.__qualname__ = getattr(fn, "__qualname__", name)
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__wrapped__ = fn
+        #: made when decorated if the hints can be read then, else on first use (`plan`)
+        self._plan: Plan | None = plan or early_plan(fn)
+
+    @property
+    def plan(self) -> Plan:
+        """How its arguments and result are converted (`_convert`): made on first use, kept."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = plan_of(self.fn)
+        return plan
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         if kwargs:
@@ -167,7 +179,7 @@ class Activity(Generic[P, R]):
             f"activity {self.name!r}",
             f"; outside a workflow, call its function directly: {self.__name__}.fn(...)",
         )
-        return rt.schedule_activity(self.name, args, self.options)
+        return rt.schedule_activity(self.name, args, self.options, self._plan or self.plan)
 
     def with_options(self, **options: Unpack[_OptionChanges]) -> Activity[P, R]:
         """A copy of this activity with some options changed, for one call site."""
@@ -175,7 +187,7 @@ class Activity(Generic[P, R]):
             new_options = replace(self.options, **options)
         except TypeError as exc:
             raise InvalidArgument(f"with_options: {exc}") from None
-        return Activity(self.fn, self.name, new_options, self.loop)
+        return Activity(self.fn, self.name, new_options, self.loop, self._plan)
 
     def __repr__(self) -> str:
         return f"<durable.Activity {self.name!r}>"
@@ -304,6 +316,9 @@ class WorkflowDef:
     failure_types: tuple[type[BaseException], ...] = FAILURE_TYPES
     params: Arity = (0, None)  # of the workflow function (or `run`)
     signal_params: dict[str, Arity] = field(default_factory=dict)
+    updates: dict[str, str] = field(default_factory=dict)  # update name -> method name
+    validators: dict[str, str] = field(default_factory=dict)  # update name -> validator's method name
+    update_params: dict[str, Arity] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """Plain data published to the store, so clients can check names and argument counts."""
@@ -311,12 +326,28 @@ class WorkflowDef:
             "signals": sorted(self.signals), "queries": sorted(self.queries),
             "params": _arity_record(self.params),
             "signal_params": {name: _arity_record(a) for name, a in sorted(self.signal_params.items())},
+            "updates": sorted(self.updates),
+            "update_params": {name: _arity_record(a) for name, a in sorted(self.update_params.items())},
         }
 
     @property
     def function(self) -> Callable[..., Any]:
         """The function the workflow's arguments go to (the class's `run`)."""
         return self.target.run if self.is_class else self.target  # type: ignore[no-any-return]
+
+    @property
+    def plan(self) -> Plan:
+        """How the workflow's arguments and result are converted (`_convert`): made on first
+        use (not when decorated: its hints may name classes defined further down), then kept."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = plan_of(self.function, method=self.is_class)
+            object.__setattr__(self, "_plan", plan)  # frozen: a cache, not a field
+        return plan
+
+    def handler_plan(self, method: str) -> Plan:
+        """How the arguments and result of the signal or query method `method` are converted."""
+        return plan_of(getattr(self.target, method), method=True)
 
     def check_start_args(self, args: tuple[Any, ...] | list[Any]) -> None:
         """`InvalidArgument` unless `args` fit the workflow's parameters."""
@@ -373,6 +404,53 @@ query = _mark("__durable_query__", "query")
 query.__doc__ = """Mark a method of a workflow class as a query handler (sync, read-only).
 
 A query runs on a worker against the workflow's live state and never changes its history."""
+
+
+class UpdateMethod(Protocol[P, R_co]):
+    """What ``@durable.update`` gives back: the method itself, with `validator` to declare the
+    update's validator."""
+
+    __durable_update__: str
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def validator(self, fn: Callable[..., Any], /) -> Callable[..., Any]:
+        """Declare `fn` (a sync method with the handler's parameters) as the update's validator:
+        it runs before anything is recorded, must not change the workflow, and raises to refuse."""
+        ...
+
+
+@overload
+def update(fn: Callable[P, R], /) -> UpdateMethod[P, R]: ...
+@overload
+def update(*, name: str | None = None) -> Callable[[Callable[P, R]], UpdateMethod[P, R]]: ...
+
+
+def update(fn: Any = None, /, *, name: str | None = None) -> Any:
+    """Mark a method of a workflow class as an update handler (sync or async).
+
+    An update is a request the caller waits on: ``handle.update(name, *args)`` returns the
+    handler's return value or raises its failure (`UpdateFailed`). A validator, declared with
+    ``@handler.validator``, runs first and may refuse the update by raising (`UpdateRejected`):
+    a refused update writes nothing to the history. An accepted one is recorded
+    (``UpdateAccepted``), its handler runs as workflow code (an async handler may await
+    activities and timers), and its outcome is recorded (``UpdateCompleted``), once per update id.
+    ``@durable.update(name=...)`` sets another name."""
+    def wrap(f: Any) -> Any:
+        if not callable(f):
+            raise InvalidArgument(f"@durable.update needs a method, not {f!r}")
+        f.__durable_update__ = check_name(name or f.__name__, "update name")
+
+        def validator(v: Callable[..., Any], /) -> Callable[..., Any]:
+            if not callable(v) or inspect.iscoroutinefunction(v):
+                raise InvalidArgument(f"the validator of update {f.__durable_update__!r} must be a plain (sync) method")
+            v.__durable_validates__ = f.__durable_update__  # type: ignore[attr-defined]
+            return v
+
+        f.validator = validator
+        return f
+
+    return wrap(fn) if fn is not None else wrap
 
 
 class WorkflowInstance(Protocol[*Ts, R_co]):
@@ -442,7 +520,13 @@ def workflow(target: Any = None, /, *, name: str | None = None,
                 raise InvalidArgument(f"workflow class {wf_name!r} needs an 'async def run(self, ...)' method")
             signals: dict[str, str] = {}
             queries: dict[str, str] = {}
+            updates: dict[str, str] = {}
+            validators: dict[str, str] = {}
             for attr, member in inspect.getmembers(obj):
+                if getattr(member, "__durable_update__", None):
+                    updates[member.__durable_update__] = attr
+                if getattr(member, "__durable_validates__", None):
+                    validators[member.__durable_validates__] = attr
                 if getattr(member, "__durable_signal__", None):
                     signals[member.__durable_signal__] = attr
                 if getattr(member, "__durable_query__", None):
@@ -450,11 +534,19 @@ def workflow(target: Any = None, /, *, name: str | None = None,
                         raise InvalidArgument(f"query {attr!r} of {wf_name!r} must be a plain (sync) method")
                     queries[member.__durable_query__] = attr
             extra["signal_params"] = {sig: arity(getattr(obj, attr), method=True) for sig, attr in signals.items()}
+            for upd in validators:
+                if upd not in updates:
+                    raise InvalidArgument(f"workflow {wf_name!r} has a validator for update {upd!r} but no such update")
+            extra.update(updates=updates, validators=validators,
+                         update_params={u: arity(getattr(obj, attr), method=True) for u, attr in updates.items()})
             defn = WorkflowDef(wf_name, obj, True, signals, queries, params=arity(run, method=True), **extra)
         elif inspect.iscoroutinefunction(obj):
             defn = WorkflowDef(wf_name, obj, False, {}, {}, params=arity(obj), **extra)
         else:
             raise InvalidArgument(f"@durable.workflow needs an async function or a class, not {obj!r}")
+        plan = early_plan(defn.function, method=defn.is_class)
+        if plan is not None:  # made when decorated if the hints can be read then (see `plan`)
+            object.__setattr__(defn, "_plan", plan)
         obj.__durable_workflow__ = defn
         return obj
 

@@ -19,7 +19,9 @@ class InvalidArgument(DurableError, ValueError):
 
 
 class PayloadError(InvalidArgument):
-    """A value could not be encoded as CBOR, or is larger than the payload limit."""
+    """A value could not be stored as a payload (not plain data, or larger than the payload limit),
+    or does not fit the type its annotation asks for (the data converter: the message names the
+    parameter and the path)."""
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -90,6 +92,14 @@ class WaitTimeout(DurableError, TimeoutError):
 
 class QueryFailed(DurableError):
     """A query handler raised, or no worker could answer it."""
+
+
+class UpdateRejected(DurableError):
+    """An update's validator refused it: nothing was recorded, its handler did not run."""
+
+
+class UpdateFailed(DurableError):
+    """An update's handler raised a failure, or its workflow closed before the update finished."""
 
 
 class TooSlowError(DurableError, TimeoutError):

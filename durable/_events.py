@@ -31,6 +31,8 @@ CHILD_FAILED = "ChildWorkflowFailed"
 CHILD_CANCELLED = "ChildWorkflowCancelled"
 EXTERNAL_DONE = "ExternalRequestCompleted"
 EXTERNAL_FAILED = "ExternalRequestFailed"
+#: an update request its validator accepted (see durable/_updates.py): "uid" is the update's id
+UPDATE_ACCEPTED = "UpdateAccepted"
 
 # command kinds
 ACTIVITY_SCHEDULED = "ActivityScheduled"
@@ -50,6 +52,8 @@ EXTERNAL_CANCEL = "ExternalCancelRequested"
 #: the run ends and a new run of the same id starts (`durable.continue_as_new`): its input,
 #: type and queue; the new run's number is in the run's record ("next"), not in the event
 WORKFLOW_CONTINUED_AS_NEW = "WorkflowContinuedAsNew"
+#: an update's handler returned ("out") or failed ("err")
+UPDATE_COMPLETED = "UpdateCompleted"
 
 # written by an operator, never by workflow code
 WORKFLOW_TERMINATED = "WorkflowTerminated"
@@ -93,6 +97,9 @@ SCHEMA: dict[str, dict[str, type]] = {
     EXTERNAL_FAILED: {"seq": _I, "err": _D},
     WORKFLOW_CONTINUED_AS_NEW: {"in": _B, "type": _S, "queue": _S},
     WORKFLOW_TIMED_OUT: {"timeout": _S},
+    # "at": the time the workflow saw when it accepted the update ("t" is when it was recorded)
+    UPDATE_ACCEPTED: {"uid": _S, "name": _S, "in": _B, "at": _I},
+    UPDATE_COMPLETED: {"uid": _S, "name": _S},
 }
 
 INPUT_KINDS = frozenset(
@@ -111,6 +118,7 @@ INPUT_KINDS = frozenset(
         CHILD_CANCELLED,
         EXTERNAL_DONE,
         EXTERNAL_FAILED,
+        UPDATE_ACCEPTED,
     }
 )
 #: Input kinds about one command (by its seq) of child workflows and requests to other
@@ -136,6 +144,7 @@ COMMAND_KINDS = frozenset(
         EXTERNAL_SIGNAL,
         EXTERNAL_CANCEL,
         WORKFLOW_CONTINUED_AS_NEW,
+        UPDATE_COMPLETED,
     }
 )
 CLOSING_KINDS = frozenset(
@@ -193,6 +202,8 @@ def describe_command(ev: dict[str, Any]) -> str:
         return f"ChildWorkflowInitiated({ev['name']!r}, id {ev['id']!r}, seq={ev['seq']})"
     if kind == EXTERNAL_SIGNAL:
         return f"ExternalSignalRequested({ev['name']!r} to {ev['id']!r}, seq={ev['seq']})"
+    if kind == UPDATE_COMPLETED:
+        return f"UpdateCompleted({ev['name']!r}, update id {ev['uid']!r})"
     if kind == MARKER_RECORDED:
         return f"MarkerRecorded(patch {ev['patch']!r}{', deprecated' if ev['dep'] else ''})"
     if "seq" in ev:

@@ -21,7 +21,8 @@ Layout (keys sort as bytes; integers are big-endian u64):
   (current runs by status); "C" and "S" the same for earlier runs (format 1: "s" + status + NUL +
   workflow id -> empty; see `migrate`)
 - ``types``  queue -> names registered by the workers of that queue
-- ``query``  "r"/"a" + query number -> query request / answer
+- ``query``  "r"/"a" + query number -> query request / answer; "u"/"P" + run number ->
+  updates and the pending ones (see `_updates`)
 - ``workers`` queue + NUL + worker identity -> when the worker last showed it serves the queue,
   and until when that holds (see `record_presence`)
 - ``sched``  schedules, and the runs each started (see `_schedules`)
@@ -53,7 +54,8 @@ from ._errors import (
 )
 from ._limits import CLOSE_LOG_KEEP, MAX_HISTORY_EVENTS, MAX_TASK_ERROR_CHARS, MAX_WORKFLOW_TASK_RETRY_SECONDS
 from ._retry import RetryPolicy
-from ._store import Txn, u64, u64x2, unpack_u64
+from ._backend import Txn
+from ._store import u64, u64x2, unpack_u64
 
 # workflow-task states
 WFT_NONE, WFT_QUEUED, WFT_RUNNING = 0, 1, 2
@@ -95,6 +97,15 @@ class LeaseStatus(StrEnum):
 
 
 def _counter(t: Txn, name: bytes) -> int:
+    """A new number of counter `name`: unique and increasing, but not dense (a backend may skip
+    numbers, see `Txn.next_id`). Run numbers, query numbers, lease tokens and the tie-breaker of
+    task keys only need to be unique (tokens: unequal to any earlier one, for fencing)."""
+    return t.next_id(name)
+
+
+def _dense_counter(t: Txn, name: bytes) -> int:
+    """The next number of counter `name`, with no gaps: the close log (`closes_since`) reads a
+    gap as closes dropped from the log."""
     raw = t.get("meta", name)
     n = (unpack_u64(raw) if raw else 0) + 1
     t.put("meta", name, u64(n))
@@ -623,7 +634,7 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
     t.note(("closed", rec["num"], rec["id"], rec["type"], status, rec["hlen"]))
     if "parent" in rec or rec.get("children"):
         _close_family(t, rec, status)
-    n = _counter(t, b"closeseq")
+    n = _dense_counter(t, b"closeseq")
     t.put("meta", b"C" + u64(n), rec["id"].encode())
     if n > CLOSE_LOG_KEEP:
         t.delete("meta", b"C" + u64(n - CLOSE_LOG_KEEP))
@@ -651,6 +662,10 @@ def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
         if not isinstance(state, dict) or state.get("st") != "q":  # an attempt may run: tell its worker now
             t.wake_acts = True
     t.wake = True
+    if rec.get("uany"):  # updates in flight fail (durable/_updates.py)
+        from . import _updates
+
+        _updates.on_close(t, rec, status)
     if "sched" in rec:  # started by a schedule: it may pause, or start the slot it buffered
         from . import _schedules
 
@@ -673,7 +688,7 @@ def claim(
             continue
         prefix = _task_prefix(kind, queue)
         taken: list[tuple[bytes, bytes]] = []
-        for key, ref in t.scan("tasks", prefix):
+        for key, ref in t.scan("tasks", prefix, skip_locked=True):
             if unpack_u64(key, len(prefix)) > t.now or len(taken) >= limit:
                 break
             if kind == b"q" and not _query_ready(t, unpack_u64(ref)):
@@ -1038,7 +1053,7 @@ def _record_commands(t: Txn, rec: dict[str, Any], commands: list[dict[str, Any]]
     for event in pending:
         event.setdefault("t", t.now)
         _append(t, rec, event)
-    if pending:
+    if pending or rec.get("upd"):  # update requests came in while it ran (durable/_updates.py)
         _enqueue_wft(t, rec)
     _save_wf(t, rec)
     return TaskStatus.OK
@@ -1096,6 +1111,10 @@ def _apply_command(t: Txn, rec: dict[str, Any], event: dict[str, Any], followups
             t.delete("due", due_key)
     elif kind in ev.CHILD_COMMAND_KINDS:
         _apply_child_command(t, rec, event, followups)
+    elif kind in (ev.UPDATE_ACCEPTED, ev.UPDATE_COMPLETED):
+        from . import _updates
+
+        _updates.on_command(t, rec, event)
 
 
 def _drop_activity(t: Txn, key: bytes, st: dict[str, Any]) -> None:
@@ -1386,7 +1405,7 @@ def fire_due(t: Txn, limit: int, fired: list[int] | None = None) -> int:
 
     The run numbers of the workflows whose timers fired are added to `fired`, if given."""
     items: list[bytes] = []
-    for key, _ in t.scan("due", b""):
+    for key, _ in t.scan("due", b"", skip_locked=True):  # two clocks at once fire different items
         if unpack_u64(key) > t.now or len(items) >= limit:
             break
         items.append(key)

@@ -1,5 +1,6 @@
 """What a payload may hold, checked on the path of every payload written, and what to say about
-a value that holds something else.
+a value that holds something else (once the data converter, `_convert`, has made plain what it
+can).
 
 A payload holds plain data only: None, bool, int, float, str, bytes, list, dict with str or int
 keys, and timezone-aware datetime, each exactly of its type (an IntEnum, a NamedTuple or an
@@ -114,13 +115,12 @@ def _advice(value: Any) -> str:
         return "naive datetime (give it a tzinfo, e.g. datetime.timezone.utc)"
     if isinstance(value, enum.Enum):
         return f"Enum member {name}.{value.name}: pass its value ({_short_repr(value.value)}) or its name"
-    if isinstance(value, tuple):
-        typed = "(typed conversion of tuples comes with the data converter)"
+    if isinstance(value, tuple):  # (made plain by the converter; here only past its depth limit)
         if kind is tuple:
-            return f"tuple: pass a list {typed}"
+            return "tuple: pass a list"
         if hasattr(kind, "_fields"):
-            return f"{name}: a NamedTuple is a tuple: pass a list, or a dict (value._asdict()) {typed}"
-        return f"{name} (a tuple subclass): pass a list {typed}"
+            return f"{name}: a NamedTuple is a tuple: pass a list, or a dict (value._asdict())"
+        return f"{name} (a tuple subclass): pass a list"
     if isinstance(value, (set, frozenset)):
         return f"{name}: pass a sorted list"
     if isinstance(value, decimal.Decimal):

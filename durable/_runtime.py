@@ -33,14 +33,17 @@ from typing import Any, TypeVar
 
 from . import _context
 from . import _continue
+from . import _updates_rt
 from . import _events as ev
 from ._codec import Converter, error_from_record, error_to_record
+from ._convert import IDENTITY, Plan
 from ._defs import ActivityOptions, WorkflowDef, check_name, check_seconds
 from ._errors import (
     ActivityError,
     DecodeError,
     DurableError,
     NondeterminismError,
+    PayloadError,
     QueryFailed,
     TooSlowError,
 )
@@ -349,7 +352,7 @@ class Runtime:
         self._pending_recorded = 0
         self._ready: deque[tuple[_Task, Any, BaseException | None]] = deque()
         self._blocked: dict[_Task, _Waiter] = {}
-        self._activities: dict[int, tuple[_Waiter, str]] = {}
+        self._activities: dict[int, tuple[_Waiter, str, Plan]] = {}  # seq -> waiter, name, its plan
         self._timers: dict[int, Callable[[], None]] = {}
         self._conditions: dict[_Waiter, Callable[[], bool]] = {}
         self._root_scope = CancelScope()
@@ -376,16 +379,24 @@ class Runtime:
         self._hist_len = 0
         self._hist_size = 0
         self._pending_size = 0
+        #: (update id, error text) of the updates the last live activation's validators refused
+        self.update_rejections: list[tuple[str, str]] = []
 
     # --- the API's entry points ------------------------------------------------------------
 
-    def advance(self, events: list[dict[str, Any]], *, run_live: bool = True) -> list[dict[str, Any]]:
+    def advance(self, events: list[dict[str, Any]], *, run_live: bool = True,
+                updates: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Feed history events that follow `processed`; return the commands of a live activation.
 
         Activations already recorded are replayed and their commands compared with the history
         (`NondeterminismError` on a difference). A trailing run of input events with no recorded
         commands is the live activation: it runs only if `run_live`, and its commands are
         returned; call `mark_recorded` once they are committed.
+
+        `updates` are pending update requests (durable/_updates.py): the live activation runs
+        their validators after applying its inputs; the accepted ones lead its returned
+        commands as ``UpdateAccepted`` input events, the refused ones are kept in
+        `update_rejections`. With updates but no new inputs, they make an activation of their own.
         """
         i, n = 0, len(events)
         while i < n:
@@ -416,7 +427,7 @@ class Runtime:
             self._replaying = bool(recorded)
             self._recorded = recorded if recorded else None
             try:
-                commands = self._activate(inputs)
+                commands = self._activate(inputs, None if recorded else updates)
             finally:
                 self._replaying = False
                 self._recorded = None
@@ -429,6 +440,11 @@ class Runtime:
             self._hist_size += _size(recorded)
             self.processed += k - i
             i = k
+        if updates and run_live and not self.done:  # no new inputs: the updates alone
+            commands = self._activate([], updates)
+            self._pending_recorded = len(commands)
+            self._pending_size = _size(commands)
+            return commands
         return []
 
     def mark_recorded(self) -> None:
@@ -450,8 +466,14 @@ class Runtime:
         self._in_query = True
         # a query may draw numbers; the workflow must not notice
         rng_state = None if self._rng is None else self._rng.getstate()
+        plan = self.defn.handler_plan(method)
         try:
-            return getattr(self.instance, method)(*args)
+            if plan.args_in:
+                args = plan.args_from_plain(args, f"query {name!r}")
+            answer = getattr(self.instance, method)(*args)
+            return plan.result_to_plain(answer, f"answer to query {name!r}") if plan.ret_out else answer
+        except PayloadError as exc:
+            raise QueryFailed(str(exc)) from None
         except DurableError:
             raise
         except Exception as exc:
@@ -482,18 +504,29 @@ class Runtime:
 
     # --- activation ------------------------------------------------------------------------
 
-    def _activate(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _activate(self, inputs: list[dict[str, Any]],
+                  updates: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         prev = _context.set_current(self)
         try:
             self._commands = []
-            self._now_ns = inputs[-1]["t"]
+            if inputs:
+                last = inputs[-1]  # an accepted update keeps the time the workflow saw it at
+                self._now_ns = last["at"] if last["k"] == ev.UPDATE_ACCEPTED else last["t"]
             for event in inputs:
                 if not self.done:
                     self._apply(event)
+            accepted: list[dict[str, Any]] = []
+            if updates and not self.done:
+                accepted = _updates_rt.validate(self, updates)
+                for event in accepted:
+                    self._now_ns = event["at"]  # as a replay sees it (the last input's)
+                    self._apply(event)
+                if not inputs and not accepted:
+                    return []  # all refused: nothing to record
             self._run()
             commands = self._commands
             self._commands = []
-            return commands or [{"k": ev.TASK_COMPLETED}]
+            return accepted + (commands or [{"k": ev.TASK_COMPLETED}])
         finally:
             _context.set_current(prev)
 
@@ -505,6 +538,8 @@ class Runtime:
             entry = self._activities.pop(event["seq"], None)
             if entry is not None:
                 value = self.converter.from_payload(event["out"], f"result of activity {entry[1]!r}")
+                if entry[2].ret_in:  # by its return annotation; a value that does not fit fails the task
+                    value = entry[2].result_from_plain(value, f"result of activity {entry[1]!r}")
                 self._wake(entry[0], value, None)
         elif kind == ev.ACTIVITY_FAILED:
             entry = self._activities.pop(event["seq"], None)
@@ -513,7 +548,7 @@ class Runtime:
         elif kind == ev.ACTIVITY_CANCELLED:
             entry = self._activities.pop(event["seq"], None)
             if entry is not None:
-                waiter, name = entry
+                waiter, name = entry[0], entry[1]
                 if waiter.task is not None and self._is_cancelled(waiter.task):
                     self._wake(waiter, None, Cancelled())
                 else:
@@ -534,6 +569,8 @@ class Runtime:
             on_event = self._callbacks.get(event["seq"])
             if on_event is not None:
                 on_event(event)
+        elif kind == ev.UPDATE_ACCEPTED:
+            _updates_rt.start_handler(self, event)
 
     def _start(self, event: dict[str, Any]) -> None:
         self._seed, self._rng = event["seed"], None
@@ -544,6 +581,9 @@ class Runtime:
         args = self.converter.from_payload(event["in"], "workflow input")
         if not isinstance(args, list):
             raise DecodeError(f"workflow {self.workflow_id!r}: its input is not an argument list")
+        plan = self.defn.plan
+        if plan.args_in:  # by the parameters' annotations; input that does not fit fails the task
+            args = plan.args_from_plain(args, f"input of workflow {self.defn.name!r}")
         fn: Callable[..., Any]
         if self.defn.is_class:
             try:
@@ -574,6 +614,16 @@ class Runtime:
                     self.workflow_id, name, _arity_text(fits), len(args),
                 )
             return
+        plan = self.defn.handler_plan(method)
+        if plan.args_in:
+            try:
+                args = plan.args_from_plain(args, f"signal {name!r}")
+            except PayloadError as exc:
+                # A caller's mistake, as a wrong count is: dropped, the same way on every replay
+                # (converting the same data to the same types fails the same way each time).
+                if not self._replaying:
+                    _log.warning("workflow %r: signal %r dropped: %s", self.workflow_id, name, exc)
+                return
         handler = getattr(self.instance, method)
         if inspect.iscoroutinefunction(handler):
             task = _Task(_call(handler, args), self._root_scope, self._root, f"signal {name}")
@@ -698,7 +748,7 @@ class Runtime:
         root = self._root
         errors = [e for e in root._errors if not isinstance(e, Cancelled)]
         if self._main_result is not None and not errors:
-            out = None if self._replaying else self.converter.to_payload(self._main_result[0], "workflow result")
+            out = None if self._replaying else self._result_payload(self._main_result[0])
             self._finish({"k": ev.WORKFLOW_COMPLETED, "out": out})
             return
         # continue-as-new: as soon as it left the main task (as a return would), else once the
@@ -716,6 +766,12 @@ class Runtime:
             self._finish({"k": ev.WORKFLOW_FAILED, "err": rec})
         elif self._main_result is None:
             self._finish({"k": ev.WORKFLOW_CANCELLED})
+
+    def _result_payload(self, value: Any) -> bytes:
+        plan = self.defn.plan
+        if plan.ret_out:  # by the return annotation
+            value = plan.result_to_plain(value, f"result of workflow {self.defn.name!r}")
+        return self.converter.to_payload(value, "workflow result")
 
     def _finish(self, command: dict[str, Any]) -> None:
         self._emit(command)
@@ -803,10 +859,13 @@ class Runtime:
 
     # --- operations called by workflow code -------------------------------------------------
 
-    async def _activity(self, name: str, args: tuple[Any, ...], options: ActivityOptions) -> Any:
+    async def _activity(self, name: str, args: tuple[Any, ...], options: ActivityOptions, plan: Plan) -> Any:
         self._require_task(f"activity {name!r}")
         self._checkpoint()
-        payload = None if self._replaying else self.converter.to_payload(list(args), f"arguments of activity {name!r}")
+        payload = None
+        if not self._replaying:
+            what = f"arguments of activity {name!r}"
+            payload = self.converter.to_payload(plan.args_to_plain(args, what) if plan.args_out else list(args), what)
         seq = self._next_seq()
         self._emit({"k": ev.ACTIVITY_SCHEDULED, "seq": seq, "name": name, "in": payload, "opts": options.to_record()})
         mode = options.cancellation
@@ -820,12 +879,13 @@ class Runtime:
             return True
 
         waiter = _Waiter(abort)
-        self._activities[seq] = (waiter, name)
+        self._activities[seq] = (waiter, name, plan)
         return await waiter
 
-    def schedule_activity(self, name: str, args: tuple[Any, ...], options: ActivityOptions) -> Awaitable[Any]:
-        """Called by `Activity.__call__` inside workflow code."""
-        return self._activity(name, args, options)
+    def schedule_activity(self, name: str, args: tuple[Any, ...], options: ActivityOptions,
+                          plan: Plan = IDENTITY) -> Awaitable[Any]:
+        """Called by `Activity.__call__` inside workflow code (`plan`: the activity's, `_convert`)."""
+        return self._activity(name, args, options, plan)
 
     def _activity_error(self, event: dict[str, Any], name: str) -> ActivityError:
         why = event["why"]
@@ -955,7 +1015,8 @@ def _same_command(have: dict[str, Any], made: dict[str, Any]) -> bool:
         return False
     # a marker's deprecated flag is not compared: patched() and deprecate_patch() accept either
     return (have.get("name") == made.get("name") and have.get("patch") == made.get("patch")
-            and have.get("id") == made.get("id"))  # a child's or another workflow's id
+            and have.get("id") == made.get("id")  # a child's or another workflow's id
+            and have.get("uid") == made.get("uid"))  # an update's id
 
 
 def _align(produced: list[dict[str, Any]], recorded: list[dict[str, Any]],

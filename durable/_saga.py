@@ -81,7 +81,8 @@ class Saga:
         if isinstance(fn, Activity):
             name = fn.name
             assert self._rt is not None
-            self._rt.converter.to_payload(list(args), f"arguments of compensation {name!r}")
+            what = f"arguments of compensation {name!r}"
+            self._rt.converter.to_payload(fn.plan.args_to_plain(args, what), what)
         elif inspect.iscoroutinefunction(fn):
             name = getattr(fn, "__qualname__", None) or repr(fn)
         else:

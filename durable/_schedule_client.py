@@ -246,6 +246,8 @@ def create_schedule(client: Client, schedule_id: str, workflow: Any, args: tuple
         defn = workflow_def(workflow)
         name, check = defn.name, False
         defn.check_start_args(args)
+        if defn.plan.args_out:  # by the parameters' annotations (`_convert`)
+            args = tuple(defn.plan.args_to_plain(args, f"input of schedule {sid!r}"))
     payload = client._converter.to_payload(list(args), f"input of schedule {sid!r}")
     client._store.write(lambda t: _schedules.create(
         t, sid, name, queue, payload, spec, jitter=int(jitter_s * _NS), overlap=overlap,

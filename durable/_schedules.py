@@ -29,7 +29,8 @@ from . import _crashpoint, _ops
 from ._codec import decode
 from ._errors import DecodeError, InvalidArgument, ScheduleAlreadyExists, ScheduleNotFound, WorkflowAlreadyExists, WorkflowNotFound
 from ._limits import SCHEDULE_FIRE_BATCH, SCHEDULE_RECENT_ACTIONS
-from ._store import Txn, u64x2, unpack_u64
+from ._backend import Txn
+from ._store import u64x2, unpack_u64
 
 #: What a slot does while the workflow the schedule started last still runs (Temporal's names):
 #: nothing; start once that one closes (one start kept: the first); start anyway; cancel the

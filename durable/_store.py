@@ -1,6 +1,7 @@
 """The LMDB store: one environment per data directory, every change one write transaction.
 
-This module knows LMDB; the domain operations in `_ops` see only the small `Txn` wrapper. A
+One of the two backends of `_backend` (the other is PostgreSQL, `_pg`). This module knows LMDB;
+the domain operations in `_ops` see only the small `Txn` wrapper (`_backend.Txn`). A
 group of operations runs in one write transaction (group commit); if one of them is refused (a
 fencing check, a closed workflow), the group runs again with each operation inside a nested
 transaction, so that the refused one does not undo the others. If the map fills up, the whole
@@ -163,8 +164,10 @@ class Txn:
         """Remove `key`; return whether it existed."""
         return self._txn.delete(key, db=self._dbs[db])
 
-    def scan(self, db: str, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """Items whose key starts with `prefix`, in key order, from `start` (default: `prefix`)."""
+    def scan(self, db: str, prefix: bytes, start: bytes | None = None, *,
+             skip_locked: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with `prefix`, in key order, from `start` (default: `prefix`).
+        (`skip_locked` is for backends with concurrent writers: one writer at a time here.)"""
         cur = self._txn.cursor(db=self._dbs[db])
         if not cur.set_range(start if start is not None else prefix):
             return
@@ -212,6 +215,13 @@ class Txn:
     def count(self, db: str) -> int:
         """Number of entries in a database."""
         return int(self._txn.stat(self._dbs[db])["entries"])
+
+    def next_id(self, name: bytes) -> int:
+        """The next number of the counter `name` (kept in "meta"; dense here, one writer at a time)."""
+        raw = self._txn.get(name, db=self._dbs["meta"])
+        n = (unpack_u64(raw) if raw else 0) + 1
+        self._txn.put(name, u64(n), db=self._dbs["meta"])
+        return n
 
 
 def _past(prefix: bytes) -> bytes | None:
@@ -302,6 +312,10 @@ class Store:
     def on_close(self, fn: Callable[[], None]) -> None:
         """Have `fn` called when the store is closed, before its environment is."""
         self._on_close.append(fn)
+
+    def listener(self) -> _wake.Listener:
+        """A new listener of the wake-ups of this data directory (a socket in ``<dir>/wake/``)."""
+        return _wake.Listener(os.path.join(self.path, "wake"), self.notifier)
 
     # --- opening ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from . import _ops
 from ._errors import DurableError
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ._backend import Backend
 
 #: The field of `WorkflowStarted` that holds the starting client's trace context (traceparent).
 FIELD = "tp"
@@ -47,7 +47,7 @@ class Tracer:
     """A worker's spans (``Worker(tracing=True)``): one per workflow task and activity attempt,
     children of the trace context the workflow was started in."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         try:
             from opentelemetry import trace
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator

@@ -1,4 +1,5 @@
-"""Wake-ups between processes that share a data directory, without busy polling.
+"""Wake-ups between processes that share an LMDB data directory, without busy polling (the
+PostgreSQL store has its own, LISTEN/NOTIFY: `_pg`; both are given by `store.listener()`).
 
 Each waiting process binds a Unix datagram socket in ``<data>/wake/``. After a commit that others
 may be waiting for, the committing process sends one byte to every socket there. A wake-up only
@@ -101,6 +102,10 @@ class Listener:
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         return bool(poller.poll(max(0.0, timeout) * 1000))
+
+    def poke(self) -> None:
+        """Wake this listener (from another thread of this process)."""
+        self.sock.sendto(ANY, self.path)
 
     def close(self) -> None:
         """Stop listening and remove the socket file."""

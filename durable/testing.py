@@ -150,7 +150,8 @@ def _mocked(original: Activity[Any, Any], fn: Any) -> Activity[Any, Any]:
             f"the mock of activity {original.name!r} takes ({signature_text(fn)}), but the activity takes "
             f"({signature_text(original.fn)}): a mock must accept the arguments the activity takes"
         )
-    return Activity(fn, original.name, original.options)
+    # the original's plan: the mock gets the typed arguments the activity would (`_convert`)
+    return Activity(fn, original.name, original.options, plan=original.plan)
 
 
 def _with_mocks(activities: Iterable[Activity[Any, Any]],
@@ -182,13 +183,15 @@ class _EnvClient(Client):
 
     def start(self, workflow: Any, *args: Any, **options: Any) -> WorkflowHandle[Any]:  # type: ignore[override]
         handle = super().start(workflow, *args, **options)
-        own: _EnvHandle[Any] = _EnvHandle(self, handle.id, run_id=handle.run_id)
+        own: _EnvHandle[Any] = _EnvHandle(self, handle.id, run_id=handle.run_id,
+                                          workflow=None if isinstance(workflow, str) else workflow)
         own.warning = handle.warning
         return own
 
-    def get_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle[Any]:
+    def get_handle(self, workflow_id: str, run_id: str | None = None, *,
+                   workflow: Any = None) -> WorkflowHandle[Any]:
         handle = super().get_handle(workflow_id, run_id)
-        return _EnvHandle(self, handle.id, run_id=handle.run_id)
+        return _EnvHandle(self, handle.id, run_id=handle.run_id, workflow=workflow)
 
 
 class _EnvHandle(WorkflowHandle[R]):

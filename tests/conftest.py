@@ -23,6 +23,18 @@ import trio  # noqa: E402
 import durable  # noqa: E402
 from durable import _store  # noqa: E402
 
+#: ``DURABLE_TEST_STORE=postgresql://user@host:port/db`` runs the tests on the PostgreSQL store:
+#: the `data_dir` fixture then gives a fresh schema of that database per test (dropped after it),
+#: and the tests marked `lmdb_only` (about LMDB itself: files, map size, disk, permissions) are
+#: deselected and listed. Unset: the embedded LMDB store, as users get by default.
+TEST_STORE = os.environ.get("DURABLE_TEST_STORE", "")
+ON_POSTGRES = TEST_STORE.startswith(("postgresql://", "postgres://"))
+#: For a test of the PostgreSQL store itself: deselected (and counted) unless the suite runs on it.
+postgres_only = pytest.mark.postgres_only
+#: For a test about the LMDB store itself (its files, data.mdb, map size, disk, permissions, the
+#: key-value layout read directly): deselected, and listed, when the suite runs on PostgreSQL.
+lmdb_only = pytest.mark.lmdb_only
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Whether the workers the tests make take their fast paths (``DURABLE_FAST_PATHS=0`` turns them
@@ -37,7 +49,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", default=False, help="also run long fault/soak tests")
 
 
+_deselected_other: list[str] = []
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    other = "lmdb_only" if ON_POSTGRES else "postgres_only"
+    kept = [item for item in items if other not in item.keywords]
+    dropped = [item for item in items if other in item.keywords]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        _deselected_other.extend(item.nodeid for item in dropped)
+        items[:] = kept
     if config.getoption("--slow"):
         return
     skip = pytest.mark.skip(reason="long mode: run with --slow")
@@ -46,10 +68,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _deselected_other and ON_POSTGRES:
+        terminalreporter.write_line(f"on PostgreSQL: {len(_deselected_other)} tests about LMDB itself deselected "
+                                    "(marked lmdb_only):")
+        for nodeid in _deselected_other:
+            terminalreporter.write_line(f"  {nodeid}")
+    elif _deselected_other:
+        terminalreporter.write_line(f"{len(_deselected_other)} PostgreSQL tests deselected (marked postgres_only; "
+                                    "run with DURABLE_TEST_STORE=postgresql://...)")
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> str:
-    """A path for a fresh store (not yet created)."""
-    return str(tmp_path / "store")
+def data_dir(tmp_path: Path) -> Iterator[str]:
+    """A fresh store, not yet created: a directory path (LMDB), or with ``DURABLE_TEST_STORE`` a
+    PostgreSQL URL whose schema is new, and dropped after the test."""
+    if not ON_POSTGRES:
+        yield str(tmp_path / "store")
+        return
+    from tests import _pg_util
+
+    with _pg_util.fresh_schema(TEST_STORE) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +101,10 @@ def _close_stores_opened_by_the_test(tmp_path: Path) -> Iterator[None]:
     for path, store in list(_store._open_stores.items()):
         if path.startswith(root + os.sep):
             store.close()
+    if ON_POSTGRES:
+        from tests import _pg_util
+
+        _pg_util.close_stores()
 
 
 @contextlib.contextmanager

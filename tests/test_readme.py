@@ -50,6 +50,7 @@ def _python_block(starts_with: str) -> str:
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     env.pop("DURABLE_DATA", None)
+    env.pop("DURABLE_STORE", None)
     env.pop("DURABLE_CODEC", None)
     return env
 
@@ -200,3 +201,10 @@ def test_the_readme_account_excerpt_is_the_file_in_examples() -> None:
     source = (ROOT / "examples" / "account.py").read_text()
     body = block.split("\n", 1)[1]
     assert body.rstrip() in source, "the README's account excerpt differs from examples/account.py"
+
+
+def test_the_readme_cart_excerpt_is_the_file_in_examples() -> None:
+    block = _python_block("# examples/cart.py\n")
+    source = (ROOT / "examples" / "cart.py").read_text()
+    body = block.split("\n", 1)[1]
+    assert body.rstrip() in source, "the README's cart excerpt differs from examples/cart.py"

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import click
 
 import durable
+import durable._backend
 from durable._codec import format_error_record
 from durable._logging import JsonFormatter
 
@@ -36,8 +37,11 @@ logging.getLogger("durable.client").addHandler(logging.NullHandler())
 
 
 class _State:
-    def __init__(self, data: str | None, debug: bool, codec: str | None = None) -> None:
+    def __init__(self, data: str | None, debug: bool, codec: str | None = None, store: str | None = None,
+                 data_from_env: bool = False) -> None:
         self.data = data
+        self.store = store
+        self.data_from_env = data_from_env  # --data's value came from $DURABLE_DATA
         self.debug = debug
         self.codec_spec = codec
         self._codec: list[durable.PayloadCodec | None] = []
@@ -49,8 +53,19 @@ class _State:
             self._codec.append(_load_codec(self.codec_spec) if self.codec_spec else None)
         return self._codec[0]
 
+    def target(self) -> str:
+        """The store named on the command line: --store or --data (not both), else the
+        environment's (`durable._client.default_data_dir`)."""
+        if self.store is not None:
+            if self.data is not None and not self.data_from_env:
+                raise click.UsageError("give the store with --data DIR or --store URL, not both")
+            return self.store
+        if self.data is not None and not self.data_from_env:
+            return self.data
+        return durable._client.default_data_dir()
+
     def client(self, create: bool = False) -> durable.Client:
-        return durable.Client(self.data, create=create, codec=self.codec)
+        return durable.Client(self.target(), create=create, codec=self.codec)
 
 
 def _load_codec(spec: str) -> durable.PayloadCodec:
@@ -305,7 +320,16 @@ def _data_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
-_DATA_HELP = "Store directory (default: $DURABLE_DATA, else ./.durable)."
+def _store_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value == "":
+        raise click.BadParameter("must name a store (a directory or a URL), not be empty")
+    return value
+
+
+_DATA_HELP = ("Store directory (a store URL is taken too, as with --store; default: $DURABLE_STORE, "
+              "else $DURABLE_DATA, else ./.durable).")
+_STORE_HELP = ("The store, by URL (postgresql://user@host/db, lmdb:///abs/dir) or directory, instead of "
+               "--data (default: $DURABLE_STORE).")
 _CODEC_HELP = ("Payload codec (e.g. encryption) applied to every payload: an object with encode "
                "and decode, or a class to instantiate (default: $DURABLE_CODEC).")
 _DEBUG_HELP = "Show tracebacks for errors."
@@ -317,11 +341,15 @@ def _set_state(attr: str) -> Callable[[click.Context, click.Parameter, Any], Non
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         if attr == "data":
             value = _data_dir(ctx, param, value)
+        elif attr == "store":
+            value = _store_url(ctx, param, value)
         if value is None or value is False:
             return  # not given here: the group's value (or its environment variable) stands
         state = ctx.find_object(_State)
         if state is not None:
             setattr(state, attr, value)
+            if attr == "data":
+                state.data_from_env = False
 
     return callback
 
@@ -335,6 +363,8 @@ def _shared_options() -> list[click.Option]:
     return [
         click.Option(["--data"], default=None, metavar="DIR", expose_value=False,
                      callback=_set_state("data"), help=_DATA_HELP),
+        click.Option(["--store"], default=None, metavar="URL", expose_value=False,
+                     callback=_set_state("store"), help=_STORE_HELP),
         click.Option(["--codec", "codec_spec"], default=None, metavar="MODULE:NAME", expose_value=False,
                      callback=_set_state("codec_spec"), help=_CODEC_HELP),
         click.Option(["--debug"], is_flag=True, default=False, expose_value=False,
@@ -345,17 +375,19 @@ def _shared_options() -> list[click.Option]:
 @click.group(cls=_Group)
 @click.option("--data", envvar="DURABLE_DATA", default=None, metavar="DIR", callback=_data_dir,
               help=_DATA_HELP)
+@click.option("--store", default=None, metavar="URL", callback=_store_url, help=_STORE_HELP)
 @click.option("--debug", is_flag=True, help=_DEBUG_HELP)
 @click.option("--codec", envvar="DURABLE_CODEC", default=None, metavar="MODULE:NAME", help=_CODEC_HELP)
 @click.version_option(package_name="durable-workflows")
 @click.pass_context
-def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -> None:
-    """Durable workflows on an embedded store: run workers, start and manage workflows.
+def main(ctx: click.Context, data: str | None, store: str | None, debug: bool, codec: str | None) -> None:
+    """Durable workflows on an embedded store (or PostgreSQL): run workers, start and manage workflows.
 
-    --data, --codec and --debug may be given before or after the command
+    --data, --store, --codec and --debug may be given before or after the command
     (durable --data DIR list, or durable list --data DIR).
     """
-    ctx.obj = _State(data, debug, codec)
+    from_env = ctx.get_parameter_source("data") == click.core.ParameterSource.ENVIRONMENT
+    ctx.obj = _State(data, debug, codec, store=store, data_from_env=from_env)
 
 
 @main.command()
@@ -371,6 +403,8 @@ def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -
               metavar="SECONDS", help="On Ctrl-C or SIGTERM, wait this long for running work, then hand it back.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per log record, with the workflow and activity context.")
+@click.option("--log-workflows/--no-log-workflows", default=True, show_default=True,
+              help="An INFO line for each workflow this worker starts and closes (logger durable.worker.lifecycle).")
 @click.option("--activity-loop", type=click.Choice(["trio", "asyncio"]), default="trio", show_default=True,
               help="Where async activities declared without loop= run (asyncio: for asyncio libraries).")
 @click.option("--metrics-port", default=None, type=click.IntRange(0, 65535), metavar="PORT",
@@ -383,8 +417,8 @@ def main(ctx: click.Context, data: str | None, debug: bool, codec: str | None) -
 @click.pass_obj
 @handle_errors
 def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int,
-           graceful_timeout: float, log_format: str, activity_loop: str, metrics_port: int | None,
-           metrics_host: str, tracing: bool) -> None:
+           graceful_timeout: float, log_format: str, log_workflows: bool, activity_loop: str,
+           metrics_port: int | None, metrics_host: str, tracing: bool) -> None:
     """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello, or
     a file: examples/hello.py).
 
@@ -398,10 +432,12 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
     handler.setFormatter(JsonFormatter() if log_format == "json"
                          else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    if not log_workflows:
+        logging.getLogger("durable.worker.lifecycle").setLevel(logging.WARNING)
     if metrics_port is None and metrics_host != "127.0.0.1":
         _fail("--metrics-host needs --metrics-port")
     w = durable.Worker(
-        state.data or durable._client.default_data_dir(),
+        state.target(),
         workflows=[d.target for d in registry.workflows.values()],
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
@@ -480,6 +516,25 @@ def query(state: _State, workflow_id: str, name: str, args: tuple[str, ...], tim
     """Run query NAME with ARGS (each JSON) on a worker and print the answer as JSON."""
     values = [_json_arg(text, f"argument {i + 1}") for i, text in enumerate(args)]
     click.echo(_to_json(state.client().get_handle(workflow_id).query(name, *values, timeout=timeout)))
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.option("--update-id", default=None, metavar="ID",
+              help="The update's id (default: a fresh one); run again with the same id to get the same outcome.")
+@click.option("--timeout", default=None, type=click.FloatRange(0), help="Give up waiting after this many seconds.")
+@click.pass_obj
+@handle_errors
+def update(state: _State, workflow_id: str, name: str, args: tuple[str, ...], update_id: str | None,
+           timeout: float | None) -> None:
+    """Send update NAME with ARGS (each JSON) to a workflow; wait for its handler and print what
+    it returned as JSON. A validator's refusal, a failure of the handler or a closed workflow
+    is an error (exit code 1)."""
+    values = [_json_arg(text, f"argument {i + 1}") for i, text in enumerate(args)]
+    handle = state.client().get_handle(workflow_id)
+    click.echo(_to_json(handle.update(name, *values, update_id=update_id, timeout=timeout)))
 
 
 @main.command()
@@ -621,11 +676,15 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
             click.echo("error:")
             click.echo(format_error_record(value, "  "))
         elif key in ("task_error", "closed_at", "queue_warning", "start_at", "schedule_id", "previous_run_id", "next_run_id",
-                     "history_warning", "execution_deadline", "run_deadline", "parent_id", "parent_run_id") and value is None:
+                     "history_warning", "execution_deadline", "run_deadline", "parent_id", "parent_run_id",
+                     "reset_run_id", "reset_from_run_id") and value is None or key == "reset_from_event":
             continue
         elif key == "pending_children":
             if value:
                 click.echo(f"pending children: {', '.join(value)}")
+        elif key == "pending_updates":
+            if value:
+                click.echo(f"updates in flight: {', '.join(value)}")
         elif key == "task_error":
             click.echo(f"task_error: {value}")
         elif key in ("queue_warning", "history_warning"):
@@ -633,6 +692,11 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
         elif key in ("previous_run_id", "next_run_id"):
             verb = "continues run" if key == "previous_run_id" else "continued as new in run"
             click.echo(f"{verb}: {value} (durable describe {desc.workflow_id} --run {value})")
+        elif key == "reset_run_id":
+            click.echo(f"reset as run: {value} (durable describe {desc.workflow_id} --run {value})")
+        elif key == "reset_from_run_id":
+            click.echo(f"reset from run: {value}, event {desc.reset_from_event} "
+                       f"(durable history {desc.workflow_id} --run {value})")
         elif key == "pending_activities":
             if value:
                 click.echo("pending activities:")
@@ -665,11 +729,26 @@ def _pending_line(p: durable.PendingActivity) -> str:
 @click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing events as they are recorded, until the run closes.")
+@click.option("--diff", "diff_id", default=None, metavar="OTHER_ID",
+              help="Compare with workflow OTHER_ID's history: where they part (exit 1 if they differ).")
+@click.option("--diff-run", "diff_run", default=None, metavar="RUN",
+              help="Compare with this run (of OTHER_ID, or of WORKFLOW_ID without --diff).")
 @click.pass_obj
 @handle_errors
-def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, follow: bool) -> None:
+def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, follow: bool,
+            diff_id: str | None, diff_run: str | None) -> None:
     """Print a workflow's history as a timeline: index, time of day (UTC), time since the start,
-    kind, details (durations readable; --json gives them in nanoseconds)."""
+    kind, details (durations readable; --json gives them in nanoseconds).
+
+    With --diff or --diff-run, print instead where it and another history part: the length of
+    their common prefix and the first differing event of each (times, ids and seeds aside)."""
+    if diff_id is not None or diff_run is not None:
+        if follow:
+            raise click.UsageError("--follow cannot be used with --diff")
+        from ._reset import print_diff
+
+        print_diff(state, workflow_id, run_id, diff_id or workflow_id, diff_run, as_json)
+        return
     handle = state.client().get_handle(workflow_id, run_id=run_id)
     events = handle.follow_history() if follow else iter(handle.history())
     t0: _dt.datetime | None = None
@@ -687,7 +766,7 @@ def history(state: _State, workflow_id: str, run_id: str | None, as_json: bool, 
 
 def _event_line(event: dict[str, Any], t0: _dt.datetime) -> str:
     """One event of `history`: index, UTC time of day, offset from the first event, kind, details."""
-    skip = ("index", "kind", "time", "error", "opts", "seed")
+    skip = ("index", "kind", "time", "error", "opts", "seed", "workflow_time")
     parts = []
     for key, value in event.items():
         if key in skip:
@@ -753,17 +832,25 @@ def workers(state: _State, queue: str | None, include_gone: bool, as_json: bool)
 @main.command()
 @click.argument("workflow_id")
 @click.argument("modules", nargs=-1, required=True)
+@click.option("--run", "run_id", default=None, metavar="RUN", help="This run of the id (default: its latest).")
+@click.option("--until", default=None, type=click.IntRange(0), metavar="N",
+              help="Replay up to event N (a command: to the end of the workflow task that recorded it).")
+@click.option("--inspect", "show", is_flag=True,
+              help="Print the workflow's state there: attributes, suspended functions' locals, what it waits for.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_obj
 @handle_errors
-def replay(state: _State, workflow_id: str, modules: tuple[str, ...]) -> None:
-    """Replay a workflow's history through the code in MODULES: does the code still match it?"""
-    loaded = _import_modules(modules)
-    handle = state.client().get_handle(workflow_id)
-    wtype = handle.describe().workflow_type
-    registry = durable._defs.Registry.from_modules(loaded)
-    defn = registry.workflow(wtype)
-    count = durable.replay(defn.target, handle.export_history(), codec=state.codec)
-    click.echo(f"{workflow_id}: {count} events replayed through {wtype!r}: the code matches the history")
+def replay(state: _State, workflow_id: str, modules: tuple[str, ...], run_id: str | None, until: int | None,
+           show: bool, as_json: bool) -> None:
+    """Replay a workflow's history through the code in MODULES: does the code still match it?
+
+    Nothing runs but workflow code, nothing is written. With --inspect, print the state of the
+    code at event N (default: the last): a class workflow's attributes, the local variables of
+    its suspended functions, what it waits for; input events that no recorded workflow task
+    follows are run live, and the commands the code makes of them printed (not recorded)."""
+    from ._reset import replay_command
+
+    replay_command(state, workflow_id, modules, run_id, until, show, as_json)
 
 
 def run() -> None:
@@ -808,7 +895,7 @@ def check(state: _State, modules: tuple[str, ...], queue: str | None, closed: in
     if not registry.workflows:
         _cannot_check(f"no workflows found in {', '.join(modules)}")
     try:
-        store = durable._store.Store.open(state.data or durable._client.default_data_dir(), create=False)
+        store = durable._backend.open_store(state.target(), create=False)
         runs = durable._check.stored_runs(store, queue=queue, closed=closed)
     except durable.DurableError as exc:
         _cannot_check(str(exc))

@@ -115,6 +115,10 @@ def build(events: list[dict[str, Any]], desc: WorkflowDescription, now: _dt.date
             bar.end, bar.state = when, "fired" if kind == "TimerFired" else "cancelled"
         elif kind == "SignalReceived":
             points.append(Mark(when, "signal", f"signal {event.get('name')}", str(event.get("name"))))
+        elif kind in ("UpdateAccepted", "UpdateCompleted"):  # shown as signals are
+            how = "accepted" if kind == "UpdateAccepted" else "failed" if "error" in event else "completed"
+            points.append(Mark(when, "signal", f"update {event.get('name')} {how} (id {event.get('uid')})",
+                               f"{event.get('name')} {how}"))
         elif kind == "CancelRequested":
             points.append(Mark(when, "cancel", f"cancel requested: {event.get('reason') or 'no reason given'}",
                                "cancel"))

@@ -88,7 +88,11 @@ class Activities(WorkerBase):
         except NotRegistered as exc:
             return Unknown(str(exc))
         try:
-            args = self.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+            what = f"arguments of activity {item['name']!r}"
+            args = self.converter.from_payload(item["in"], what)
+            plan = act._plan or act.plan
+            if plan.args_in:  # by the parameters' annotations (`_convert`)
+                args = plan.args_from_plain(args, what)
         except DurableError as exc:
             return Err(self.converter.failure(exc), True, False)
         s2c = item["opts"].get("s2c")
@@ -120,7 +124,12 @@ class Activities(WorkerBase):
 
     def _ok_report(self, item: Item, result: Any) -> Report:
         try:
-            payload = self.converter.to_payload(result, f"result of activity {item['name']!r}")
+            what = f"result of activity {item['name']!r}"
+            act = self.registry.activities.get(item["name"])
+            plan = None if act is None else act._plan or act.plan
+            if plan is not None and plan.ret_out:  # by its return annotation (`_convert`)
+                result = plan.result_to_plain(result, what)
+            payload = self.converter.to_payload(result, what)
         except PayloadError as exc:  # F08: a result that cannot be stored fails the step, clearly
             return Err(self.converter.encode_failure({"type": "PayloadError", "msg": str(exc), "nr": True}), False, False)
         return Ok(payload)

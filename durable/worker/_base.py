@@ -35,8 +35,9 @@ from durable._codec import Converter
 from durable._defs import Activity, ActivityLoop, Registry
 from durable._limits import POLL_FALLBACK_SECONDS
 from durable._runtime import Runtime
-from durable._store import Store, Txn
-from durable._wake import Listener
+from durable._backend import Backend
+from durable._store import Txn
+from durable._backend import Listener
 
 from ._asyncio import AsyncioLoop
 from ._fast import FastPaths
@@ -65,7 +66,7 @@ class WorkerBase:
 
     # --- configuration: set once, read by every room ----------------------------------------
     registry: Registry
-    store: Store
+    store: Backend
     converter: Converter  # this worker's own: the store is shared by everything in the process that opens it
     queue: str
     identity: str

@@ -136,7 +136,11 @@ class Inline(WorkerBase):
             return CANCELLED
         act = self.registry.activity(item["name"])
         try:
-            args = self.converter.from_payload(item["in"], f"arguments of activity {item['name']!r}")
+            what = f"arguments of activity {item['name']!r}"
+            args = self.converter.from_payload(item["in"], what)
+            plan = act._plan or act.plan
+            if plan.args_in:  # by the parameters' annotations (`_convert`)
+                args = plan.args_from_plain(args, what)
         except DurableError as exc:
             return Err(self.converter.failure(exc), True, False)
         token = _activity.set_current(ctx)

@@ -46,8 +46,8 @@ from durable._codec import Converter, PayloadCodec
 from durable._defs import ACTIVITY_LOOPS, Activity, ActivityLoop, Registry
 from durable._errors import DurableError
 from durable._limits import DEFAULT_LEASE_SECONDS, MIN_PRESENCE_SECONDS, PRESENCE_KEEP_NS
-from durable._store import Store, Txn
-from durable._wake import Listener
+from durable._store import Txn
+from durable._backend import Listener, open_store
 
 from ._activities import Activities
 from ._ahead import RunAhead
@@ -70,7 +70,8 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
     ``Worker(data, workflows=[...], activities=[...]).run_sync()`` runs until SIGINT/SIGTERM
     (in the main thread) or `shutdown` (from any thread); ``await worker.run()`` runs inside a
     trio program until `shutdown` is called or it is cancelled. Several workers (in one process
-    or many) can serve the same store and queue.
+    or many) can serve the same store and queue. `data` names the store as `durable.Client`'s
+    does: a directory, or a URL such as ``postgresql://user@host/db``.
 
     A payload `codec` is the worker's own (workers of one process may have different ones); it
     encodes the failures the worker records as well, unless ``encode_failures=False``.
@@ -123,7 +124,7 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
         self.activity_loop = activity_loop
         self._asyncio = AsyncioLoop()
         self.registry = Registry(workflows, activities)
-        self.store = Store.open(data, create=True)
+        self.store = open_store(data, create=True)
         self._metrics_setting = metrics
         if metrics is not None:
             # prometheus_client imported and the metrics made now: a clear error at once if it is
@@ -273,7 +274,7 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
         # batch as soon as the last one is done (without waiting for the trio thread to pick up
         # the results): the writer commits (group commit), the engine runs workflow code.
         self._start_threads(token)
-        listener = self._listener = Listener(os.path.join(self.store.path, "wake"), self.store.notifier)
+        listener = self._listener = self.store.listener()
         self._quiet = listener.path if self.fast.local_wakeups else None
         if self._metrics_setting is not None:
             try:

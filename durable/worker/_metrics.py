@@ -22,7 +22,7 @@ from durable._errors import DurableError
 from durable._store import unpack_u64
 
 if TYPE_CHECKING:
-    from durable._store import Store
+    from durable._backend import Backend
 
 #: Buckets of the latency histograms (seconds): from 100 µs (an activity that returns at once,
 #: an fsync on a fast disk) to a minute.
@@ -90,7 +90,7 @@ class Metrics:
                 except OSError as exc:
                     raise DurableError(f"cannot serve metrics on {self.host}:{self._port}: {exc.strerror or exc}") from None
 
-    def _attach(self, queue: str, store: Store, cache_size: Callable[[], int]) -> Recorder:
+    def _attach(self, queue: str, store: Backend, cache_size: Callable[[], int]) -> Recorder:
         """A worker starts: its recorder; the server starts with the first worker."""
         self._serve()
         made = self._instruments()
@@ -208,7 +208,7 @@ class _Backlog:
     """A collector that reads the queues' backlog and lag from the stores when scraped."""
 
     def __init__(self, cache_sizes: dict[str, Callable[[], int]]) -> None:
-        self.stores: dict[str, Store] = {}
+        self.stores: dict[str, Backend] = {}
         self.cache_sizes = cache_sizes
 
     def describe(self) -> list[Any]:

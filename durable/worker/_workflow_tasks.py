@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from durable import _ops
+from durable import _ops, _updates
 from durable import _events as ev
 from durable._errors import DurableError
 from durable._limits import MAX_TASK_ERROR_CHARS
@@ -92,10 +92,21 @@ class WorkflowTasks(WorkerBase):
             error = self.converter.encode_text(outcome[:MAX_TASK_ERROR_CHARS])
             return Forward(self._claimed_then(item, lambda t, tok: _ops.fail_workflow_task(t, num, tok, error)), None)
         commands = outcome
-        if self._can_run_ahead(commands, item["queue"]):
+        refused = item.pop("urej", None)
+        if not refused and self._can_run_ahead(commands, item["queue"]):
             return Ahead(commands)
         seqs = self._eager_seqs(commands, item["queue"])
-        return Forward(self._claimed_then(item, self._completing(num, commands, seqs)), commands)
+        op = self._completing(num, commands, seqs)
+        if refused:  # updates its validators refused: recorded first, under the same token
+            encoded = [(uid, self.converter.encode_text(text[:MAX_TASK_ERROR_CHARS])) for uid, text in refused]
+            completing = op
+
+            def op(t: Txn, tok: int) -> tuple[TaskStatus, list[Item]]:
+                if not _updates.reject(t, num, tok, encoded):
+                    return TaskStatus.LOST, []
+                return completing(t, tok)  # type: ignore[no-any-return]
+
+        return Forward(self._claimed_then(item, op), commands)
 
     def _completing(self, num: int, commands: list[dict[str, Any]], seqs: list[int]) -> Callable[[Txn, int], Any]:
         """The op (under a token) that records a workflow task's commands, with the activities
@@ -156,8 +167,14 @@ class WorkflowTasks(WorkerBase):
                 defn = self.registry.workflow(item["type"])
                 rt = Runtime(defn, item["id"], f"{num:x}", self.converter)
             start = rt.processed
-            events = self.store.read(lambda t: _ops.read_history(t, num, start, item["hlen"]))
-            commands = rt.advance(events)
+
+            def read(t: Txn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                return _ops.read_history(t, num, start, item["hlen"]), _updates.pending(t, num)
+
+            events, updates = self.store.read(read)
+            commands = rt.advance(events, updates=updates)
+            if rt.update_rejections:
+                item["urej"], rt.update_rejections = rt.update_rejections, []
         except Exception as exc:  # noqa: BLE001 - a workflow-code failure: kept in the record
             if rt is not None:
                 rt.close()

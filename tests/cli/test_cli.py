@@ -216,7 +216,7 @@ def test_data_directory_from_the_environment(data_dir: str) -> None:
 def test_version_and_help() -> None:
     assert "0.1.0" in ok(cli(None, "--version"))
     text = ok(cli(None, "--help"))
-    for command in ("worker", "start", "signal", "query", "result", "cancel", "terminate", "list", "count",
+    for command in ("worker", "start", "signal", "query", "update", "result", "cancel", "terminate", "list", "count",
                     "describe", "history", "replay"):
         assert f"  {command} " in text, command
 

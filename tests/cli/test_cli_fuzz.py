@@ -33,13 +33,13 @@ from durable.cli import main
 from tests.conftest import worker_thread
 from tests.wfs import basic
 
-COMMANDS = ["worker", "start", "signal", "query", "result", "cancel", "terminate", "list", "count", "describe",
+COMMANDS = ["worker", "start", "signal", "query", "update", "result", "cancel", "terminate", "list", "count", "describe",
             "history", "replay"]
 FLAGS = ["--queue", "--concurrency", "--lease", "--cache", "--input", "-i", "--id", "--wait", "--timeout",
          "--reason", "--status", "--workflow", "--type", "--limit", "--json", "--help", "--version", "--data", "--",
          "-", "--input=1", "--id=", "--status=running", "--limit=0", "--nope", "-x", "-h", "--since", "--until",
          "--all-runs", "--run", "--run=1", "--id-reuse-policy", "--id-conflict-policy=use_existing",
-         "--since=2026-12-03"]
+         "--since=2026-12-03", "--update-id", "--update-id=u1"]
 TIMES = ["2026-12-03", "2026-12-03T05:21:00", "2026-12-03T05:21:00Z", "2026-12-03T05:21:00+01:00", "2026-13-01",
          "0001-01-01", "9999-12-31T23:59:59.999999", "9999-12-31T23:59:59-23:59", "0001-01-01T00:00+14:00", "now"]
 GROUP_FLAGS = ["--data", "--help", "--version", "--debug-not", "--", "-", "--data=", "--codec",
@@ -55,7 +55,7 @@ JSON_TEXTS = ['"text"', "[1, 2]", '{"a": 1}', "null", "true", "1e999", "NaN", "-
 SAFE_MODULES = ["no_such_module_zz", "tests.wfs.no_such_module", "", " ", ".", "..", "a..b", "tests.wfs",
                 "json", "os.path", "tests.wfs.basic:three_steps", "é", "\udcff", "x\x00y", "/tmp", "-"]
 MODULE_COMMANDS = ("worker", "replay")
-WAITING = {"start": "--timeout", "result": "--timeout", "query": "--timeout"}
+WAITING = {"start": "--timeout", "result": "--timeout", "query": "--timeout", "update": "--timeout"}
 
 CI_EXAMPLES = 5_000
 SLOW_EXAMPLES = 50_000
@@ -118,6 +118,7 @@ def _shaped(draw: st.DrawFn, s: Store, command: str) -> list[str]:
                                                          "reject_duplicate"]) | value],
                   ["--id-conflict-policy", st.sampled_from(["fail", "use_existing"]) | value]],
         "signal": [], "query": [], "result": [], "describe": [["--json"], ["--run", run]],
+        "update": [["--update-id", value | st.sampled_from(["u1", "u2"])]],
         "history": [["--json"], ["--run", run]],
         "cancel": [["--reason", value]], "terminate": [["--reason", value]],
         "list": filters + [["--limit", st.sampled_from(NUMBERS)], ["--json"]],
@@ -125,6 +126,7 @@ def _shaped(draw: st.DrawFn, s: Store, command: str) -> list[str]:
     }[command]
     args = {
         "start": [name], "signal": [some_id, name, json_text], "query": [some_id, name, json_text],
+        "update": [some_id, name, json_text],
         "result": [some_id], "describe": [some_id], "history": [some_id], "cancel": [some_id],
         "terminate": [some_id], "list": [], "count": [],
     }[command]

@@ -14,7 +14,7 @@ import re
 import pytest
 
 import durable
-from durable._store import Store
+from durable._backend import open_store
 from examples import hello
 from tests.cli.test_cli import TIMEOUT, cli, fails, json_lines, ok, serving
 from tests.durable.test_list import NS, T0, UTC, ManualClock  # 2027-01-15T08:00:00Z
@@ -23,7 +23,7 @@ from tests.durable.test_list import NS, T0, UTC, ManualClock  # 2027-01-15T08:00
 @pytest.fixture
 def clocked(data_dir: str) -> tuple[durable.Client, ManualClock]:
     clock = ManualClock()
-    Store.open(data_dir, clock=clock)
+    open_store(data_dir, clock=clock)
     return durable.Client(data_dir), clock
 
 

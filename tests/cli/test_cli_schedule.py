@@ -8,7 +8,7 @@ import pytest
 
 import durable
 from durable import _ops
-from durable._store import Store
+from durable._backend import open_store
 from tests.cli.test_cli import cli, fails, json_lines, ok
 from tests.durable.test_schedules import NS, T0, ManualClock, at, wid
 
@@ -16,13 +16,13 @@ from tests.durable.test_schedules import NS, T0, ManualClock, at, wid
 @pytest.fixture
 def clock(data_dir: str) -> ManualClock:
     c = ManualClock()
-    Store.open(data_dir, clock=c)
+    open_store(data_dir, clock=c)
     return c
 
 
 def fire_at(data_dir: str, clock: ManualClock, seconds: float) -> None:
     clock.ns = T0 + int(seconds * NS)
-    store = Store.open(data_dir)
+    store = open_store(data_dir)
     while store.write(lambda t: _ops.fire_due(t, 256)):
         pass
 

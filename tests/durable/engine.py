@@ -19,7 +19,8 @@ from durable import _ops
 from durable._codec import Converter
 from durable._defs import Registry
 from durable._runtime import Runtime
-from durable._store import Clock, Store
+from durable._backend import open_store
+from durable._store import Clock
 
 NS = 1_000_000_000
 SLOW = 3.0
@@ -42,7 +43,7 @@ class Engine:
         #: a directory to delete on `close` (a temporary one the caller made for the store)
         self.remove = remove
         self.clock = ManualClock()
-        self.store = Store.open(path, clock=self.clock)
+        self.store = open_store(path, clock=self.clock)
         self.registry = Registry(workflows, activities)
         self.conv = Converter()
         self.queue = queue

@@ -19,7 +19,7 @@ import durable
 from durable import _continue, _ops
 from durable import _events as ev
 from durable._codec import encode
-from durable._store import Store
+from durable._backend import open_store
 from examples import account
 from tests.conftest import worker_thread
 from tests.fault._util import wait_until
@@ -205,7 +205,7 @@ def test_signals_during_the_final_task_go_to_the_next_run(data_dir: str) -> None
     """Temporal retries the final task when signals arrive during it (signals_block_continue_as_new);
     here they are carried over to the next run, in order, with nothing refused: a steady stream
     of signals cannot keep an entity from continuing."""
-    store = Store.open(data_dir)
+    store = open_store(data_dir)
     payload = encode([0, 3])
     num, _ = store.write(lambda t: _ops.start_workflow(t, "e", "Account", "default", payload, False, False))
     [item] = store.write(lambda t: _ops.claim(t, "default", "w1", 10**10, 1, 0, 0))
@@ -337,7 +337,7 @@ def test_a_run_at_the_history_limit_can_still_continue(data_dir: str) -> None:
     the new run starts with the signals the old one had not taken in."""
     from durable._limits import MAX_HISTORY_EVENTS
 
-    store = Store.open(data_dir)
+    store = open_store(data_dir)
     blob = encode([1])
 
     def fill(wid: str) -> int:

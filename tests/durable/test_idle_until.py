@@ -15,7 +15,7 @@ import durable
 from durable import _ops
 from durable._codec import Converter
 from durable._defs import ActivityOptions
-from durable._store import Store
+from durable._backend import open_store
 from tests.worker.test_store_fencing import LEASE, NS, ManualClock
 
 PLAIN = Converter()
@@ -28,7 +28,7 @@ async def one_step() -> int:
 
 def test_idle_until_follows_claims_leases_timers_and_retries(data_dir: str) -> None:
     clock = ManualClock()
-    store = Store.open(data_dir, clock=clock)
+    store = open_store(data_dir, clock=clock)
     client = durable.Client(data_dir)
 
     def idle() -> tuple[bool, int | None]:
@@ -68,7 +68,7 @@ def test_idle_until_follows_claims_leases_timers_and_retries(data_dir: str) -> N
 
 def test_a_refused_activity_is_not_a_next_thing(data_dir: str) -> None:
     clock = ManualClock()
-    store = Store.open(data_dir, clock=clock)
+    store = open_store(data_dir, clock=clock)
     durable.Client(data_dir).start(one_step, id="wf")
     [wft] = store.write(lambda t: _ops.claim(t, "default", "A", LEASE, 1, 0, 0))
     opts = ActivityOptions().to_record()

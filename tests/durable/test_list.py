@@ -17,7 +17,9 @@ import durable
 from durable._codec import Converter
 from durable import _codec, _ops
 from durable import _events as ev
+from durable._backend import open_store
 from durable._store import FORMAT_VERSION, Clock, Store, u64, u64x2
+from tests.conftest import lmdb_only
 from tests.fault._util import store_snapshot
 from tests.wfs import basic
 
@@ -43,7 +45,7 @@ def at(seconds: float) -> dt.datetime:
 @pytest.fixture
 def clocked(data_dir: str) -> tuple[durable.Client, ManualClock]:
     clock = ManualClock()
-    store = Store.open(data_dir, clock=clock)
+    store = open_store(data_dir, clock=clock)
     client = durable.Client(data_dir)
     assert client._store is store
     return client, clock
@@ -212,6 +214,7 @@ def make_v1_store(path: Path) -> dict[str, tuple[int, str]]:
     return made
 
 
+@lmdb_only  # a store of LMDB's format 1, written by hand
 def test_a_store_of_format_1_is_migrated_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "v1"
     made = make_v1_store(path)

@@ -142,9 +142,17 @@ def run_probe(data_dir: str, codec: RecordingXorCodec | None) -> durable.Client:
     return client
 
 
+def stored_bytes(data_dir: str, client: durable.Client) -> bytes:
+    """Everything the store holds: LMDB's data file, freed pages included; on PostgreSQL, every
+    row of the store's tables."""
+    if "://" not in data_dir:
+        return (Path(data_dir) / "data.mdb").read_bytes()
+    return b"".join(k + v for items in store_snapshot(client).values() for k, v in items)
+
+
 def found_in_store(client: durable.Client) -> set[str]:
     """Suffixes of the marker present in any live key or value, or anywhere in data.mdb."""
-    raw = (Path(client.data_dir) / "data.mdb").read_bytes()
+    raw = stored_bytes(client.data_dir, client)
     live = b"\x00".join(k + b"\x00" + v for items in store_snapshot(client).values() for k, v in items)
     found = {s for s in SUFFIXES if (MARKER + s).encode() in raw or (MARKER + s).encode() in live}
     if MARKER.encode() in raw or MARKER.encode() in live:
@@ -221,7 +229,7 @@ def test_the_command_line_and_a_worker_process_use_the_codec_named_by_the_operat
     assert json.loads(history.stdout.splitlines()[0])["input"] == [MARKER]
     replayed = run(main, ["--data", data_dir, "--codec", spec, "replay", "w", "tests.wfs.codecs"])
     assert replayed.exit_code == 0 and "the code matches the history" in replayed.stdout, replayed.output
-    assert MARKER.encode() not in (Path(data_dir) / "data.mdb").read_bytes()
+    assert MARKER.encode() not in stored_bytes(data_dir, durable.Client(data_dir))
     # without the codec (a fresh process), payloads stay unreadable, and it says why
     plain = subprocess.run([sys.executable, "-m", "durable", "--data", data_dir, "result", "w"], cwd=ROOT,
                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)

@@ -18,6 +18,7 @@ import pytest
 import durable
 from durable import _ops, _schedules
 from durable._limits import SCHEDULE_FIRE_BATCH
+from durable._backend import open_store
 from durable._store import FORMAT_VERSION, Clock, Store, u64
 from tests.wfs import basic
 
@@ -40,7 +41,7 @@ class ManualClock(Clock):
 @pytest.fixture
 def clocked(data_dir: str) -> tuple[durable.Client, ManualClock]:
     clock = ManualClock()
-    store = Store.open(data_dir, clock=clock)
+    store = open_store(data_dir, clock=clock)
     client = durable.Client(data_dir)
     assert client._store is store
     return client, clock

@@ -15,7 +15,7 @@ import pytest
 
 import durable
 from durable import _ops
-from durable._store import Store
+from durable._backend import open_store
 from tests.conftest import worker_thread
 from tests.fault._util import wait_until
 from tests.wfs import basic
@@ -126,7 +126,7 @@ def test_a_grace_ends_at_its_deadline_if_the_workflow_does_not(data_dir: str) ->
 def test_the_deadline_holds_with_no_worker_running(data_dir: str) -> None:
     client = durable.Client(data_dir)
     h = client.start(forever, id="n", execution_timeout=dt.timedelta(milliseconds=200))
-    store = Store.open(data_dir)
+    store = open_store(data_dir)
     wait_until(lambda: store.read(lambda t: _ops.next_due(t)) is not None
                and store.read(lambda t: _ops.next_due(t)) <= store.clock.now_ns(), what="the deadline to pass")
     assert h.describe().status == "running"  # nobody has looked yet
@@ -142,7 +142,7 @@ def test_a_workflow_that_ends_in_time_leaves_no_timer(data_dir: str) -> None:
     with serving(data_dir):
         h = client.start(basic.three_steps, 1, id="ok", execution_timeout=3600, run_timeout=3600)
         assert h.result(timeout=TIMEOUT) == 5
-    store = Store.open(data_dir)
+    store = open_store(data_dir)
     assert store.read(lambda t: _ops.next_due(t)) is None
 
 

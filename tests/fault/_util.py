@@ -77,9 +77,9 @@ def status_from_history(events: list[dict[str, Any]]) -> str:
 
 def store_snapshot(client: durable.Client) -> dict[str, list[tuple[bytes, bytes]]]:
     """Every key and value of every database of the client's store, read in one transaction."""
-    store = client._store
-    out: dict[str, list[tuple[bytes, bytes]]] = {}
-    with store.env.begin() as txn:
-        for name, db in store._dbs.items():
-            out[name] = list(txn.cursor(db=db))
-    return out
+    from durable._store import _DBS
+
+    def read(t: Any) -> dict[str, list[tuple[bytes, bytes]]]:
+        return {name: list(t.scan(name, b"")) for name in _DBS}
+
+    return client._store.read(read)  # type: ignore[no-any-return]

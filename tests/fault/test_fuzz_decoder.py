@@ -493,7 +493,10 @@ def test_what_is_refused_on_reading_is_refused_on_writing() -> None:
     from fractions import Fraction
     import re
 
-    for value in (Decimal("1.5"), Fraction(1, 3), re.compile("a+"), [[]] * MAX_CBOR_ITEMS,
+    # a Decimal (CBOR tag 4, refused when read) is made a str by the data converter before it is
+    # encoded: what is written holds no tag the decoder refuses
+    assert PLAIN.from_payload(PLAIN.to_payload(Decimal("1.5"), "the result")) == "1.5"
+    for value in (Fraction(1, 3), re.compile("a+"), [[]] * MAX_CBOR_ITEMS,
                   {i * _P: 0 for i in range(1, 2000)}, {(i, i): 0 for i in range(2000)}):
         for converter in (PLAIN, CODED):
             with pytest.raises(durable.PayloadError, match="cannot be stored"):

@@ -166,6 +166,9 @@ assert_type(client.start(WfClassOptions).result(), int)
 assert_type(client.start("wf_function", "not an int", id="w2"), durable.WorkflowHandle[Any])
 assert_type(client.get_handle("w1"), durable.WorkflowHandle[Any])
 assert_type(client.get_handle("w1").result(), Any)
+# given the workflow, the handle's result is typed (and converted by its return annotation)
+assert_type(client.get_handle("w1", workflow=wf_function).result(), list[float])
+assert_type(client.get_handle("c1", workflow=WfClass).result(), str)
 
 # a handle of a narrower result type is a handle of a wider one (covariant)
 wider: durable.WorkflowHandle[object] = handle

@@ -80,3 +80,19 @@ def test_lanes_past_the_limit_are_left_out_with_a_note() -> None:
     assert "5 more activities and timers are not drawn" in _timeline.render(timeline)
     assert _timeline.build([], desc(), T0) is None
     assert 'id="timeline-empty"' in _timeline.render(None)
+
+
+def test_updates_are_points_named_by_their_outcome() -> None:
+    events = [
+        event(0, "WorkflowStarted", 0, type="flow"),
+        event(1, "TaskCompleted", 1),
+        event(2, "UpdateAccepted", 5, uid="u1", name="add_item", input=["pear", 2]),
+        event(3, "UpdateCompleted", 6, uid="u1", name="add_item", result=3.0),
+        event(4, "UpdateAccepted", 7, uid="u2", name="add_item", input=["pear", 2]),
+        event(5, "UpdateCompleted", 8, uid="u2", name="add_item", error={"type": "ApplicationError", "msg": "no"}),
+    ]
+    timeline = _timeline.build(events, desc(), at(100))
+    assert timeline is not None
+    assert [p.label for p in timeline.points] == [
+        "add_item accepted", "add_item completed", "add_item accepted", "add_item failed"]
+    assert "update add_item failed (id u2)" in _timeline.render(timeline)

@@ -35,12 +35,13 @@ def _signatures(fn: Any) -> list[str]:
     """The signatures of `fn` and of its overloads, async types named as their sync ones."""
     overloads = typing.get_overloads(fn) or [fn]
     return [str(inspect.signature(f)).replace("AsyncWorkflowHandle", "WorkflowHandle").replace(
-        "AsyncScheduleHandle", "ScheduleHandle").replace("AsyncIterator", "Iterator") for f in overloads]
+        "AsyncScheduleHandle", "ScheduleHandle").replace("AsyncUpdateHandle", "UpdateHandle").replace("AsyncIterator", "Iterator") for f in overloads]
 
 
 @pytest.mark.parametrize(("sync", "aio"), [(durable.Client, durable.AsyncClient),
                                            (durable.WorkflowHandle, durable.AsyncWorkflowHandle),
-                                           (durable.ScheduleHandle, durable.AsyncScheduleHandle)])
+                                           (durable.ScheduleHandle, durable.AsyncScheduleHandle),
+                                           (durable.UpdateHandle, durable.AsyncUpdateHandle)])
 def test_the_async_classes_have_the_methods_of_the_sync_ones_with_the_same_signatures(sync: type, aio: type) -> None:
     sync_names, async_names = _public(sync), _public(aio)
     handle_attributes = {"id", "run_id", "warning"}  # set in WorkflowHandle.__init__, properties here

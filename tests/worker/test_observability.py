@@ -75,6 +75,18 @@ def test_the_worker_logs_each_workflows_life_once(data_dir: str, fast: str) -> N
     ])
 
 
+def test_no_log_workflows_keeps_the_worker_quiet_about_each_workflow(data_dir: str) -> None:
+    worker = start_worker_process(data_dir, "tests.wfs.observed", extra=("--no-log-workflows",))
+    try:
+        client = durable.Client(data_dir)
+        assert client.start("three_steps", 1, id="quiet").result(timeout=30) == 4
+    finally:
+        assert stop_worker_process(worker) == 0
+    lines = worker.log_lines  # type: ignore[attr-defined]
+    assert any("serving queue" in line for line in lines)  # the worker's own lines stay
+    assert _lifecycle_lines(lines) == []
+
+
 def test_with_two_workers_each_life_is_told_once_by_the_one_that_recorded_it(data_dir: str) -> None:
     workers = [start_worker_process(data_dir, "tests.wfs.observed", extra=("--log-format", "json"))
                for _ in range(2)]

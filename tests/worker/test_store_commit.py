@@ -18,8 +18,9 @@ import pytest
 import durable
 from durable import _ops, _store
 from durable._codec import Converter
+from durable._backend import open_store
 from durable._store import Store
-from tests.conftest import ROOT, worker_thread
+from tests.conftest import ROOT, lmdb_only, worker_thread
 from tests.fault._util import store_snapshot
 from tests.wfs import faults
 
@@ -47,6 +48,7 @@ def test_a_refused_op_in_a_batch_leaves_the_others_committed(data_dir: str) -> N
     assert [kv for kv in after["wf"] if kv[0] == b"taken"] == [kv for kv in before["wf"] if kv[0] == b"taken"]
 
 
+@lmdb_only
 def test_a_batch_that_fills_the_map_is_retried_whole_after_growing_it(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_store, "INITIAL_MAP_BYTES", 1 << 20)  # 1 MiB: the batch below needs ~6
     client = durable.Client(data_dir)
@@ -94,6 +96,7 @@ def test_many_threads_commit_through_one_store(data_dir: str) -> None:
         assert [client.get_handle(f"t{n}-0").result(timeout=10) for n in range(12)] == list(range(12))
 
 
+@lmdb_only
 def test_store_files_are_private(data_dir: str) -> None:
     durable.Client(data_dir)
     assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
@@ -190,7 +193,7 @@ def test_a_batch_whose_op_fails_keeps_the_others_writes_once_and_none_of_its_own
 def test_starts_and_signals_check_the_registrations_stored_now_not_ones_seen_before(data_dir: str) -> None:
     """Decoded registrations are reused only while their bytes are the ones stored (`_ops._types`):
     a worker publishing more names, or anyone rewriting the record, is seen by the next call."""
-    store = Store.open(data_dir)
+    store = open_store(data_dir)
     payload = PLAIN.to_payload([], "input")
 
     def start(wid: str, wtype: str) -> object:

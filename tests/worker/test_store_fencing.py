@@ -16,7 +16,8 @@ import durable
 from durable import _ops
 from durable._codec import Converter
 from durable._defs import ActivityOptions
-from durable._store import Clock, Store
+from durable._backend import open_store
+from durable._store import Clock
 from tests.fault._util import store_snapshot
 
 NS = 1_000_000_000
@@ -48,7 +49,7 @@ class Harness:
 
     def __init__(self, data_dir: str, **options: Any) -> None:
         self.clock = ManualClock()
-        self.store = Store.open(data_dir, clock=self.clock)
+        self.store = open_store(data_dir, clock=self.clock)
         self.client = durable.Client(data_dir)
         assert self.client._store is self.store
         self.client.start(one_step, id="wf")

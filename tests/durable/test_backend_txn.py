@@ -1,0 +1,60 @@
+"""The transaction API every backend gives the domain operations (`durable._backend.Txn`), on
+the store the suite runs on (LMDB, or PostgreSQL with DURABLE_TEST_STORE): a transaction reads
+its own writes, in scans too; an op that fails in a batch leaves none of its writes; counters
+only grow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from durable._backend import open_store
+
+
+@pytest.fixture
+def store(data_dir: str) -> Any:
+    s = open_store(data_dir)
+    s.write(lambda t: [t.put("hist", k, b"stored") for k in (b"a1", b"a3", b"a5", b"b1")])
+    return s
+
+
+def test_reads_and_scans_see_the_transactions_own_writes(store: Any) -> None:
+    def op(t: Any) -> Any:
+        t.put("hist", b"a2", b"new")
+        assert t.delete("hist", b"a3") is True
+        assert t.delete("hist", b"a4") is False
+        t.put("hist", b"a5", b"changed")
+        t.put("hist", b"a6", b"new")
+        return (list(t.scan("hist", b"a")), list(t.scan_back("hist", b"a")), list(t.scan("hist", b"a", b"a3")),
+                list(t.scan_back("hist", b"a", b"a5")), t.count("hist"), t.count_prefix("hist", b"a"),
+                t.first("hist", b"a"), t.get("hist", b"a3"), t.get("hist", b"a5"))
+
+    forward, back, from_a3, below_a5, count, in_a, first, a3, a5 = store.write(op)
+    expected = [(b"a1", b"stored"), (b"a2", b"new"), (b"a5", b"changed"), (b"a6", b"new")]
+    assert forward == expected
+    assert back == expected[::-1]
+    assert from_a3 == expected[2:]
+    assert below_a5 == expected[1::-1]
+    assert (count, in_a, first, a3, a5) == (5, 4, (b"a1", b"stored"), None, b"changed")
+    assert store.read(lambda t: list(t.scan("hist", b""))) == [*expected, (b"b1", b"stored")]
+
+
+def test_a_failed_op_of_a_batch_leaves_nothing_and_the_others_stand(store: Any) -> None:
+    def bad(t: Any) -> None:
+        t.put("hist", b"c1", b"never")
+        t.delete("hist", b"a1")
+        raise ValueError("refused")
+
+    results = store.write_batch([lambda t: t.put("hist", b"c0", b"kept"), bad,
+                                 lambda t: (t.get("hist", b"c0"), t.get("hist", b"c1"), t.get("hist", b"a1"))])
+    assert results[0] is None and isinstance(results[1], ValueError)
+    assert results[2] == (b"kept", None, b"stored")
+    assert store.read(lambda t: (t.get("hist", b"c1"), t.get("hist", b"a1"), t.get("hist", b"c0"))) == (
+        None, b"stored", b"kept")
+
+
+def test_counters_only_grow(store: Any) -> None:
+    taken = [store.write(lambda t: (t.next_id(b"token"), t.next_id(b"token"))) for _ in range(3)]
+    flat = [n for pair in taken for n in pair]
+    assert flat == sorted(flat) and len(set(flat)) == len(flat)
