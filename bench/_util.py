@@ -35,10 +35,13 @@ def bench_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""))
 
 
-def worker_command(data: str, *, concurrency: int = 100, cache: int | None = None) -> list[str]:
-    """``durable worker bench.workloads`` on store `data`, as a command line."""
+def worker_command(data: str, *, concurrency: int = 100, cache: int | None = None,
+                   log_workflows: bool = False) -> list[str]:
+    """``durable worker bench.workloads`` on store `data`, as a command line. Without the INFO
+    line per workflow started and closed (`log_workflows`): the benchmarks measure the engine;
+    `python -m bench.instructions --log-workflows` measures what the lines cost."""
     cmd = [sys.executable, "-m", "durable", "--data", data, "worker", "bench.workloads",
-           "--concurrency", str(concurrency)]
+           "--concurrency", str(concurrency), "--log-workflows" if log_workflows else "--no-log-workflows"]
     if cache is not None:
         cmd += ["--cache", str(cache)]
     return cmd
@@ -62,11 +65,12 @@ def wait_serving(proc: subprocess.Popen[bytes], t0: float) -> float:
 
 
 def start_worker(data: str, *, concurrency: int = 100, cache: int | None = None,
-                 prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
+                 prefix: list[str] | None = None, log_workflows: bool = False) -> subprocess.Popen[bytes]:
     """The worker in its own process (its command line after `prefix`, such as a profiler's);
     returns once it serves the queue."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen((prefix or []) + worker_command(data, concurrency=concurrency, cache=cache), cwd=ROOT,
+    command = worker_command(data, concurrency=concurrency, cache=cache, log_workflows=log_workflows)
+    proc = subprocess.Popen((prefix or []) + command, cwd=ROOT,
                             env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_serving(proc, t0)

@@ -1,7 +1,7 @@
 """Instructions per workflow of the worker process, counted by valgrind: a figure to compare two
 versions by, where CPU time and throughput move by 10-30% from run to run on a shared machine.
 
-    python -m bench.instructions [--workload three_steps] [--n1 100] [--n2 400] [--warmup 20]
+    python -m bench.instructions [--workload three_steps] [--n1 100] [--n2 400] [--warmup 20] [--log-workflows]
 
 Runs the worker under ``valgrind --tool=callgrind`` (which counts every instruction it executes,
 whatever else the machine is doing) twice, on a fresh store each time: a warm-up, then `n1`
@@ -40,12 +40,13 @@ def total_instructions(callgrind_out: str) -> int:
     raise ValueError(f"{callgrind_out} has no 'summary:' line: not a finished callgrind output")
 
 
-def count(workload: str, n: int, warmup: int, concurrency: int = 50) -> int:
+def count(workload: str, n: int, warmup: int, concurrency: int = 50, log_workflows: bool = False) -> int:
     """Instructions the worker executes to start, serve `warmup` and then `n` workflows, and stop."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--dump-instr=no"]
-        worker = start_worker(os.path.join(tmp, "store"), concurrency=max(concurrency * 10, 100), prefix=prefix)
+        worker = start_worker(os.path.join(tmp, "store"), concurrency=max(concurrency * 10, 100), prefix=prefix,
+                              log_workflows=log_workflows)
         try:
             client = durable.Client(os.path.join(tmp, "store"))
             if warmup:
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n1", type=int, default=100, help="workflows of the first run [100]")
     parser.add_argument("--n2", type=int, default=400, help="workflows of the second run [400]")
     parser.add_argument("--warmup", type=int, default=20, help="workflows before each measured run [20]")
+    parser.add_argument("--log-workflows", action="store_true",
+                        help="with the worker's INFO line per workflow started and closed (off by default: "
+                             "the engine's own cost; the lines cost two log records per workflow)")
     args = parser.parse_args(argv)
     if not 1 <= args.n1 < args.n2:
         parser.error(f"need 1 <= --n1 < --n2, not {args.n1} and {args.n2}")
@@ -70,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("error: valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    first = count(args.workload, args.n1, args.warmup)
-    second = count(args.workload, args.n2, args.warmup)
+    first = count(args.workload, args.n1, args.warmup, log_workflows=args.log_workflows)
+    second = count(args.workload, args.n2, args.warmup, log_workflows=args.log_workflows)
     print(json.dumps({
         "system": "durable", "workload": args.workload, "measure": "instructions", "n1": args.n1, "n2": args.n2,
         "instructions_per_wf": round((second - first) / (args.n2 - args.n1)), "total_n1": first, "total_n2": second,

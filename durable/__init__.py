@@ -71,7 +71,7 @@ from ._saga import Saga, saga
 
 # The worker lives in its own package (worker/ in the source tree); it imports the layers
 # above, so it is imported last.
-from .worker import Worker  # noqa: E402
+from .worker import Metrics, Worker  # noqa: E402
 
 # A literal list, in sorted order (tests/test_exports.py checks both), so that type checkers
 # see the re-exports.
@@ -101,6 +101,7 @@ __all__ = [
     "ExternalWorkflowHandle",
     "HistoryLimitError",
     "InvalidArgument",
+    "Metrics",
     "NondeterminismError",
     "NotAStore",
     "NotRegistered",

@@ -65,6 +65,11 @@ class Txn(Protocol):
     def ready(self, when: int) -> None:
         """Note that at time `when` a worker should look at the store again (and wake others)."""
 
+    def note(self, entry: tuple[Any, ...], first: bool = False) -> None:
+        """Tell the writer's observers of `entry` once this op's writes are committed
+        (`Backend.write_batch`'s `notes`); dropped with them if the op is undone or run again.
+        With `first`, before the op's other notes."""
+
     def get(self, db: str, key: bytes) -> bytes | None:
         """The value under `key` in table `db`, or None."""
 
@@ -143,6 +148,8 @@ class Backend(Protocol):
     #: helpers of higher layers kept once per store and process (the client's close watcher)
     shared: dict[str, Any]
     shared_lock: threading.Lock
+    #: called with the seconds each commit took (a worker's metrics), by the committing thread
+    commit_observers: list[Callable[[float], None]]
 
     def read(self, fn: Callable[[Any], T]) -> T:
         """Run `fn` in a read-only transaction (a consistent snapshot)."""
@@ -152,11 +159,13 @@ class Backend(Protocol):
         Ops asked for by several threads at once may be committed together (group commit)."""
 
     def write_batch(self, ops: list[Callable[[Any], Any]], *, quiet: str | None = None,
-                    woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
+                    woke: list[tuple[int | None, bool]] | None = None,
+                    notes: list[tuple[Any, ...]] | None = None) -> list[Any]:
         """Run `ops` in one write transaction; commit once. One entry per op: its result, or the
         exception it raised (that op's writes are undone, the others' stand). After the commit,
         listeners are woken if an op asked for it, except `quiet` (the caller's own listener),
-        which learns through `woke` instead."""
+        which learns through `woke` instead; what the committed ops noted (`Txn.note`) is
+        appended to `notes`, if given."""
 
     def listener(self) -> Listener:
         """A new listener of this store's wake-ups (bound before the caller's first look)."""

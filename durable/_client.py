@@ -25,7 +25,7 @@ import sniffio
 
 from . import _continue
 from . import _events as ev
-from . import _ops, _schedules
+from . import _ops, _schedules, _tracing
 from ._codec import Converter, PayloadCodec, encode, error_from_record, format_error_record
 from ._convert import Plan
 from ._defs import check_name as _check_name
@@ -336,11 +336,13 @@ class Client:
             if defn.plan.args_out:  # by the parameters' annotations (`_convert`)
                 args = tuple(defn.plan.args_to_plain(args, f"input of workflow {name!r}"))
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
+        tp = _tracing.current_traceparent()  # the workers' spans are children of the caller's (if any)
         num, _ = self._store.write(
             lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
                                           int(delay * 1_000_000_000),
                                           extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
-                                          if any(timeouts) else None)
+                                          if any(timeouts) else None,
+                                          started_extra={_tracing.FIELD: tp} if tp else None)
         )
         handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}",
                                                      workflow=None if isinstance(workflow, str) else workflow)

@@ -630,6 +630,8 @@ def terminate(t: Txn, wid: str, reason: str, num: int | None = None) -> None:
 def _close(t: Txn, rec: dict[str, Any], status: str) -> None:
     rec["status"] = status
     rec["closed"] = t.now
+    # for the worker's log and metrics, once committed (its closing event is the history's last)
+    t.note(("closed", rec["num"], rec["id"], rec["type"], status, rec["hlen"]))
     if "parent" in rec or rec.get("children"):
         _close_family(t, rec, status)
     n = _dense_counter(t, b"closeseq")
@@ -678,7 +680,8 @@ def claim(
     skip_wft: frozenset[int] | set[int] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Claim up to the given numbers of visible tasks of `queue` under a lease for `owner`
-    (not the workflow tasks of the runs in `skip_wft`: the caller runs them before claiming)."""
+    (not the workflow tasks of the runs in `skip_wft`: the caller runs them before claiming).
+    Each item says how long its task waited in the queue, visible, in ns ("waited")."""
     out: list[dict[str, Any]] = []
     for kind, limit in ((b"w", max_wft), (b"a", max_act), (b"q", max_query)):
         if limit <= 0:
@@ -702,6 +705,7 @@ def claim(
             else:
                 item = _claim_query(t, unpack_u64(ref))
             if item is not None:
+                item["waited"] = t.now - unpack_u64(key, len(prefix))  # since it became visible (ns)
                 out.append(item)
     return out
 
@@ -1546,6 +1550,35 @@ def has_claimable(t: Txn, queue: str) -> int | None:
             when = unpack_u64(item[0], len(prefix))
             earliest = when if earliest is None else min(earliest, when)
     return earliest
+
+
+#: The kinds of queued tasks by their key's first byte, as `queue_backlog` names them.
+TASK_KINDS = {b"w": "workflow", b"a": "activity", b"q": "query"}
+
+
+def queue_backlog(t: Txn) -> dict[tuple[str, str], tuple[int, int | None]]:
+    """Read-only: for each (queue, kind) with tasks queued, the number of those visible now (ready
+    to be claimed) and the time (ns) the oldest of them became visible (None if none is yet).
+    Reads every queued task's key (not the values): the cost grows with the backlog."""
+    out: dict[tuple[str, str], tuple[int, int | None]] = {}
+    for kind, name in TASK_KINDS.items():
+        cur_queue: bytes | None = None
+        n, oldest = 0, None
+        for key, _ in t.scan("tasks", kind):
+            end = key.index(b"\x00", 1)
+            queue = key[1:end]
+            if queue != cur_queue:
+                if cur_queue is not None:
+                    out[(cur_queue.decode(errors="replace"), name)] = (n, oldest)
+                cur_queue, n, oldest = queue, 0, None
+            visible = unpack_u64(key, end + 1)
+            if visible <= t.now:
+                n += 1
+                if oldest is None:
+                    oldest = visible
+        if cur_queue is not None:
+            out[(cur_queue.decode(errors="replace"), name)] = (n, oldest)
+    return out
 
 
 def last_close(t: Txn) -> int:

@@ -174,7 +174,7 @@ class PgTxn:
     the server's rows with the writes in its range. An op that fails leaves nothing behind: its
     writes are dropped (no savepoint needed)."""
 
-    __slots__ = ("_cur", "_batch", "_mine", "now", "wake", "wake_acts", "ready_at", "store")
+    __slots__ = ("_cur", "_batch", "_mine", "now", "wake", "wake_acts", "ready_at", "store", "notes")
 
     def __init__(self, store: PgStore, cur: Any, now: int, batch: _Batch | None = None) -> None:
         self.store = store
@@ -185,6 +185,19 @@ class PgTxn:
         self.wake = False
         self.wake_acts = False
         self.ready_at: int | None = None
+        #: what this op did that the writer's observers may want to hear of once it is
+        #: committed, or None: see `note`
+        self.notes: list[tuple[Any, ...]] | None = None
+
+    def note(self, entry: tuple[Any, ...], first: bool = False) -> None:
+        """Tell the writer's observers of `entry` once this op is committed (`write_batch`'s
+        `notes`); dropped with the op's writes if it fails or its batch is run again."""
+        if self.notes is None:
+            self.notes = [entry]
+        elif first:
+            self.notes.insert(0, entry)
+        else:
+            self.notes.append(entry)
 
     def _keep(self) -> None:
         """The op succeeded: its writes join the batch's."""
@@ -495,6 +508,9 @@ class PgStore:
         #: write transactions committed by this process, and those run again after a conflict
         self.commits = 0
         self.conflicts = 0
+        #: called with the seconds each write's COMMIT took, by the committing thread; empty
+        #: unless a worker's metrics are on
+        self.commit_observers: list[Callable[[float], None]] = []
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -613,7 +629,14 @@ class PgStore:
                     conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.writer_key,))
                 result = body(conn)
                 committing = write  # a read's outcome is known whatever happens to its commit
-                conn.commit()
+                if write and self.commit_observers:
+                    t0 = time.perf_counter()
+                    conn.commit()
+                    took = time.perf_counter() - t0
+                    for observe in self.commit_observers:
+                        observe(took)
+                else:
+                    conn.commit()
                 return result
             except psycopg.Error as exc:
                 if _is_conflict(exc):
@@ -699,7 +722,8 @@ class PgStore:
                 return
 
     def write_batch(self, ops: list[Callable[[Any], Any]], *, quiet: str | None = None,
-                    woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
+                    woke: list[tuple[int | None, bool]] | None = None,
+                    notes: list[tuple[Any, ...]] | None = None) -> list[Any]:
         """Run `ops` in one SERIALIZABLE transaction; commit once (see `_backend.Backend`).
 
         Each op's writes are kept until it returns (an op that raises leaves none: no savepoint
@@ -734,6 +758,8 @@ class PgStore:
         self.commits += 1
         if outcome.wake and woke is not None:
             woke.append((outcome.ready_at, outcome.wake_acts))
+        if notes is not None and outcome.notes:
+            notes.extend(outcome.notes)
         return outcome.results
 
     # --- wake-ups --------------------------------------------------------------------------

@@ -84,7 +84,7 @@ _MEMO_CHECK = os.environ.get("DURABLE_MEMO_CHECK") == "1"
 class Txn:
     """A write (or read) transaction as the domain operations see it."""
 
-    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "ready_at", "store", "_memo")
+    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "ready_at", "store", "_memo", "notes")
 
     def __init__(self, store: Store, txn: lmdb.Transaction[bytes], now: int,
                  memo: dict[tuple[str, bytes], tuple[bytes, Any]] | None = None) -> None:
@@ -100,6 +100,20 @@ class Txn:
         #: the earliest time (ns) at which something this transaction queued or scheduled (a
         #: task, a timer, a deadline) wants a worker's attention, or None (see `ready`)
         self.ready_at: int | None = None
+        #: what this transaction did that observers of the writer may want to hear of once it is
+        #: committed (a workflow closed...), or None: see `note`
+        self.notes: list[tuple[Any, ...]] | None = None
+
+    def note(self, entry: tuple[Any, ...], first: bool = False) -> None:
+        """Tell the writer's observers of `entry` once this op's writes are committed (see
+        `Store.write_batch`'s `notes`); dropped with the op's writes if it is undone. With
+        `first`, before the op's other notes."""
+        if self.notes is None:
+            self.notes = [entry]
+        elif first:
+            self.notes.insert(0, entry)
+        else:
+            self.notes.append(entry)
 
     def ready(self, when: int) -> None:
         """Note that at time `when` a worker should look at the store again (and wake others)."""
@@ -222,16 +236,22 @@ class _Outcome:
     """What the ops of a batch gave: their results, and what their transactions ask of others;
     or, for a batch dropped at its first failure, that failure (`failed`, the only result)."""
 
-    __slots__ = ("results", "wake", "wake_acts", "ready_at", "failed")
+    __slots__ = ("results", "wake", "wake_acts", "ready_at", "failed", "notes")
 
     def __init__(self, failed: Exception | None = None) -> None:
         self.results: list[Any] = [] if failed is None else [failed]
         self.wake = self.wake_acts = False
         self.ready_at: int | None = None
         self.failed = failed is not None
+        self.notes: list[tuple[Any, ...]] | None = None
 
     def add(self, result: Any, t: Txn) -> None:
         self.results.append(result)
+        if t.notes is not None:
+            if self.notes is None:
+                self.notes = t.notes
+            else:
+                self.notes.extend(t.notes)
         self.wake = self.wake or t.wake
         self.wake_acts = self.wake_acts or t.wake_acts
         if t.ready_at is not None and (self.ready_at is None or t.ready_at < self.ready_at):
@@ -285,6 +305,9 @@ class Store:
         self.shared: dict[str, Any] = {}
         self.shared_lock = threading.Lock()
         self._on_close: list[Callable[[], None]] = []
+        #: called with the seconds each commit of this process took (LMDB's commit: the write
+        #: and fsync), by the committing thread; empty unless a worker's metrics are on
+        self.commit_observers: list[Callable[[float], None]] = []
 
     def on_close(self, fn: Callable[[], None]) -> None:
         """Have `fn` called when the store is closed, before its environment is."""
@@ -425,7 +448,8 @@ class Store:
                 return
 
     def write_batch(self, ops: list[Callable[[Txn], Any]], *, quiet: str | None = None,
-                    woke: list[tuple[int | None, bool]] | None = None) -> list[Any]:
+                    woke: list[tuple[int | None, bool]] | None = None,
+                    notes: list[tuple[Any, ...]] | None = None) -> list[Any]:
         """Run `ops` in one write transaction (see `_run_batch`); commit once.
 
         Returns one entry per op: its result, or the exception it raised (that op's writes are
@@ -435,7 +459,8 @@ class Store:
         After the commit every listener of the data directory is woken if an op asked for it,
         except `quiet` (the caller's own listener): the caller learns through `woke` instead,
         where (the earliest `Txn.ready_at` of the ops, whether attempts some worker runs
-        changed) is appended when the batch woke the others.
+        changed) is appended when the batch woke the others. What the committed ops noted
+        (`Txn.note`) is appended to `notes`, if given.
         """
         while True:
             try:
@@ -468,6 +493,8 @@ class Store:
             self.notifier.notify(_wake.RUNNING_ACTIVITIES if outcome.wake_acts else _wake.ANY, skip=quiet)
             if woke is not None:
                 woke.append((outcome.ready_at, outcome.wake_acts))
+        if notes is not None and outcome.notes:
+            notes.extend(outcome.notes)
         return outcome.results
 
     def _run_batch(self, ops: list[Callable[[Txn], Any]]) -> _Outcome:
@@ -514,7 +541,14 @@ class Store:
     def _commit(self, txn: lmdb.Transaction) -> None:
         if _crashpoint.ENABLED:  # fault tests only: die with the batch run but not committed
             _crashpoint.hit("batch-before-commit")
-        txn.commit()
+        if self.commit_observers:
+            t0 = time.perf_counter()
+            txn.commit()
+            took = time.perf_counter() - t0
+            for observe in self.commit_observers:
+                observe(took)
+        else:
+            txn.commit()
         self.commits += 1
 
     def _short_write_on_full_disk(self, exc: lmdb.Error) -> bool:

@@ -403,12 +403,22 @@ def main(ctx: click.Context, data: str | None, store: str | None, debug: bool, c
               metavar="SECONDS", help="On Ctrl-C or SIGTERM, wait this long for running work, then hand it back.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per log record, with the workflow and activity context.")
+@click.option("--log-workflows/--no-log-workflows", default=True, show_default=True,
+              help="An INFO line for each workflow this worker starts and closes (logger durable.worker.lifecycle).")
 @click.option("--activity-loop", type=click.Choice(["trio", "asyncio"]), default="trio", show_default=True,
               help="Where async activities declared without loop= run (asyncio: for asyncio libraries).")
+@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs durable-workflows[metrics]).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="Address the metrics are served on.")
+@click.option("--tracing", is_flag=True,
+              help="OpenTelemetry spans of workflow tasks and activity attempts (needs durable-workflows[tracing] "
+                   "and an SDK configured, e.g. by opentelemetry-instrument).")
 @click.pass_obj
 @handle_errors
 def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int, lease: float, cache: int,
-           graceful_timeout: float, log_format: str, activity_loop: str) -> None:
+           graceful_timeout: float, log_format: str, log_workflows: bool, activity_loop: str,
+           metrics_port: int | None, metrics_host: str, tracing: bool) -> None:
     """Run a worker for the workflows and activities defined in MODULES (e.g. examples.hello, or
     a file: examples/hello.py).
 
@@ -422,12 +432,17 @@ def worker(state: _State, modules: tuple[str, ...], queue: str, concurrency: int
     handler.setFormatter(JsonFormatter() if log_format == "json"
                          else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    if not log_workflows:
+        logging.getLogger("durable.worker.lifecycle").setLevel(logging.WARNING)
+    if metrics_port is None and metrics_host != "127.0.0.1":
+        _fail("--metrics-host needs --metrics-port")
     w = durable.Worker(
         state.target(),
         workflows=[d.target for d in registry.workflows.values()],
         activities=list(registry.activities.values()),
         queue=queue, max_concurrent_activities=concurrency, lease=lease, max_cached_workflows=cache,
         graceful_timeout=graceful_timeout, codec=state.codec, activity_loop=activity_loop,  # type: ignore[arg-type]
+        metrics=None if metrics_port is None else durable.Metrics(metrics_port, metrics_host), tracing=tracing,
     )
     # What is alive now (modules, classes, the registry) lives as long as the process: keep it
     # out of the garbage collector's full passes, which then only walk the workflows' objects.

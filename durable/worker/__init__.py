@@ -2,5 +2,6 @@
 
 from ._fast import FastPaths
 from ._lifecycle import Worker
+from ._metrics import Metrics
 
-__all__ = ["FastPaths", "Worker"]
+__all__ = ["FastPaths", "Metrics", "Worker"]

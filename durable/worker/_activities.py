@@ -49,6 +49,10 @@ class Activities(WorkerBase):
     # --- running an attempt --------------------------------------------------------------------
 
     async def _run_activity(self, item: Item, ctx: _activity.ActivityContext, scope: trio.CancelScope) -> None:
+        metrics, tracer = self.metrics, self.tracer
+        t0 = metrics.attempt_started(item["name"]) if metrics is not None else 0.0
+        span = tracer.attempt_span(item) if tracer is not None else None
+        report: Report = None
         try:
             report = await self._attempt(item, ctx, scope)
         except Exception as exc:  # noqa: BLE001 - not recorded: the lease expires, another attempt follows
@@ -58,6 +62,11 @@ class Activities(WorkerBase):
         except BaseException:
             self._activity_ended(item)
             raise
+        finally:
+            if metrics is not None:
+                metrics.attempt_ended(item["name"], t0)
+            if span is not None:
+                tracer.end(span, not isinstance(report, Ok))
         await self._record_reports([(item, report)])
 
     def _activity_ended(self, item: Item) -> None:
@@ -229,6 +238,8 @@ class Activities(WorkerBase):
                 lambda t: _ops.fail_activity(t, num, seq, token, err, retryable, cancelled, details)
             )
             if accepted and not cancelled:
+                if self.metrics is not None:
+                    self.metrics.attempt_failed(item["name"])
                 log.warning("activity %r of workflow %r failed, attempt %d: %s", item["name"], item["wid"],
                             item["attempt"], format_error_record(self.converter.readable_failure(err)).split("\n", 1)[0])
         if not accepted:

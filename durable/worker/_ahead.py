@@ -228,6 +228,8 @@ class RunAhead(WorkerBase):
         rt = self._cache.pop(num, None)
         if rt is None:
             return None
+        if self.metrics is not None:
+            self.metrics.cache_used(True)
         if rt.done:
             self._cache[num] = rt
             return None

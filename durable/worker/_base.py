@@ -41,11 +41,14 @@ from durable._backend import Listener
 
 from ._asyncio import AsyncioLoop
 from ._fast import FastPaths
+from ._observe import observing, tell
 from ._records import Ahead, Entry, Forward, Item, Pending, Report, Result, Running
 from ._threads import BatchThread, run_jobs
 
 if TYPE_CHECKING:
     from durable import _activity, _ops
+
+    from ._metrics import Recorder
 
 log = logging.getLogger("durable.worker")
 
@@ -74,6 +77,8 @@ class WorkerBase:
     fast: FastPaths  # which fast paths are on (see `_fast`)
     activity_loop: ActivityLoop  # where async activities not declared with a `loop` run
     stats: dict[str, int]  # counters, for tests and benchmarks
+    metrics: Recorder | None  # what counts this worker's metrics while it runs (`_metrics`), or None: off
+    tracer: Any  # the OpenTelemetry spans of workflow tasks and attempts (`durable._tracing`), or None: off
 
     # --- what runs here ----------------------------------------------------------------------
     _cache: OrderedDict[int, Runtime]  # live workflow instances by run number, least recently used first
@@ -148,11 +153,17 @@ class WorkerBase:
         any other process's do. Either way nothing written changes, and the fallback poll bounds
         a wake-up missed."""
         woke: list[tuple[int | None, bool]] | None = [] if self._quiet is not None else None
+        notes: list[tuple[Any, ...]] | None = [] if observing(self) else None  # for the log and metrics
         try:
-            results = self.store.write_batch(ops, quiet=self._quiet, woke=woke)
+            results = self.store.write_batch(ops, quiet=self._quiet, woke=woke, notes=notes)
         except Exception as exc:  # the whole batch failed (disk full...): tell each waiter
             log.error("store write failed: %s", exc)
             return [exc] * len(ops)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.batched(len(ops))
+        if notes:
+            tell(self, notes)
         if woke:
             ready_at, acts = woke[0]
             soon = ready_at is not None and ready_at <= self.store.clock.now_ns() + int(POLL_FALLBACK_SECONDS * _NS)

@@ -25,7 +25,7 @@ from durable import _activity
 from durable._errors import DurableError, NotRegistered
 
 from ._base import _NS, WorkerBase
-from ._records import CANCELLED, Entry, Err, Handle, Item, Pending, Report
+from ._records import CANCELLED, Entry, Err, Handle, Item, Ok, Pending, Report
 
 
 class Inline(WorkerBase):
@@ -113,6 +113,23 @@ class Inline(WorkerBase):
     def _first_step(self, item: Item, ctx: _activity.ActivityContext) -> Report | Pending:
         """Start an async attempt: its report if it finished (or could not start), else what
         `_finish_step` needs to run the rest of it."""
+        metrics, tracer = self.metrics, self.tracer
+        if metrics is None and tracer is None:
+            return self._start_step(item, ctx)
+        t0 = metrics.attempt_started(item["name"]) if metrics is not None else 0.0
+        span = tracer.attempt_span(item) if tracer is not None else None
+        step = self._start_step(item, ctx)
+        if isinstance(step, Pending):
+            step.t0, step.span = t0, span
+            return step
+        if metrics is not None:
+            metrics.attempt_ended(item["name"], t0)
+        if span is not None:
+            tracer.end(span, not isinstance(step, Ok))
+        return step
+
+    def _start_step(self, item: Item, ctx: _activity.ActivityContext) -> Report | Pending:
+        """`_first_step` without metrics or spans."""
         if ctx.lost:
             return None
         if ctx.cancel_requested:
@@ -142,12 +159,18 @@ class Inline(WorkerBase):
         return Pending(coro, trap, token)
 
     async def _finish_step(self, item: Item, ctx: _activity.ActivityContext, step: Pending) -> Report:
+        failed = True
         try:
             result = await _drive(step.coro, step.trap)
+            failed = False
         except (Exception, _activity.ActivityCancelled) as exc:  # noqa: BLE001 - the attempt's failure, reported
             return self._error_report(ctx, exc)
         finally:
             _activity._current.reset(step.token)
+            if self.metrics is not None:  # also when it is cancelled (timed out...)
+                self.metrics.attempt_ended(item["name"], step.t0)
+            if step.span is not None:
+                self.tracer.end(step.span, failed)
         return self._ok_report(item, result)
 
 

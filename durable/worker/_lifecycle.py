@@ -56,6 +56,7 @@ from ._base import _NS, count
 from ._clock import Clock
 from ._fast import FastPaths, fast_paths_setting
 from ._inline import Inline
+from ._metrics import Metrics
 from ._polling import Polling
 from ._rounds import Rounds
 from ._workflow_tasks import WorkflowTasks
@@ -83,6 +84,11 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
     ``activity_loop`` is where an ``async def`` activity declared without a ``loop`` runs:
     "trio" (the worker's own loop) or "asyncio" (an asyncio event loop in a thread of the worker,
     for activities that use asyncio libraries; see ``@durable.activity(loop=...)``).
+
+    ``metrics=durable.Metrics(port=...)`` exposes Prometheus metrics while the worker runs (see
+    `durable.Metrics`); ``tracing=True`` makes an OpenTelemetry span per workflow task and
+    activity attempt, children of the client's span that started the workflow (needs
+    opentelemetry-api; see docs/observability.md).
     """
 
     def __init__(
@@ -101,6 +107,8 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
         identity: str | None = None,
         fast_paths: bool | FastPaths = True,
         activity_loop: ActivityLoop = "trio",
+        metrics: Metrics | None = None,
+        tracing: bool = False,
     ) -> None:
         if max_concurrent_activities < 1 or max_cached_workflows < 1:
             raise DurableError("max_concurrent_activities and max_cached_workflows must be at least 1")
@@ -110,11 +118,24 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
             raise DurableError(f"graceful_timeout must be 0 or more seconds, not {graceful_timeout!r}")
         if activity_loop not in ACTIVITY_LOOPS:
             raise DurableError(f"activity_loop must be \"trio\" or \"asyncio\", not {activity_loop!r}")
+        if metrics is not None and not isinstance(metrics, Metrics):
+            raise DurableError(f"metrics must be a durable.Metrics, not {metrics!r}")
         self.fast = fast_paths_setting(fast_paths)
         self.activity_loop = activity_loop
         self._asyncio = AsyncioLoop()
         self.registry = Registry(workflows, activities)
         self.store = open_store(data, create=True)
+        self._metrics_setting = metrics
+        if metrics is not None:
+            # prometheus_client imported and the metrics made now: a clear error at once if it is
+            # missing, and before `durable worker` freezes what is alive (gc.freeze)
+            metrics._instruments()
+        self.metrics = None  # set while running, with metrics on
+        self.tracer = None
+        if tracing:
+            from durable._tracing import Tracer
+
+            self.tracer = Tracer(self.store)
         # this worker's own: the store is shared by everything in the process that opens it
         self.converter = Converter(codec, encode_failures=encode_failures)
         self.queue = queue
@@ -151,6 +172,8 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
         """Run until `shutdown` is called or, in the main thread, a signal comes (see
         `_watch_signals`). In another thread no signal handler is installed (Python allows
         them in the main thread only): `shutdown` stops it."""
+        if self._metrics_setting is not None:  # a port that is taken: a clear error, before anything runs
+            self._metrics_setting._serve()
         if threading.current_thread() is threading.main_thread():
             trio.run(self._run_with_signals)
         else:
@@ -253,6 +276,18 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
         self._start_threads(token)
         listener = self._listener = self.store.listener()
         self._quiet = listener.path if self.fast.local_wakeups else None
+        if self._metrics_setting is not None:
+            try:
+                self.metrics = self._metrics_setting._attach(self.queue, self.store, lambda: len(self._cache))
+            except BaseException:
+                listener.close()
+                await trio.to_thread.run_sync(self._engine_thread.stop)
+                await trio.to_thread.run_sync(self._writer.stop)
+                raise
+            self.store.commit_observers.append(self.metrics.commit)
+            port = self._metrics_setting.port
+            if port is not None:
+                log.info("serving metrics at http://%s:%d/metrics", self._metrics_setting.host, port)
         try:
             async with trio.open_nursery() as nursery:
                 await self._write(self._announce)
@@ -279,6 +314,13 @@ class Worker(Polling, WorkflowTasks, RunAhead, Rounds, Inline, Activities, Clock
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._engine_thread.stop)  # before the writer it forwards to
                 await trio.to_thread.run_sync(self._writer.stop)
+            if self.metrics is not None:  # once the threads that count are stopped
+                with contextlib.suppress(ValueError):
+                    self.store.commit_observers.remove(self.metrics.commit)
+                assert self._metrics_setting is not None
+                self._metrics_setting._detach(self.queue)
+                self.metrics = None
+            with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._clear_cache, limiter=self._engine)
                 if self._asyncio.started:  # every attempt has ended: no task of ours is left on it
                     await trio.to_thread.run_sync(self._asyncio.stop)

@@ -68,6 +68,8 @@ class Polling(WorkerBase):
         """Start running a claimed task in the work nursery."""
         work = self._work
         assert work is not None
+        if self.metrics is not None:
+            self.metrics.dispatched(item)
         if item["kind"] == "act":
             key = (item["num"], item["seq"])
             ctx, scope = self._activity_context(item), trio.CancelScope()

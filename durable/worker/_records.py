@@ -118,10 +118,12 @@ class Handle:
 class Pending:
     """An async attempt that waits for something after its first step (see `_inline.Inline._first_step`)."""
 
-    __slots__ = ("coro", "trap", "token")
+    __slots__ = ("coro", "trap", "token", "t0", "span")
 
     def __init__(self, coro: Any, trap: Any, token: Any) -> None:
         self.coro, self.trap, self.token = coro, trap, token
+        self.t0 = 0.0  # when its code started (perf_counter), with metrics on
+        self.span: Any = None  # its span, with tracing on
 
 
 #: An attempt run by hand (`_run_inline`, `_step_here`): its item, context and handle.

@@ -184,6 +184,8 @@ class Rounds(WorkerBase):
         if rt is None:
             return None
         del self._cache[num]
+        if self.metrics is not None:
+            self.metrics.cache_used(True)
         advanced = advance_taken(rt, events)
         if advanced is None:
             return None

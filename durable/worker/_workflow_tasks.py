@@ -16,6 +16,7 @@ from durable._runtime import Runtime, task_error_text
 from durable._store import Txn
 
 from ._base import UNCLAIMED_LOST, WorkerBase, log
+from ._observe import observing
 from ._records import Ahead, Forward, Item
 
 
@@ -23,6 +24,15 @@ class WorkflowTasks(WorkerBase):
     """Running and recording workflow tasks, the instance cache, and queries."""
 
     async def _run_wft(self, item: Item) -> None:
+        if self.tracer is None:
+            return await self._run_wft_here(item)
+        span = self.tracer.task_span(item)
+        try:
+            await self._run_wft_here(item)
+        finally:
+            self.tracer.end(span)
+
+    async def _run_wft_here(self, item: Item) -> None:
         num = item["num"]
         claimed: list[Item] = []  # the attempts its transaction claimed, run below
         changes = self._change_count
@@ -113,6 +123,8 @@ class WorkflowTasks(WorkerBase):
         ``unclaimed``, see `_poll`), claim it first in the same transaction, and if that cannot
         be, return `UNCLAIMED_LOST` without running `op`: nothing is written, the outcome is
         dropped (a second worker must never record a task twice)."""
+        if item.get("first"):  # its first task: the log and metrics say it started, once recorded
+            op = _noting_start(item, op)
         if item["token"] is not None:
             return lambda t: op(t, item["token"])
 
@@ -148,6 +160,8 @@ class WorkflowTasks(WorkerBase):
         """Engine thread: bring the instance up to date and run the live activation."""
         num = item["num"]
         rt = self._cache.pop(num, None)
+        if self.metrics is not None:
+            self.metrics.cache_used(rt is not None)
         try:
             if rt is None:
                 defn = self.registry.workflow(item["type"])
@@ -167,7 +181,12 @@ class WorkflowTasks(WorkerBase):
             text = task_error_text(exc)
             log.warning("workflow task of %r failed (the workflow goes on once its code is fixed): %s",
                         item["id"], text)
+            if self.metrics is not None:
+                self.metrics.task_failed(item["type"])
             return text
+        # the run's first activation (no command in its history yet): told once it is recorded
+        if start == 0 and observing(self) and not any(e["k"] in ev.COMMAND_KINDS for e in events):
+            item["first"] = True
         self._cache[num] = rt
         self._trim_cache()
         return commands
@@ -217,3 +236,15 @@ class WorkflowTasks(WorkerBase):
             self._evict(num)
             text = str(exc) if isinstance(exc, DurableError) else f"{type(exc).__name__}: {exc}"
             return {"err": self.converter.encode_text(text)}
+
+
+def _noting_start(item: Item, op: Callable[[Txn, int], Any]) -> Callable[[Txn, int], Any]:
+    """`op` (recording a run's first workflow task), noting in its transaction that the run
+    started if it recorded the task (`_observe` tells it once committed)."""
+    def noted(t: Txn, tok: int) -> Any:
+        out = op(t, tok)
+        if isinstance(out, tuple) and out[0] == TaskStatus.OK:
+            t.note(("started", item["num"], item["id"], item["type"]), first=True)
+        return out
+
+    return noted
