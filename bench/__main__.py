@@ -3,11 +3,13 @@
     python -m bench [--n 200] [--n-timer 50] [--concurrency 50] [--workloads a,b] [--sequential 50]
                     [--only M,M | --skip M,M] [sizes of each measurement: see --help]
 
-The peers' four workloads (and children10, a parent with ten child workflows) run on one worker process on a fresh store (synced commits); the client
+The peers' four workloads (and children10, a parent with ten child workflows) run on one worker process
+(``--worker-processes N``: N of them, on the one store) on a fresh store (synced commits); the client
 runs here, with one thread per workflow in flight. Prints one JSON line per workload in the
 peers' format (system, workload, n, concurrency, wall_s, wf_per_s, p50_ms, p95_ms, p99_ms), plus
 the CPU time per workflow of the worker process and of the client (worker_cpu_ms_per_wf,
-client_cpu_ms_per_wf, from /proc: steadier than wf/s on a shared machine), then one line per
+client_cpu_ms_per_wf, from /proc: steadier than wf/s on a shared machine; the worker's is that of
+all the worker processes together, and worker_processes says how many), then one line per
 workload for one workflow at a time (`concurrency: 1`). Then one line per further
 measurement, each with ``"system": "durable"`` and its ``"workload"``: ``replay``
 (bench/replay.py), ``continue_as_new`` (an entity workflow taking 1,000 signals and continuing as
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -62,10 +65,12 @@ def one(client: durable.Client, workload: str, i: int, tag: str) -> float:
 
 
 def run_workload(client: durable.Client, workload: str, n: int, concurrency: int, tag: str,
-                 worker_pid: int | None = None) -> dict[str, object]:
+                 worker_pid: int | list[int] | None = None) -> dict[str, object]:
     """Run `n` workflows with `concurrency` in flight; return the peers' JSON record. With
-    `worker_pid`, also the CPU time per workflow of that worker process and of this one (the
-    client): a steadier figure to tune against than the throughput on a shared machine."""
+    `worker_pid` (one pid, or the pids of several worker processes), also the CPU time per
+    workflow of those worker processes together and of this one (the client): a steadier figure
+    to tune against than the throughput on a shared machine."""
+    pids = [] if worker_pid is None else [worker_pid] if isinstance(worker_pid, int) else list(worker_pid)
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(n))
@@ -85,7 +90,7 @@ def run_workload(client: durable.Client, workload: str, n: int, concurrency: int
             errors.append(exc)
 
     threads = [threading.Thread(target=loop) for _ in range(min(concurrency, n))]
-    cpu0 = None if worker_pid is None else (proc_cpu_s(worker_pid), _own_cpu_s())
+    cpu0 = (sum(proc_cpu_s(pid) for pid in pids), _own_cpu_s()) if pids else None
     t0 = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -101,8 +106,9 @@ def run_workload(client: durable.Client, workload: str, n: int, concurrency: int
         "p50_ms": round(pct(s, 0.5) * 1000, 2), "p95_ms": round(pct(s, 0.95) * 1000, 2),
         "p99_ms": round(pct(s, 0.99) * 1000, 2),
     }
-    if cpu0 is not None and worker_pid is not None:
-        record["worker_cpu_ms_per_wf"] = round((proc_cpu_s(worker_pid) - cpu0[0]) * 1000 / n, 3)
+    if cpu0 is not None:
+        record["worker_processes"] = len(pids)
+        record["worker_cpu_ms_per_wf"] = round((sum(proc_cpu_s(pid) for pid in pids) - cpu0[0]) * 1000 / n, 3)
         record["client_cpu_ms_per_wf"] = round((_own_cpu_s() - cpu0[1]) * 1000 / n, 3)
     return record
 
@@ -165,6 +171,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mem.add_argument("--memory-workflows", type=int, default=10_000, help="live workflows waiting on a signal [10000]")
     mem.add_argument("--memory-complete", action="store_true",
                      help="signal them all and wait for them to complete before stopping the worker")
+    peers.add_argument("--worker-processes", type=int, default=1,
+                       help="worker processes (`durable worker`) serving the workloads, the replay and "
+                            "continue-as-new, all on the one store [1]")
     parser.add_argument("--data", "--store", dest="data", default=None, metavar="DIR|URL",
                         help="store of the workloads and the replay: a directory, or a URL such as "
                              "postgresql://user@host/db (an empty schema) [a fresh temporary directory]")
@@ -176,7 +185,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.sequential:
         args.measurements = [m for m in args.measurements if m != "sequential"]
     args.gc_batches = _sizes(args.gc_batches, parser)
-    for name in ("n", "n_timer", "concurrency", "replay_events", "replay_width", "replay_repeats",
+    for name in ("n", "n_timer", "concurrency", "worker_processes", "replay_events", "replay_width", "replay_repeats",
                  "can_signals", "can_every", "gc_workflows", "cold_repeats", "memory_workflows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -197,8 +206,11 @@ def run_with_worker(args: argparse.Namespace, data: str) -> None:
     continue-as-new."""
     # activity slots for every activity the workloads have in flight (fanout10: ten per workflow);
     # with the default 100 the rest wait in the queue (fanout10 at 50 in flight: p95 ~2x)
-    worker = start_worker(data, concurrency=max(args.concurrency * 10, 100))
+    workers: list[subprocess.Popen[bytes]] = []
     try:
+        for _ in range(args.worker_processes):
+            workers.append(start_worker(data, concurrency=max(args.concurrency * 10, 100)))
+        pids = [w.pid for w in workers]
         client = durable.Client(data)
         if args.warmup and {"workloads", "sequential"} & set(args.measurements):
             for w in args.workloads:  # warm-up, not measured
@@ -207,18 +219,19 @@ def run_with_worker(args: argparse.Namespace, data: str) -> None:
         if "workloads" in args.measurements:
             for w in args.workloads:
                 n = args.n_timer if w == "timer" else args.n
-                emit(run_workload(client, w, n, args.concurrency, "c", worker.pid))
+                emit(run_workload(client, w, n, args.concurrency, "c", pids))
         if "sequential" in args.measurements:
             for w in args.workloads:
                 n = min(args.sequential, 10) if w == "timer" else args.sequential
-                emit(run_workload(client, w, n, 1, "s", worker.pid))
+                emit(run_workload(client, w, n, 1, "s", pids))
         if "replay" in args.measurements:
             emit(replay.measure(client, events=args.replay_events, width=args.replay_width,
                                 repeats=args.replay_repeats))
         if "continue_as_new" in args.measurements:
             emit(entity.measure(client, signals=args.can_signals, every=args.can_every))
     finally:
-        stop_worker(worker)
+        for worker in workers:
+            stop_worker(worker)
 
 
 def main(argv: list[str] | None = None) -> int:

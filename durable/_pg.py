@@ -151,10 +151,16 @@ class _Batch:
         self.known: dict[tuple[str, bytes], bytes | None] = {}
 
     def flush(self, cur: Any) -> None:
-        """Send the writes: per table, one DELETE and one INSERT ... ON CONFLICT for all its keys."""
-        for db, items in self.writes.items():
-            gone = [k for k, v in items.items() if v is None]
-            kept = [(k, v) for k, v in items.items() if v is not None]
+        """Send the writes: per table, one DELETE and one INSERT ... ON CONFLICT for all its keys.
+
+        Tables in the order of their names, keys in order: every transaction locks the rows it
+        writes in one global order, so two that write the same rows wait for each other instead of
+        deadlocking (PostgreSQL finds a deadlock only after `deadlock_timeout`, one second by
+        default: both waited that long, then one was run again; a worker stalled meanwhile)."""
+        for db in sorted(self.writes):
+            items = self.writes[db]
+            gone = sorted(k for k, v in items.items() if v is None)
+            kept = sorted((k, v) for k, v in items.items() if v is not None)
             if gone:
                 cur.execute(f"DELETE FROM durable_{db} WHERE key = ANY(%s)", (gone,))
             if kept:

@@ -10,11 +10,14 @@ import sys
 
 import pytest
 
+import durable
 from bench._util import bench_env
 from tests.conftest import ROOT
 
 PEER_KEYS = {"system", "workload", "n", "concurrency", "wall_s", "wf_per_s", "p50_ms", "p95_ms", "p99_ms"}
 CPU_KEYS = {"worker_cpu_ms_per_wf", "client_cpu_ms_per_wf"}
+#: How many worker processes ran the workload (their CPU time is worker_cpu_ms_per_wf, together).
+WORKERS_KEY = "worker_processes"
 TINY = [
     "--n", "4", "--n-timer", "2", "--concurrency", "2", "--sequential", "1", "--warmup", "1",
     "--replay-events", "100", "--replay-width", "10", "--replay-repeats", "2", "--can-signals", "30", "--can-every", "4",
@@ -55,7 +58,8 @@ def test_every_line_is_durable_and_in_order(records: list[dict[str, object]]) ->
 def test_the_peers_workloads_in_the_peers_format(records: list[dict[str, object]]) -> None:
     concurrent, sequential = records[:5], records[5:10]
     for rec in concurrent + sequential:
-        assert set(rec) == PEER_KEYS | CPU_KEYS
+        assert set(rec) == PEER_KEYS | CPU_KEYS | {WORKERS_KEY}
+        assert rec[WORKERS_KEY] == 1
         positive(rec, "wall_s", "wf_per_s", "p50_ms", "p95_ms", "p99_ms")
         for key in CPU_KEYS:  # CPU clock ticks are 10 ms: a tiny run may show none
             value = rec[key]
@@ -115,8 +119,25 @@ def test_only_and_skip_choose_the_measurements() -> None:
     assert [(r["workload"], r["batch"]) for r in records] == [("group_commit", 2)]
 
 
+def test_two_worker_processes_on_one_store(data_dir: str) -> None:
+    """--worker-processes 2: two `durable worker` processes serve the one store (a directory, or
+    with DURABLE_TEST_STORE a PostgreSQL schema) and every workflow of the four workloads gets its
+    right result (the bench asserts each one)."""
+    records = run_bench("--store", data_dir, "--only", "workloads", "--worker-processes", "2",
+                        "--workloads", "three_steps,fanout10,signal_roundtrip,timer",
+                        "--n", "6", "--n-timer", "2", "--concurrency", "3", "--warmup", "1")
+    assert [r["workload"] for r in records] == ["three_steps", "fanout10", "signal_roundtrip", "timer"]
+    for rec in records:
+        assert rec[WORKERS_KEY] == 2
+        positive(rec, "wall_s", "wf_per_s", "p50_ms")
+    served = durable.Client(data_dir).workers(include_gone=True)
+    assert len({(w.identity, w.pid) for w in served}) == 2, served
+    assert not any(w.alive for w in served)  # both stopped when the bench ended
+
+
 def test_bad_names_and_sizes_are_usage_errors() -> None:
-    for args in (["--only", "nope"], ["--workloads", "three_steps,nope"], ["--gc-batches", "1,x"], ["--n", "0"]):
+    for args in (["--only", "nope"], ["--workloads", "three_steps,nope"], ["--gc-batches", "1,x"], ["--n", "0"],
+                 ["--worker-processes", "0"]):
         proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
                               timeout=60, env=bench_env())
         assert proc.returncode == 2 and proc.stdout == "", (args, proc.stderr)
