@@ -48,7 +48,11 @@ def check_name(name: Any, what: str) -> str:
     """Validate a workflow/activity/signal/query/queue name."""
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"{what} must be a non-empty string, not {name!r}")
-    if len(name.encode()) > MAX_NAME_BYTES or "\x00" in name:
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:  # a lone surrogate, as a command line can carry
+        raise InvalidArgument(f"{what} {name[:40]!r} is invalid: not valid text (a lone surrogate)") from None
+    if size > MAX_NAME_BYTES or "\x00" in name:
         raise InvalidArgument(
             f"{what} {name[:40]!r} is invalid: at most {MAX_NAME_BYTES} bytes, no NUL characters"
         )

@@ -39,7 +39,8 @@ PENDING, ACCEPTED, DONE, REJECTED = "p", "a", "d", "r"
 
 def check_update_id(uid: Any) -> str:
     """Validate an update id given by a caller."""
-    if not isinstance(uid, str) or not uid or len(uid.encode()) > MAX_NAME_BYTES or "\x00" in uid:
+    if (not isinstance(uid, str) or not uid or len(uid.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+            or "\x00" in uid or not uid.isprintable() and any(0xD800 <= ord(c) <= 0xDFFF for c in uid)):
         raise InvalidArgument(
             f"update id must be a non-empty string of at most {MAX_NAME_BYTES} bytes without NUL, not {uid!r}"
         )

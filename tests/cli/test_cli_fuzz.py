@@ -278,6 +278,8 @@ def test_json_that_python_cannot_parse_is_a_usage_error(store: Store, args: list
     (["describe", "\udcff"], r"workflow id must be"),
     (["signal", "open", "ad\udcffd", "1"], r"signal name .* is invalid"),
     (["query", "open", "co\udcffunt", "--timeout", "0.05"], r"query name .* is invalid"),
+    (["update", "--timeout", "0.05", "done", "\ud800"], r"update name .* is invalid"),  # a lone surrogate
+    (["update", "open", "poke", "--update-id", "\ud800"], r"update id must be"),
     (["list", "--workflow", "x\udcff"], r"workflow name .* is invalid"),
     (["count", "--type", "x\udcff"], r"workflow name .* is invalid"),
     (["describe", "done", "--run", "\udcff"], r"a run id must be"),

@@ -88,12 +88,15 @@ def test_kill_9_torture_with_children_starts_no_child_twice_and_loses_no_signal(
         initiated = Counter(e["seq"] for e in events if e["kind"] == "ChildWorkflowInitiated")
         started = Counter(e["seq"] for e in events if e["kind"] == "ChildWorkflowStarted")
         final = Counter(e["seq"] for e in events if e["kind"] in CHILD_FINAL)
-        assert len(initiated) == lines and set(initiated.values()) == {1}, f"{oid}: {initiated}"
+        if oid in completed:
+            assert len(initiated) == lines and set(initiated.values()) == {1}, f"{oid}: {initiated}"
+        else:  # cancelled: maybe before it started all its lines (or any)
+            assert len(initiated) <= lines and set(initiated.values()) <= {1}, f"{oid}: {initiated}"
         assert started == initiated and final == initiated, f"{oid}: started {started}, final {final}"
         assert [e["kind"] for e in events].count("ExternalSignalRequested") == (oid in completed)
         starts += len(started)
-        for i in range(lines):
-            child = client.get_handle(f"{oid}/line-{i}")
+        for child_id in [e["id"] for e in events if e["kind"] == "ChildWorkflowInitiated"]:
+            child = client.get_handle(child_id)
             steps_recorded += [e["kind"] for e in child.history()].count("ActivityScheduled")
             desc = child.describe()
             assert desc.parent_id == oid
