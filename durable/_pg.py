@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 from . import _codec, _crashpoint, _wake
 from ._backend import redact
 from ._errors import NotAStore, StoreError, StoreFormatError
-from ._store import _DBS, FORMAT_VERSION, Clock, _Outcome, _past, _Slot, u64, unpack_u64
+from ._store import _DBS, FORMAT_VERSION, Clock, GroupCommit, _Outcome, _past, u64, unpack_u64
 
 try:
     import psycopg
@@ -488,7 +488,7 @@ _open_stores: dict[str, PgStore] = {}
 _open_lock = threading.Lock()
 
 
-class PgStore:
+class PgStore(GroupCommit):
     """An open PostgreSQL store. Use `PgStore.open` (or `_backend.open_store`); one instance per
     URL per process."""
 
@@ -502,9 +502,7 @@ class PgStore:
         self._on_close: list[Callable[[], None]] = []
         self._idle: list[Any] = []
         self._pool_lock = threading.Lock()
-        self._gc_lock = threading.Lock()
-        self._gc_pending: list[_Slot] = []
-        self._gc_leading = False
+        self._init_group_commit()
         self._hub: _Hub | None = None
         self._hub_lock = threading.Lock()
         self._closed = False
@@ -687,45 +685,6 @@ class PgStore:
     def read(self, fn: Callable[[PgTxn], T]) -> T:
         """Run `fn` in a read-only transaction (a consistent snapshot)."""
         return self._run(lambda conn: fn(PgTxn(self, conn.cursor(), self.clock.now_ns())), write=False)
-
-    def write(self, fn: Callable[[PgTxn], T]) -> T:
-        """Run one op in a write transaction and commit it; ops asked for by several threads at
-        once are committed together (group commit, as `_store.Store.write`)."""
-        slot = _Slot(fn)  # type: ignore[arg-type]
-        with self._gc_lock:
-            self._gc_pending.append(slot)
-            lead = not self._gc_leading
-            if lead:
-                self._gc_leading = True
-        if not lead:
-            slot.event.wait()
-            if not slot.lead:
-                return slot.outcome()  # type: ignore[no-any-return]
-        self._lead_group_commit()
-        return slot.outcome()  # type: ignore[no-any-return]
-
-    def _lead_group_commit(self) -> None:
-        while True:
-            with self._gc_lock:
-                batch, self._gc_pending = self._gc_pending, []
-                if not batch:
-                    self._gc_leading = False
-                    return
-            try:
-                results: list[Any] = self.write_batch([s.fn for s in batch])
-            except BaseException as exc:  # the whole batch failed: each caller gets the error
-                results = [exc] * len(batch)
-            for s, result in zip(batch, results):
-                s.result = result
-                s.event.set()
-            with self._gc_lock:
-                if self._gc_pending:
-                    nxt = self._gc_pending[0]
-                    nxt.lead = True
-                    nxt.event.set()
-                    return
-                self._gc_leading = False
-                return
 
     def write_batch(self, ops: list[Callable[[Any], Any]], *, quiet: str | None = None,
                     woke: list[tuple[int | None, bool]] | None = None,

@@ -275,12 +275,74 @@ class _Slot:
         return self.result
 
 
+class GroupCommit:
+    """Group commit of single ops, shared by the stores: `write(fn)` from several threads at
+    once commits their ops together. The first thread to arrive leads: it commits what the
+    others queued meanwhile, in order, with the store's `write_batch`, then hands the next batch
+    to the first thread still waiting. One op's error is raised to its caller only, and undoes
+    its writes only (as `write_batch` promises)."""
+
+    _gc_lock: threading.Lock
+    _gc_pending: list[_Slot]
+    _gc_leading: bool
+    write_batch: Callable[[list[Callable[[Any], Any]]], list[Any]]
+
+    def _init_group_commit(self) -> None:
+        self._gc_lock = threading.Lock()
+        self._gc_pending = []
+        self._gc_leading = False
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """Run one operation in a write transaction and commit it (synced); return its result.
+
+        Operations asked for by several threads at once are committed together (group commit):
+        the first thread to arrive commits what the others queued meanwhile, in order; one op's
+        error is raised to its caller only, and undoes its writes only.
+        """
+        slot = _Slot(fn)
+        with self._gc_lock:
+            self._gc_pending.append(slot)
+            lead = not self._gc_leading
+            if lead:
+                self._gc_leading = True
+        if not lead:
+            slot.event.wait()
+            if not slot.lead:
+                return slot.outcome()  # type: ignore[no-any-return]
+        self._lead_group_commit()
+        return slot.outcome()  # type: ignore[no-any-return]
+
+    def _lead_group_commit(self) -> None:
+        """Commit the queued ops in batches until none is left; then step down."""
+        while True:
+            with self._gc_lock:
+                batch, self._gc_pending = self._gc_pending, []
+                if not batch:
+                    self._gc_leading = False
+                    return
+            try:
+                results: list[Any] = self.write_batch([s.fn for s in batch])
+            except BaseException as exc:  # the whole batch failed: each caller gets the error
+                results = [exc] * len(batch)
+            for s, result in zip(batch, results):
+                s.result = result
+                s.event.set()
+            with self._gc_lock:
+                if self._gc_pending:  # hand over to a waiting thread: it commits the rest
+                    nxt = self._gc_pending[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                    return
+                self._gc_leading = False
+                return
+
+
 # One Environment per data directory per process (LMDB forbids a second open in one process).
 _open_stores: dict[str, Store] = {}
 _open_lock = threading.Lock()
 
 
-class Store:
+class Store(GroupCommit):
     """An open data directory. Use `Store.open`; one instance per directory per process."""
 
     def __init__(self, path: str, env: lmdb.Environment, clock: Clock) -> None:
@@ -291,9 +353,7 @@ class Store:
         self._write_lock = threading.Lock()
         # group commit across threads: writers queue their op; one of them (the leader) commits
         # everything queued in one transaction while the others wait for their result
-        self._gc_lock = threading.Lock()
-        self._gc_pending: list[_Slot] = []
-        self._gc_leading = False
+        self._init_group_commit()
         # records written last by this process's write transactions (see Txn.get_rec); only used
         # under the write lock, so by one transaction at a time
         self._memo: dict[tuple[str, bytes], tuple[bytes, Any]] = {}
@@ -402,50 +462,6 @@ class Store:
         """Run `fn` in a read-only transaction."""
         with self._begin(write=False) as txn:
             return fn(Txn(self, txn, self.clock.now_ns()))
-
-    def write(self, fn: Callable[[Txn], T]) -> T:
-        """Run one operation in a write transaction and commit it (synced); return its result.
-
-        Operations asked for by several threads at once are committed together (group commit):
-        the first thread to arrive commits what the others queued meanwhile, in order (see
-        `_run_batch`); one op's error is raised to its caller only, and undoes its writes only.
-        """
-        slot = _Slot(fn)
-        with self._gc_lock:
-            self._gc_pending.append(slot)
-            lead = not self._gc_leading
-            if lead:
-                self._gc_leading = True
-        if not lead:
-            slot.event.wait()
-            if not slot.lead:
-                return slot.outcome()  # type: ignore[no-any-return]
-        self._lead_group_commit()
-        return slot.outcome()  # type: ignore[no-any-return]
-
-    def _lead_group_commit(self) -> None:
-        """Commit the queued ops in batches until none is left; then step down."""
-        while True:
-            with self._gc_lock:
-                batch, self._gc_pending = self._gc_pending, []
-                if not batch:
-                    self._gc_leading = False
-                    return
-            try:
-                results: list[Any] = self.write_batch([s.fn for s in batch])
-            except BaseException as exc:  # the whole batch failed: each caller gets the error
-                results = [exc] * len(batch)
-            for s, result in zip(batch, results):
-                s.result = result
-                s.event.set()
-            with self._gc_lock:
-                if self._gc_pending:  # hand over to a waiting thread: it commits the rest
-                    nxt = self._gc_pending[0]
-                    nxt.lead = True
-                    nxt.event.set()
-                    return
-                self._gc_leading = False
-                return
 
     def write_batch(self, ops: list[Callable[[Txn], Any]], *, quiet: str | None = None,
                     woke: list[tuple[int | None, bool]] | None = None,
