@@ -435,42 +435,17 @@ class _Hub:
         self._thread.join(5)
 
 
-class PgListener:
+class PgListener(_wake.SocketWaits):
     """A listener of a PostgreSQL store's wake-ups: a socket pair fed by the store's `_Hub`."""
 
     def __init__(self, hub: _Hub) -> None:
         self.path = f"pg-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._sock, self._peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)
+        #: readable while wake-ups are pending (the hub writes into its peer)
+        self.sock, self._peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
         self._peer.setblocking(False)
         self._hub = hub
         hub.add(self.path, self._peer)
-
-    @property
-    def sock(self) -> socket.socket:
-        """Readable while wake-ups are pending."""
-        return self._sock
-
-    def drain(self) -> bytes:
-        """Consume pending wake-ups; return what they said."""
-        said = b""
-        try:
-            while True:
-                said += self._sock.recv(64)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return said
-
-    def wait(self, timeout: float) -> None:
-        """Block until a wake-up arrives or `timeout` seconds pass."""
-        if self.readable(timeout):
-            self.drain()
-
-    def readable(self, timeout: float) -> bool:
-        """Whether a wake-up is waiting, after blocking up to `timeout` seconds for one."""
-        poller = select.poll()
-        poller.register(self._sock, select.POLLIN)
-        return bool(poller.poll(max(0.0, timeout) * 1000))
 
     def poke(self) -> None:
         """Wake this listener."""
@@ -480,7 +455,7 @@ class PgListener:
     def close(self) -> None:
         """Stop listening."""
         self._hub.remove(self.path)
-        self._sock.close()
+        self.sock.close()
         self._peer.close()
 
 

@@ -68,18 +68,11 @@ class Notifier:
         self._sock.sendto(ANY, target)
 
 
-class Listener:
-    """A socket that receives wake-ups. Close it when done (it removes its file)."""
+class SocketWaits:
+    """Waiting on a socket that receives wake-ups (each a few bytes): what every listener of
+    every store does with the socket it reads (`sock`)."""
 
-    def __init__(self, directory: str, notifier: Notifier | None = None) -> None:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        self.path = os.path.join(directory, f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.setblocking(False)
-        self._notifier = notifier
-        if notifier is not None:
-            notifier.own.add(self.path)
+    sock: socket.socket
 
     def drain(self) -> bytes:
         """Consume pending wake-ups; return what they said (their bytes)."""
@@ -102,6 +95,20 @@ class Listener:
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         return bool(poller.poll(max(0.0, timeout) * 1000))
+
+
+class Listener(SocketWaits):
+    """A socket that receives wake-ups. Close it when done (it removes its file)."""
+
+    def __init__(self, directory: str, notifier: Notifier | None = None) -> None:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.path = os.path.join(directory, f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self._notifier = notifier
+        if notifier is not None:
+            notifier.own.add(self.path)
 
     def poke(self) -> None:
         """Wake this listener (from another thread of this process)."""
