@@ -695,7 +695,8 @@ class PgStore(GroupCommit):
             return outcome
 
         outcome = self._run(body, write=True)
-        self.commits += 1
+        with self._pool_lock:  # writers of several threads: no increment lost
+            self.commits += 1
         if outcome.wake and woke is not None:
             woke.append((outcome.ready_at, outcome.wake_acts))
         if notes is not None and outcome.notes:

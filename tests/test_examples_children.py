@@ -53,7 +53,8 @@ def test_a_failed_line_cancels_the_others_and_they_release_before_the_order_fail
             "workflow 'o-2' failed: OrderFailed: order o-2 failed: OutOfStock: cup: only 1 in stock")
         tea = client.get_handle("o-2/line-0")
         assert tea.describe().status == "cancelled"
-        assert scheduled(tea) == ["reserve_stock", "pack", "release_stock"]
+        # the tea line reserved, maybe began to pack (if the cup line failed later), and released
+        assert scheduled(tea) in (["reserve_stock", "pack", "release_stock"], ["reserve_stock", "release_stock"])
         # the order closed only after the cancelled line had released its stock and closed
         k = kinds(h)
         assert k.count("ChildWorkflowCancelRequested") == 1
