@@ -20,6 +20,7 @@ from tests.wfs import faults
 
 MODULE = "tests.wfs.faults"
 STEPS = 5
+TIMER_SECONDS = 4.0
 
 
 def completed_steps(client: durable.Client, wid: str) -> int:
@@ -34,7 +35,8 @@ def test_f12_stop_every_worker_mid_flight_then_restart(data_dir: str, sig: signa
         chains = {f"chain-{i}": 10 * i for i in range(4)}
         for wid, x in chains.items():
             client.start(faults.inc_chain, x, STEPS, 0.25, id=wid)
-        client.start(faults.timer_then_inc, 1.0, 100, id="timer")
+        # Long enough that a slow store (PostgreSQL on a loaded machine) reaches mid-flight first.
+        client.start(faults.timer_then_inc, TIMER_SECONDS, 100, id="timer")
         client.start(faults.Gate, id="gate")
 
         def mid_flight() -> bool:
@@ -42,6 +44,7 @@ def test_f12_stop_every_worker_mid_flight_then_restart(data_dir: str, sig: signa
             return (
                 all(1 <= n < STEPS for n in steps)
                 and "TimerStarted" in kinds(history(client, "timer"))
+                and "TimerFired" not in kinds(history(client, "timer"))
                 and len(history(client, "gate")) >= 2
             )
 
@@ -57,7 +60,7 @@ def test_f12_stop_every_worker_mid_flight_then_restart(data_dir: str, sig: signa
     gate.signal("open", "sent while no worker ran")
     [started] = [e for e in history(client, "timer") if e["kind"] == "TimerStarted"]
     due = started["time"].timestamp() + started["duration_ns"] / 1e9
-    wait_until(lambda: time.time() > due + 0.1, timeout=5, what="the timer to fall due while no worker runs")
+    wait_until(lambda: time.time() > due + 0.1, timeout=TIMER_SECONDS + 5, what="the timer to fall due while no worker runs")
     assert "TimerFired" not in kinds(history(client, "timer"))
 
     workers = [start_worker_process(data_dir, MODULE, lease=1.0) for _ in range(2)]
