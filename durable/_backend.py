@@ -82,8 +82,9 @@ class Txn(Protocol):
     def put_rec(self, db: str, key: bytes, rec: Any) -> None:
         """Store a record (CBOR) under `key`; the caller must not change `rec` afterwards."""
 
-    def delete(self, db: str, key: bytes) -> bool:
-        """Remove `key`; return whether it existed."""
+    def delete(self, db: str, key: bytes) -> None:
+        """Remove `key` (nothing if it is absent). It does not say whether the key existed, so
+        that a backend can delete without reading first (PostgreSQL: one round trip less)."""
 
     def scan(self, db: str, prefix: bytes, start: bytes | None = None, *,
              skip_locked: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -107,10 +108,11 @@ class Txn(Protocol):
         """Number of entries in table `db`."""
 
     def next_id(self, name: bytes) -> int:
-        """A new number of the counter `name`, larger than any it gave before. Numbers may be
+        """A new number of the counter `name`, unequal to any it gave before. Numbers may be
         skipped (PostgreSQL takes them from a sequence, outside the transaction, so that
-        concurrent writers do not conflict on one counter): callers need them unique and
-        increasing, never dense."""
+        concurrent writers do not conflict on one counter) and, for lease tokens and task
+        tie-breakers, may come in blocks per process (so they increase within a process only):
+        callers need them unique, never dense."""
 
 
 class Listener(Protocol):

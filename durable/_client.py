@@ -325,10 +325,6 @@ class Client:
         wid = _check_id(id) if id is not None else str(uuid.uuid4())
         if isinstance(workflow, str):
             name, check = check_name(workflow, "workflow name"), True
-            known = self._store.read(lambda t: _ops.registered_workflow(t, queue, name))
-            fits = arity_from_record((known or {}).get("params"))
-            if fits is not None:  # a caller's mistake is refused before anything is written
-                check_arity(f"workflow {name!r}", fits, len(args))
         else:
             defn = workflow_def(workflow)
             name, check = defn.name, False
@@ -337,13 +333,20 @@ class Client:
                 args = tuple(defn.plan.args_to_plain(args, f"input of workflow {name!r}"))
         payload = self._converter.to_payload(list(args), f"input of workflow {name!r}")
         tp = _tracing.current_traceparent()  # the workers' spans are children of the caller's (if any)
-        num, _ = self._store.write(
-            lambda t: _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
-                                          int(delay * 1_000_000_000),
-                                          extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
-                                          if any(timeouts) else None,
-                                          started_extra={_tracing.FIELD: tp} if tp else None)
-        )
+        nargs = len(args)
+
+        def start(t: Any) -> tuple[int, bool]:
+            if check:  # by name: a caller's mistake is refused before the op writes anything
+                fits = arity_from_record((_ops.registered_workflow(t, queue, name) or {}).get("params"))
+                if fits is not None:
+                    check_arity(f"workflow {name!r}", fits, nargs)
+            return _ops.start_workflow(t, wid, name, queue, payload, use_existing, check, id_reuse_policy,
+                                       int(delay * 1_000_000_000),
+                                       extra=_ops.workflow_timeouts(timeouts[0], timeouts[1], timeouts[2], t.now)
+                                       if any(timeouts) else None,
+                                       started_extra={_tracing.FIELD: tp} if tp else None)
+
+        num, _ = self._store.write(start)
         handle: WorkflowHandle[Any] = WorkflowHandle(self, wid, run_id=f"{num:x}",
                                                      workflow=None if isinstance(workflow, str) else workflow)
         handle.warning = self._nobody_serves(queue)

@@ -97,8 +97,8 @@ class LeaseStatus(StrEnum):
 
 
 def _counter(t: Txn, name: bytes) -> int:
-    """A new number of counter `name`: unique and increasing, but not dense (a backend may skip
-    numbers, see `Txn.next_id`). Run numbers, query numbers, lease tokens and the tie-breaker of
+    """A new number of counter `name`: unique, but not dense, and increasing only within a
+    process (see `Txn.next_id`). Run numbers, query numbers, lease tokens and the tie-breaker of
     task keys only need to be unique (tokens: unequal to any earlier one, for fencing)."""
     return t.next_id(name)
 
@@ -765,9 +765,10 @@ def _claim_wft(t: Txn, num: int, owner: str, lease_ns: int) -> dict[str, Any] | 
 
 
 def _wft_item(rec: dict[str, Any], token: int | None) -> dict[str, Any]:
-    """What a worker is handed to run a workflow task of `rec`."""
+    """What a worker is handed to run a workflow task of `rec`. "upd": how many update requests
+    were pending then (those that come later are for the task its end queues: `_record_commands`)."""
     return {"kind": "wft", "num": rec["num"], "id": rec["id"], "type": rec["type"], "queue": rec["queue"],
-            "hlen": rec["hlen"], "token": token}
+            "hlen": rec["hlen"], "token": token, "upd": rec.get("upd", 0)}
 
 
 def _bad_activity_state(st: Any) -> str | None:

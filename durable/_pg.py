@@ -16,7 +16,11 @@ operations (`_ops`) are the same as on LMDB.
   the rows the other is taking (a conflict that remains is resolved by the re-run).
 - Counters that need only be unique (tokens, run numbers, task tie-breakers) are sequences, so that
   concurrent writers do not all conflict on one row; a re-run skips numbers, which is harmless
-  (`_ops._counter`).
+  (`_ops._counter`). Tokens and tie-breakers are taken 64 at a time per process (`blocked_id`).
+- Round trips are what costs here (each op reads its rows one statement at a time), so the store
+  saves the ones it can prove needless: deletes are blind (`delete` does not read the row), a
+  run's workflow id, written once and never changed, is read once per process (`remember_run`),
+  and sequence numbers come in blocks. ``DURABLE_FAST_PATHS=0`` turns the last two off.
 - Fairness: every write transaction holds the store's writer lock (an advisory lock) shared; a
   batch that failed `ALONE_AFTER_CONFLICTS` times in a row takes it exclusively, and so runs with
   no other writer (LMDB's model), instead of being starved by a stream of short transactions.
@@ -72,6 +76,15 @@ T = TypeVar("T")
 #: Counters taken from sequences (see `next_id`); any other counter is a row of "meta".
 _SEQUENCES = {b"token": "durable_seq_token", b"taskseq": "durable_seq_taskseq", b"runnum": "durable_seq_runnum",
               b"querynum": "durable_seq_querynum"}
+#: Counters whose numbers need only be unique (lease tokens: fencing compares them for equality;
+#: task tie-breakers: the order of tasks visible at the same nanosecond does not matter). A process
+#: takes them from their sequence `SEQUENCE_BLOCK` at a time, one round trip for many numbers, so
+#: they increase within a process but not across processes. Run numbers stay one per `nextval`:
+#: they order the runs of one id started at the same nanosecond.
+_BLOCKED = frozenset({b"token", b"taskseq"})
+SEQUENCE_BLOCK = 64
+#: How many run ids `PgStore.remember_run` keeps (then it starts again from none).
+_RUN_IDS_MAX = 100_000
 
 #: The schema's migrations, in order: (version, statements). Never change one that shipped: add one.
 _MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -230,9 +243,15 @@ class PgTxn:
         known = self._batch.known
         if ck in known:
             return known[ck]
+        if db == "num":
+            value = self.store.run_ids.get(key)
+            if value is not None:
+                return value
         row = self._cur.execute(_SQL.get[db], (key,)).fetchone()
         value = None if row is None else bytes(row[0])
         known[ck] = value
+        if db == "num" and value is not None:
+            self.store.remember_run(key, value)
         return value
 
     def get_rec(self, db: str, key: bytes) -> Any:
@@ -251,14 +270,12 @@ class PgTxn:
         """Store a record (CBOR) under `key`."""
         self.put(db, key, _codec.encode(rec))
 
-    def delete(self, db: str, key: bytes) -> bool:
-        """Remove `key`; return whether it existed."""
-        existed = self.get(db, key) is not None
+    def delete(self, db: str, key: bytes) -> None:
+        """Remove `key` (nothing if it is absent). A blind write: no read of the server."""
         mine = self._mine.get(db)
         if mine is None:
             mine = self._mine[db] = {}
         mine[bytes(key)] = None
-        return existed
 
     def _pending(self, db: str, low: bytes, high: bytes | None) -> list[tuple[bytes, bytes | None]]:
         """This transaction's writes to `db` with keys in [low, high), in key order."""
@@ -357,6 +374,8 @@ class PgTxn:
         is rolled back or run again), or, for a counter without one, a row of "meta"."""
         seq = _SEQUENCES.get(name)
         if seq is not None:
+            if name in _BLOCKED and self.store.fast_paths:
+                return self.store.blocked_id(name, seq, self._cur)
             return int(self._cur.execute(f"SELECT nextval('{seq}')").fetchone()[0])
         raw = self.get("meta", name)
         n = (unpack_u64(raw) if raw else 0) + 1
@@ -490,6 +509,46 @@ class PgStore(GroupCommit):
         #: called with the seconds each write's COMMIT took, by the committing thread; empty
         #: unless a worker's metrics are on
         self.commit_observers: list[Callable[[float], None]] = []
+        #: the store's short cuts (`blocked_id`, `run_ids`) are on; ``DURABLE_FAST_PATHS=0`` in
+        #: the environment when the store is opened turns them off, as it turns off the worker's
+        self.fast_paths = os.environ.get("DURABLE_FAST_PATHS", "") != "0"
+        #: run number (its "num" key) -> workflow id, as read from the server: see `remember_run`
+        self.run_ids: dict[bytes, bytes] = {}
+        self._blocks: dict[bytes, list[int]] = {}
+        self._blocks_lock = threading.Lock()
+
+    # --- the store's short cuts ------------------------------------------------------------
+
+    def remember_run(self, key: bytes, wid: bytes) -> None:
+        """Keep what the server said run `key` belongs to, for the next reads of it.
+
+        Invariant: a row of "num" is written once, when its run starts (its number comes from a
+        sequence, never reused), and is never changed or deleted; so a value read from the server
+        (committed) stays true, and reading it again adds nothing a serializable transaction
+        needs (no one writes it, so no conflict can go through it). Values of this transaction's
+        own writes are not kept: they may be rolled back."""
+        if not self.fast_paths:
+            return
+        ids = self.run_ids
+        if len(ids) >= _RUN_IDS_MAX:
+            ids.clear()
+        ids[key] = wid
+
+    def blocked_id(self, name: bytes, seq: str, cur: Any) -> int:
+        """A number of counter `name` from this process's block of its sequence `seq`, taking
+        `SEQUENCE_BLOCK` numbers in one statement when the block is used up.
+
+        Invariant: each number a sequence gives is given once, whichever process takes it, and a
+        block's numbers are handed out once (under a lock); so numbers stay unique, which is all
+        a counter of `_BLOCKED` needs. A transaction rolled back or run again skips the numbers
+        it took, as with `nextval`."""
+        with self._blocks_lock:
+            block = self._blocks.get(name)
+            if not block:
+                rows = cur.execute(f"SELECT nextval('{seq}') FROM generate_series(1, %s)",
+                                   (SEQUENCE_BLOCK,)).fetchall()
+                block = self._blocks[name] = sorted((int(r[0]) for r in rows), reverse=True)
+            return block.pop()
 
     # --- opening ---------------------------------------------------------------------------
 

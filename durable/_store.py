@@ -160,9 +160,9 @@ class Txn:
                 memo.clear()
             memo[(db, key)] = (raw, rec)
 
-    def delete(self, db: str, key: bytes) -> bool:
-        """Remove `key`; return whether it existed."""
-        return self._txn.delete(key, db=self._dbs[db])
+    def delete(self, db: str, key: bytes) -> None:
+        """Remove `key` (nothing if it is absent)."""
+        self._txn.delete(key, db=self._dbs[db])
 
     def scan(self, db: str, prefix: bytes, start: bytes | None = None, *,
              skip_locked: bool = False) -> Iterator[tuple[bytes, bytes]]:

@@ -47,12 +47,14 @@ def close_stores() -> None:
 
 def counter_value(store: object, name: bytes) -> int:
     """The last number counter `name` gave (0 if none): a row of "meta" on LMDB, a sequence on
-    PostgreSQL (where numbers skipped by re-run transactions count too)."""
+    PostgreSQL (where numbers skipped by re-run transactions count too, and, for a counter taken
+    in blocks, those this process took but has not given yet do not)."""
     if isinstance(store, _pg.PgStore):
         seq = _pg._SEQUENCES[name]
         with psycopg.connect(store.url) as conn:
             last, called = conn.execute(f"SELECT last_value, is_called FROM {seq}").fetchone()  # type: ignore[misc]
-        return int(last) if called else 0
+        unused = len(store._blocks.get(name) or []) if name in _pg._BLOCKED else 0
+        return (int(last) if called else 0) - unused
     from durable._store import unpack_u64
 
     raw = store.read(lambda t: t.get("meta", name))  # type: ignore[attr-defined]

@@ -168,8 +168,13 @@ class WorkflowTasks(WorkerBase):
                 rt = Runtime(defn, item["id"], f"{num:x}", self.converter)
             start = rt.processed
 
+            # No update was pending when the task was handed out: none to read (one sent since
+            # is for the task that this one's end queues).
+            with_updates = item.get("upd", 1) > 0
+
             def read(t: Txn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-                return _ops.read_history(t, num, start, item["hlen"]), _updates.pending(t, num)
+                return _ops.read_history(t, num, start, item["hlen"]), (
+                    _updates.pending(t, num) if with_updates else [])
 
             events, updates = self.store.read(read)
             commands = rt.advance(events, updates=updates)
