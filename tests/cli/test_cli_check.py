@@ -27,7 +27,8 @@ import durable
 from durable import _events as ev
 from durable import _ops, _store
 from durable.cli import main
-from tests.conftest import worker_thread
+from tests.conftest import ON_POSTGRES, worker_thread
+from tests.fault._util import store_snapshot
 from tests.durable.test_check import recorded_histories, would_break
 from tests.wfs import codecs, stepper_a
 from tests.wfs.flow_versions import VERSIONS, Version
@@ -50,7 +51,9 @@ def wait_parked(handle: durable.WorkflowHandle[Any], steps: int) -> None:
 
 
 def digest(data: str) -> str:
-    """The content of the store's data file."""
+    """The content of the store's data file (on PostgreSQL: of every row of every table)."""
+    if ON_POSTGRES and not os.path.isdir(data):
+        return hashlib.sha256(repr(store_snapshot(durable.Client(data))).encode()).hexdigest()
     return hashlib.sha256(Path(data, "data.mdb").read_bytes()).hexdigest()
 
 

@@ -78,7 +78,7 @@ def torture(data_dir: str, seed: int, kills: int, senders: int, per_sender: int,
 
 
 def test_kill_9_loses_no_signal_across_continue_as_new(data_dir: str) -> None:
-    torture(data_dir, seed=16, kills=5, senders=3, per_sender=150, every=10)
+    torture(data_dir, seed=16, kills=5, senders=3, per_sender=150, every=5)
 
 
 @pytest.mark.slow

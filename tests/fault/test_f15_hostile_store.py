@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -76,11 +77,15 @@ def test_undecodable_history_bytes_stop_only_their_workflow(data_dir: str, tmp_p
         "claims-2**63-bytes": b"\x5b" + (2**63).to_bytes(8, "big"),
     }
     handles = {name: client.start(hostile.harmless, 1, id=name) for name in bombs}
-    store = client._store
-    with store.env.begin(write=True) as txn:  # as someone with write access to the files might
+    nums = {name: int(handle.describe().run_id, 16) for name, handle in handles.items()}
+
+    def plant(t: Any) -> None:  # as someone with write access to the store might
         for name, raw in bombs.items():
-            num = int(handles[name].describe().run_id, 16)
-            assert txn.replace(u64x2(num, 0), raw, db=store._dbs["hist"]) is not None
+            key = u64x2(nums[name], 0)
+            assert t.get("hist", key) is not None
+            t.put("hist", key, raw)
+
+    client._store.write(plant)
     with worker_process(data_dir, "tests.wfs.hostile") as proc:
         t0 = time.monotonic()
         for name, handle in handles.items():
@@ -106,12 +111,14 @@ def test_a_malformed_activity_record_does_not_kill_the_worker(data_dir: str) -> 
     with worker_thread(data_dir, [basic.three_steps], []):  # has the workflow, not its activities
         handle = client.start(basic.three_steps, 1)
         wait_until(lambda: handle.describe().activities_scheduled == 1, what="an activity to be scheduled")
-    store = client._store
-    with store.env.begin(write=True) as txn:
-        [(key, raw)] = list(txn.cursor(db=store._dbs["act"]))
+
+    def corrupt(t: Any) -> None:
+        [(key, raw)] = list(t.scan("act", b""))
         state = cbor2.loads(raw)
-        state["opts"] = [1]  # as someone with write access to the files might
-        txn.put(key, cbor2.dumps(state), db=store._dbs["act"])
+        state["opts"] = [1]  # as someone with write access to the store might
+        t.put("act", key, cbor2.dumps(state))
+
+    client._store.write(corrupt)
     with worker_process(data_dir, "tests.wfs.basic") as proc:
         # the malformed step fails alone, with a clear error; the worker goes on serving
         with pytest.raises(durable.WorkflowFailed) as failed:

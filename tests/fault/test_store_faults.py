@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 import durable
-from tests.conftest import ROOT, start_worker_process, stop_worker_process
+from tests.conftest import ROOT, lmdb_only, start_worker_process, stop_worker_process
 from tests.fault._util import assert_each_step_recorded_once, status_from_history, wait_until
 from tests.wfs import store_faults as wfs
 
@@ -138,6 +138,7 @@ def test_full_disk_gives_a_clear_error_and_the_worker_serves_on_once_space_retur
               f"with StoreFullError; worker log lines about it: {len(full_lines)}; e.g. {full_lines[0]!r}")
 
 
+@lmdb_only  # the LMDB map and files
 def test_map_fills_up_while_a_worker_runs_grows_and_loses_nothing(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The LMDB map (1 MiB here) fills up again and again while a worker commits claims, results
     and workflow tasks in group-commit batches: each full batch is grown and retried whole, and
@@ -161,6 +162,7 @@ def test_map_fills_up_while_a_worker_runs_grows_and_loses_nothing(data_dir: str,
         assert status_from_history(events) == d.status == "completed"
 
 
+@lmdb_only  # the LMDB map and files
 def test_file_size_limit_gives_a_clear_error_and_the_worker_serves_on_once_lifted(data_dir: str) -> None:
     """The same without root: the worker process runs under a file size limit (RLIMIT_FSIZE, with
     SIGXFSZ ignored so that writes fail instead of killing it) that its store passes. Its writes
