@@ -92,15 +92,21 @@ def data_dir(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+def close_stores_under(directory: Path) -> None:
+    """Close the LMDB stores this process opened in `directory` (itself, or any under it)."""
+    root = str(directory.resolve())
+    for path, store in list(_store._open_stores.items()):
+        if path == root or path.startswith(root + os.sep):
+            store.close()
+
+
 @pytest.fixture(autouse=True)
 def _close_stores_opened_by_the_test(tmp_path: Path) -> Iterator[None]:
     """A process keeps each store it opens open; the suite opens hundreds, each with its files,
-    sockets and a watcher thread. Close those of this test's directory when it ends."""
+    sockets and a watcher thread. Close those of this test's directory when it ends. (A fixture
+    of wider scope closes its own: `close_stores_under`.)"""
     yield
-    root = str(tmp_path.resolve())
-    for path, store in list(_store._open_stores.items()):
-        if path.startswith(root + os.sep):
-            store.close()
+    close_stores_under(tmp_path)
     if ON_POSTGRES:
         from tests import _pg_util
 

@@ -22,7 +22,7 @@ import durable
 from durable._defs import Registry
 from durable.cli import main
 from examples import hello, order_saga
-from tests.conftest import worker_thread
+from tests.conftest import close_stores_under, worker_thread
 from tests.wfs import basic, version_a
 
 TIMEOUT = 20
@@ -227,13 +227,15 @@ def test_version_and_help() -> None:
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A store with a worker on it: wf-1 completed, ap-1 waiting for its decision."""
-    data = str(tmp_path_factory.mktemp("cli") / "store")
+    root = tmp_path_factory.mktemp("cli")
+    data = str(root / "store")
     client = durable.Client(data)
     with serving(data, hello):
         assert client.start("three_steps", 1, id="wf-1").result(timeout=TIMEOUT) == 5
         client.start("Approval", {}, id="ap-1")
         wait_for(lambda: waiting_for_decision(client, "ap-1"), "ap-1 to wait for its decision")
         yield data
+    close_stores_under(root)  # the worker has stopped: close what the module opened
 
 
 def snapshot(data: str) -> Any:

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import durable
 from durable.cli import main
-from tests.conftest import worker_thread
+from tests.conftest import close_stores_under, worker_thread
 from tests.wfs import basic
 
 COMMANDS = ["worker", "start", "signal", "query", "update", "result", "cancel", "terminate", "list", "count", "describe",
@@ -88,6 +88,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     unsafe.chmod(0o777)
     yield Store(data, str(done.run_id), ["done", "open", "other-queue"], str(root / "missing" / "deeper"), str(root / "a_file"),
                 str(unsafe))
+    close_stores_under(root)  # this store, and those the commands made (under `missing`)
 
 
 def tokens(s: Store) -> st.SearchStrategy[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from durable import _codec
@@ -56,11 +56,14 @@ def same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, cbor2.CBORTag):  # a tag may hold a NaN too: b'\xc6\xf9|\x01' is tag 6 of NaN
+        return a.tag == b.tag and same(a.value, b.value)
     return bool(a == b)
 
 
 @settings(max_examples=1500, deadline=None)
 @given(st.binary(max_size=70))
+@example(b"\xc6\xf9|\x01")  # a tag holding a NaN: equal decodes, once reported as different
 def test_decode_of_any_short_bytes_agrees_with_the_careful_decoder(data: bytes) -> None:
     quick, careful = outcome(_codec.decode, data), outcome(_codec.decode_carefully, data)
     assert quick[0] == careful[0] and same(quick[1], careful[1]), (data, quick, careful)

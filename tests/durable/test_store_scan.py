@@ -4,6 +4,7 @@ prefix, keys equal to the prefix, bounds outside the prefix)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,11 @@ KEYS = [b"a", b"a\x00", b"a\x00\xff", b"a\x01", b"a\xff", b"a\xff\x00", b"a\xff\
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     store = Store.open(tmp_path_factory.mktemp("scan") / "s")
     store.write(lambda t: [t.put("types", k, k) for k in KEYS] and None)
-    return store
+    yield store
+    store.close()  # kept for the whole module: the per-test cleanup does not see it
 
 
 def expected(prefix: bytes, before: bytes | None) -> list[bytes]:

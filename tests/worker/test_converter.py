@@ -8,6 +8,7 @@ workflow otherwise, so equal results at the end prove every crossing on the way.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -54,8 +55,9 @@ def an_order(**changes: Any) -> Order:
 def test_arbitrary_orders_round_trip_through_start_activities_signals_queries_and_results(
         tmp_path_factory: pytest.TempPathFactory, batch: list[Order]) -> None:
     data = str(tmp_path_factory.mktemp("store"))
-    with worker_thread(data, typed.WORKFLOWS, typed.ACTIVITIES):
-        client = durable.Client(data)
+    client = durable.Client(data)
+    # each example has its own store, outside the test's tmp_path: close it once the worker stopped
+    with contextlib.closing(client._store), worker_thread(data, typed.WORKFLOWS, typed.ACTIVITIES):
         handles = [client.start(typed.process, order) for order in batch]
         for order, handle in zip(batch, handles):
             echoed, amount = handle.result(timeout=30)

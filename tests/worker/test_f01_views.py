@@ -126,6 +126,10 @@ class StoreViews(RuleBasedStateMachine):
         self.runs: dict[tuple[str, str], str] = {}  # (id, run id) -> kind, for every run
         self.opened: set[str] = set()  # ids whose latest run was signalled
 
+    def teardown(self) -> None:
+        # each run has its own store, outside the test's tmp_path: close it here
+        self.client._store.close()
+
     # --- commands ---------------------------------------------------------------------------
 
     @rule(kind=st.sampled_from(sorted(KINDS)))
