@@ -61,7 +61,7 @@ from typing import Any, TypeVar
 from . import _codec, _crashpoint, _wake
 from ._backend import redact
 from ._errors import NotAStore, StoreError, StoreFormatError
-from ._store import _DBS, FORMAT_VERSION, Clock, GroupCommit, _Outcome, _past, u64, unpack_u64
+from ._store import _DBS, FORMAT_VERSION, Clock, GroupCommit, OpState, _Outcome, _past, u64, unpack_u64
 
 try:
     import psycopg
@@ -184,7 +184,7 @@ class _Batch:
         self.writes = {}
 
 
-class PgTxn:
+class PgTxn(OpState):
     """An op's view of a transaction of the PostgreSQL store (`_backend.Txn`).
 
     Writes are kept here (the op's own) and, once the op succeeds, in its batch's `_Batch`; they
@@ -193,30 +193,14 @@ class PgTxn:
     the server's rows with the writes in its range. An op that fails leaves nothing behind: its
     writes are dropped (no savepoint needed)."""
 
-    __slots__ = ("_cur", "_batch", "_mine", "now", "wake", "wake_acts", "ready_at", "store", "notes")
+    __slots__ = ("_cur", "_batch", "_mine")
+    store: PgStore
 
     def __init__(self, store: PgStore, cur: Any, now: int, batch: _Batch | None = None) -> None:
-        self.store = store
+        self._init_state(store, now)
         self._cur = cur
         self._batch = batch if batch is not None else _Batch()
         self._mine: dict[str, dict[bytes, bytes | None]] = {}
-        self.now = now
-        self.wake = False
-        self.wake_acts = False
-        self.ready_at: int | None = None
-        #: what this op did that the writer's observers may want to hear of once it is
-        #: committed, or None: see `note`
-        self.notes: list[tuple[Any, ...]] | None = None
-
-    def note(self, entry: tuple[Any, ...], first: bool = False) -> None:
-        """Tell the writer's observers of `entry` once this op is committed (`write_batch`'s
-        `notes`); dropped with the op's writes if it fails or its batch is run again."""
-        if self.notes is None:
-            self.notes = [entry]
-        elif first:
-            self.notes.insert(0, entry)
-        else:
-            self.notes.append(entry)
 
     def _keep(self) -> None:
         """The op succeeded: its writes join the batch's."""
@@ -224,12 +208,6 @@ class PgTxn:
         for db, items in self._mine.items():
             writes.setdefault(db, {}).update(items)
         self._mine = {}
-
-    def ready(self, when: int) -> None:
-        """Note that at time `when` a worker should look at the store again (and wake others)."""
-        self.wake = True
-        if self.ready_at is None or when < self.ready_at:
-            self.ready_at = when
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """The value under `key`, or None."""

@@ -81,17 +81,14 @@ _MEMO_MAX = 4096
 _MEMO_CHECK = os.environ.get("DURABLE_MEMO_CHECK") == "1"
 
 
-class Txn:
-    """A write (or read) transaction as the domain operations see it."""
+class OpState:
+    """What an op tells its writer besides its writes, the same on every backend: whether to
+    wake others, when a worker should look again, and notes for the writer's observers."""
 
-    __slots__ = ("_txn", "_dbs", "now", "wake", "wake_acts", "ready_at", "store", "_memo", "notes")
+    __slots__ = ("now", "wake", "wake_acts", "ready_at", "store", "notes")
 
-    def __init__(self, store: Store, txn: lmdb.Transaction[bytes], now: int,
-                 memo: dict[tuple[str, bytes], tuple[bytes, Any]] | None = None) -> None:
+    def _init_state(self, store: Any, now: int) -> None:
         self.store = store
-        self._txn = txn
-        self._dbs = store._dbs
-        self._memo = memo
         self.now = now
         #: set by an operation when waiting processes should look at the store again
         self.wake = False
@@ -106,8 +103,8 @@ class Txn:
 
     def note(self, entry: tuple[Any, ...], first: bool = False) -> None:
         """Tell the writer's observers of `entry` once this op's writes are committed (see
-        `Store.write_batch`'s `notes`); dropped with the op's writes if it is undone. With
-        `first`, before the op's other notes."""
+        `write_batch`'s `notes`); dropped with the op's writes if it is undone or run again.
+        With `first`, before the op's other notes."""
         if self.notes is None:
             self.notes = [entry]
         elif first:
@@ -120,6 +117,20 @@ class Txn:
         self.wake = True
         if self.ready_at is None or when < self.ready_at:
             self.ready_at = when
+
+
+class Txn(OpState):
+    """A write (or read) transaction as the domain operations see it."""
+
+    __slots__ = ("_txn", "_dbs", "_memo")
+    store: Store
+
+    def __init__(self, store: Store, txn: lmdb.Transaction[bytes], now: int,
+                 memo: dict[tuple[str, bytes], tuple[bytes, Any]] | None = None) -> None:
+        self._init_state(store, now)
+        self._txn = txn
+        self._dbs = store._dbs
+        self._memo = memo
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """The value under `key`, or None."""

@@ -29,6 +29,8 @@ flag (`FastPaths`)      where                                what it skips
                                                              engine and the writer
 ``local_wakeups``       `_base.WorkerBase._write_batch`      our own commits' round trip through
                                                              the wake-up socket
+``updates_known``       `_workflow_tasks.WorkflowTasks.      the read of pending update requests
+                        _activate`                           when the task's item says none
 ======================  ===================================  =====================================
 
 Why each stays crash safe and fenced, in one line (details at each definition):
@@ -49,6 +51,9 @@ Why each stays crash safe and fenced, in one line (details at each definition):
   the outcome, only if the task is still the same queued task over the same history
   (`_ops.claim_peeked_wft`), else the outcome is dropped.
 - ``forward``, ``local_wakeups``: change who waits for what in this process, not what is written.
+- ``updates_known``: reads nothing it would have found then: the item counts the run's pending
+  updates when the task was handed out (`_ops._wft_item`), and one sent since is for the task
+  that this one's end queues (`_ops._record_commands` queues one while the record counts any).
 
 Not switched, and why: learning of cancel requests between heartbeats
 (`_activities.Activities._watch_cancellations`) is a second way to learn what heartbeats say, but
@@ -101,6 +106,8 @@ class FastPaths:
     forward: bool = True
     #: our own commits wake our poller and clock directly, not through the wake-up socket
     local_wakeups: bool = True
+    #: a workflow task whose run had no update pending when it was handed out reads none
+    updates_known: bool = True
 
     @classmethod
     def none(cls) -> FastPaths:

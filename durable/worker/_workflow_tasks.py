@@ -168,9 +168,9 @@ class WorkflowTasks(WorkerBase):
                 rt = Runtime(defn, item["id"], f"{num:x}", self.converter)
             start = rt.processed
 
-            # No update was pending when the task was handed out: none to read (one sent since
-            # is for the task that this one's end queues).
-            with_updates = item.get("upd", 1) > 0
+            # Fast path (``updates_known``, see `_fast`): no update was pending when the task was
+            # handed out, so none to read; one sent since is for the task this one's end queues.
+            with_updates = not self.fast.updates_known or item.get("upd", 1) > 0
 
             def read(t: Txn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 return _ops.read_history(t, num, start, item["hlen"]), (
