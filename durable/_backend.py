@@ -162,12 +162,13 @@ class Backend(Protocol):
 
     def write_batch(self, ops: list[Callable[[Any], Any]], *, quiet: str | None = None,
                     woke: list[tuple[int | None, bool]] | None = None,
-                    notes: list[tuple[Any, ...]] | None = None) -> list[Any]:
+                    notes: list[tuple[Any, ...]] | None = None, serial: bool = False) -> list[Any]:
         """Run `ops` in one write transaction; commit once. One entry per op: its result, or the
         exception it raised (that op's writes are undone, the others' stand). After the commit,
         listeners are woken if an op asked for it, except `quiet` (the caller's own listener),
         which learns through `woke` instead; what the committed ops noted (`Txn.note`) is
-        appended to `notes`, if given."""
+        appended to `notes`, if given. Batches given `serial` (the workers') run one at a time,
+        whichever process runs them; LMDB runs every write so."""
 
     def listener(self) -> Listener:
         """A new listener of this store's wake-ups (bound before the caller's first look)."""

@@ -21,9 +21,22 @@ operations (`_ops`) are the same as on LMDB.
   saves the ones it can prove needless: deletes are blind (`delete` does not read the row), a
   run's workflow id, written once and never changed, is read once per process (`remember_run`),
   and sequence numbers come in blocks. ``DURABLE_FAST_PATHS=0`` turns the last two off.
-- Fairness: every write transaction holds the store's writer lock (an advisory lock) shared; a
-  batch that failed `ALONE_AFTER_CONFLICTS` times in a row takes it exclusively, and so runs with
-  no other writer (LMDB's model), instead of being starved by a stream of short transactions.
+- Writer lock: every write transaction first locks the empty table ``durable_writers``, before
+  its snapshot is taken (LOCK TABLE takes none; BEGIN and LOCK go in one round trip):
+  - a worker's batch (``serial=True``) in SHARE ROW EXCLUSIVE mode, which conflicts with itself:
+    the batches of all the workers run one at a time, as LMDB's single writer does. Two workers'
+    batches touch neighbouring rows of the same tables, and PostgreSQL's serializable check locks
+    index pages, not keys: run side by side they failed each other's check (0.19 re-runs per
+    workflow with two workers, three_steps), and each re-run is a whole batch. It is the worker's
+    fast path ``serial_batches`` (`durable.worker._fast`; off with ``DURABLE_FAST_PATHS=0``):
+    off, its batches run side by side like any other write, and the check alone keeps them right.
+  - any other write (a client's start, signal, cancel) in ROW SHARE mode: beside the workers'
+    batches and each other, under the serializable check;
+  - fairness: a batch that failed `ALONE_AFTER_CONFLICTS` times in a row takes it in EXCLUSIVE
+    mode, and so runs with no other writer, instead of being starved by a stream of short ones.
+  A session that stops talking mid-transaction (a worker cut off from the server) would hold its
+  lock until the server noticed; ``idle_in_transaction_session_timeout`` (`IDLE_TXN_SECONDS`) on
+  the store's connections bounds that.
 - Group commit: `write_batch` runs its ops in one transaction. Writes are buffered (`PgTxn`,
   whose reads see them) and sent at commit, one statement per table and kind for the whole batch;
   an op that fails has its own writes dropped, so that it alone is undone (LMDB uses nested
@@ -90,11 +103,16 @@ _RUN_IDS_MAX = 100_000
 _MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [f"CREATE TABLE IF NOT EXISTS durable_{name} (key bytea PRIMARY KEY, value bytea NOT NULL)" for name in _DBS]
         + [f"CREATE SEQUENCE IF NOT EXISTS {seq}" for seq in _SEQUENCES.values()]),
+    (2, ["CREATE TABLE IF NOT EXISTS durable_writers ()"]),  # only ever locked: see `_begin`
 ]
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 #: How long a transaction is tried again while the server cannot be reached (seconds).
 RECONNECT_SECONDS = 60.0
+#: The server ends a session of ours idle in a transaction this long (its client is gone or cut
+#: off), so that the locks it holds are not held for ever. Our transactions never wait between
+#: statements but for our own code.
+IDLE_TXN_SECONDS = 30
 #: After this many serialization failures in a row, a batch runs alone: it waits for the write
 #: transactions running (each holds the store's writer lock shared) and holds it exclusively, so
 #: that a long batch (a worker's) is not starved by a stream of short ones (signals to one workflow).
@@ -480,7 +498,6 @@ class PgStore(GroupCommit):
         self._closed = False
         self.schema = ""
         self.channel = ""
-        self.writer_key = 0  # the advisory lock that lets a starved batch run alone (see `_run`)
         #: write transactions committed by this process, and those run again after a conflict
         self.commits = 0
         self.conflicts = 0
@@ -544,8 +561,12 @@ class PgStore(GroupCommit):
             return store
 
     def _connect(self) -> Any:
+        """A connection for `_run`: in autocommit mode, since `_run` sends BEGIN itself (with the
+        writer lock, in one round trip)."""
         try:
-            return psycopg.connect(self.url, autocommit=False, connect_timeout=10)
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_TXN_SECONDS}s'")
+            return conn
         except psycopg.Error as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"cannot connect to the PostgreSQL store {self.path}: {msg}") from None
@@ -560,7 +581,6 @@ class PgStore(GroupCommit):
                                  "(set search_path to an existing schema)")
             digest = hashlib.sha1(self.schema.encode()).hexdigest()[:16]
             self.channel = f"durable_{digest}"
-            self.writer_key = int.from_bytes(bytes.fromhex(digest), "big", signed=True)
             version = self._schema_version(conn)
             if version is None and not create:
                 raise NotAStore(f"no durable store at {self.path} (start a worker or a workflow to create one)")
@@ -617,10 +637,21 @@ class PgStore(GroupCommit):
 
     # --- transactions ----------------------------------------------------------------------
 
-    def _run(self, body: Callable[[Any], T], *, write: bool) -> T:
+    @staticmethod
+    def _begin(write: bool, mode: str) -> str:
+        """The statements that open a transaction: a write's lock of ``durable_writers`` in `mode`
+        comes before its first read, so its snapshot is taken once it holds the lock."""
+        if not write:
+            return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        return f"BEGIN ISOLATION LEVEL SERIALIZABLE READ WRITE; LOCK TABLE durable_writers IN {mode} MODE"
+
+    def _run(self, body: Callable[[Any], tuple[T, str]], *, write: bool, serial: bool = False) -> T:
         """Run `body(conn)` in a transaction, again after a conflict (bounded) or while the server
         cannot be reached (for `RECONNECT_SECONDS`), unless the connection was lost while
-        committing: then whether it was written is unknown, and `StoreError` says so."""
+        committing: then whether it was written is unknown, and `StoreError` says so. `body`
+        returns its result and the statements that end the transaction (at least ``COMMIT``),
+        sent in one round trip. With `serial`, a write runs alone among serial writes (the
+        module's docstring: "Writer lock")."""
         deadline = time.monotonic() + RECONNECT_SECONDS
         conflicts = 0
         delay = 0.002
@@ -629,30 +660,25 @@ class PgStore(GroupCommit):
                 raise StoreError(f"the store {self.path} is closed")
             conn = None
             committing = False
-            alone = write and conflicts >= ALONE_AFTER_CONFLICTS
-            locked = False
+            if write and conflicts >= ALONE_AFTER_CONFLICTS:
+                mode = "EXCLUSIVE"
+            elif serial:
+                mode = "SHARE ROW EXCLUSIVE"
+            else:
+                mode = "ROW SHARE"
             try:
                 conn = self._take()
-                if alone:  # before the transaction begins: its snapshot is taken once it holds the lock
-                    conn.autocommit = True
-                    conn.execute("SELECT pg_advisory_lock(%s)", (self.writer_key,))
-                    locked = True
-                    conn.autocommit = False
-                conn.isolation_level = (psycopg.IsolationLevel.SERIALIZABLE if write
-                                        else psycopg.IsolationLevel.REPEATABLE_READ)
-                conn.read_only = not write
-                if write and not alone:
-                    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.writer_key,))
-                result = body(conn)
+                conn.execute(self._begin(write, mode))
+                result, end = body(conn)
                 committing = write  # a read's outcome is known whatever happens to its commit
                 if write and self.commit_observers:
                     t0 = time.perf_counter()
-                    conn.commit()
+                    conn.execute(end)
                     took = time.perf_counter() - t0
                     for observe in self.commit_observers:
                         observe(took)
                 else:
-                    conn.commit()
+                    conn.execute(end)
                 return result
             except psycopg.Error as exc:
                 if _is_conflict(exc):
@@ -687,27 +713,23 @@ class PgStore(GroupCommit):
                             conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                         with contextlib.suppress(Exception):
                             conn.rollback()
-                    if locked and not conn.closed and not conn.broken:
-                        with contextlib.suppress(Exception):
-                            conn.autocommit = True
-                            conn.execute("SELECT pg_advisory_unlock(%s)", (self.writer_key,))
-                            conn.autocommit = False
                     self._give_back(conn)
 
     def read(self, fn: Callable[[PgTxn], T]) -> T:
         """Run `fn` in a read-only transaction (a consistent snapshot)."""
-        return self._run(lambda conn: fn(PgTxn(self, conn.cursor(), self.clock.now_ns())), write=False)
+        return self._run(lambda conn: (fn(PgTxn(self, conn.cursor(), self.clock.now_ns())), "COMMIT"), write=False)
 
     def write_batch(self, ops: list[Callable[[Any], Any]], *, quiet: str | None = None,
                     woke: list[tuple[int | None, bool]] | None = None,
-                    notes: list[tuple[Any, ...]] | None = None) -> list[Any]:
+                    notes: list[tuple[Any, ...]] | None = None, serial: bool = False) -> list[Any]:
         """Run `ops` in one SERIALIZABLE transaction; commit once (see `_backend.Backend`).
 
         Each op's writes are kept until it returns (an op that raises leaves none: no savepoint
         needed), then sent for the whole batch at the end, one statement per table and kind.
-        The wake-up (NOTIFY) is sent in the transaction: listeners hear of committed changes only.
+        The wake-up (NOTIFY) is sent in the transaction, with the COMMIT: listeners hear of
+        committed changes only. With `serial`, the batch runs alone among serial batches.
         """
-        def body(conn: Any) -> _Outcome:
+        def body(conn: Any) -> tuple[_Outcome, str]:
             outcome = _Outcome()
             now = self.clock.now_ns()
             cur = conn.cursor()
@@ -724,14 +746,16 @@ class PgStore(GroupCommit):
                 t._keep()
                 outcome.add(result, t)  # type: ignore[arg-type]
             batch.flush(cur)
+            end = "COMMIT"
             if outcome.wake:
                 what = _wake.RUNNING_ACTIVITIES if outcome.wake_acts else _wake.ANY
-                cur.execute("SELECT pg_notify(%s, %s)", (self.channel, f"{what.decode()} {quiet or ''}"))
+                payload = f"{what.decode()} {quiet or ''}".replace("'", "''")
+                end = f"NOTIFY {self.channel}, '{payload}'; COMMIT"
             if _crashpoint.ENABLED:
                 _crashpoint.hit("batch-before-commit")
-            return outcome
+            return outcome, end
 
-        outcome = self._run(body, write=True)
+        outcome = self._run(body, write=True, serial=serial)
         with self._pool_lock:  # writers of several threads: no increment lost
             self.commits += 1
         if outcome.wake and woke is not None:

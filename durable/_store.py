@@ -476,7 +476,7 @@ class Store(GroupCommit):
 
     def write_batch(self, ops: list[Callable[[Txn], Any]], *, quiet: str | None = None,
                     woke: list[tuple[int | None, bool]] | None = None,
-                    notes: list[tuple[Any, ...]] | None = None) -> list[Any]:
+                    notes: list[tuple[Any, ...]] | None = None, serial: bool = False) -> list[Any]:
         """Run `ops` in one write transaction (see `_run_batch`); commit once.
 
         Returns one entry per op: its result, or the exception it raised (that op's writes are
@@ -487,7 +487,8 @@ class Store(GroupCommit):
         except `quiet` (the caller's own listener): the caller learns through `woke` instead,
         where (the earliest `Txn.ready_at` of the ops, whether attempts some worker runs
         changed) is appended when the batch woke the others. What the committed ops noted
-        (`Txn.note`) is appended to `notes`, if given.
+        (`Txn.note`) is appended to `notes`, if given. `serial` changes nothing here: every
+        write transaction of LMDB runs alone.
         """
         while True:
             try:

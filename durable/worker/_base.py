@@ -155,7 +155,8 @@ class WorkerBase:
         woke: list[tuple[int | None, bool]] | None = [] if self._quiet is not None else None
         notes: list[tuple[Any, ...]] | None = [] if observing(self) else None  # for the log and metrics
         try:
-            results = self.store.write_batch(ops, quiet=self._quiet, woke=woke, notes=notes)
+            results = self.store.write_batch(ops, quiet=self._quiet, woke=woke, notes=notes,
+                                             serial=self.fast.serial_batches)
         except Exception as exc:  # the whole batch failed (disk full...): tell each waiter
             log.error("store write failed: %s", exc)
             return [exc] * len(ops)

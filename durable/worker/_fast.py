@@ -31,6 +31,9 @@ flag (`FastPaths`)      where                                what it skips
                                                              the wake-up socket
 ``updates_known``       `_workflow_tasks.WorkflowTasks.      the read of pending update requests
                         _activate`                           when the task's item says none
+``serial_batches``      `_base.WorkerBase._write_batch`,     (PostgreSQL) running workers'
+                        `durable._pg.PgStore._run`           batches side by side, and the
+                                                             serializable check's re-runs
 ======================  ===================================  =====================================
 
 Why each stays crash safe and fenced, in one line (details at each definition):
@@ -51,6 +54,10 @@ Why each stays crash safe and fenced, in one line (details at each definition):
   the outcome, only if the task is still the same queued task over the same history
   (`_ops.claim_peeked_wft`), else the outcome is dropped.
 - ``forward``, ``local_wakeups``: change who waits for what in this process, not what is written.
+- ``serial_batches``: the workers' batches run one at a time (PostgreSQL: each locks the table
+  ``durable_writers`` in a mode that conflicts with itself, before its snapshot), which is a
+  serial order the serializable check accepts anyway; other writes still run beside them under
+  that check. Nothing written changes; on LMDB, whose writes are one at a time, it does nothing.
 - ``updates_known``: reads nothing it would have found then: the item counts the run's pending
   updates when the task was handed out (`_ops._wft_item`), and one sent since is for the task
   that this one's end queues (`_ops._record_commands` queues one while the record counts any).
@@ -108,6 +115,8 @@ class FastPaths:
     local_wakeups: bool = True
     #: a workflow task whose run had no update pending when it was handed out reads none
     updates_known: bool = True
+    #: the workers' write batches run one at a time (PostgreSQL; LMDB's always do)
+    serial_batches: bool = True
 
     @classmethod
     def none(cls) -> FastPaths:

@@ -5,6 +5,7 @@ grow within a process and are unique across processes."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -80,3 +81,62 @@ def test_counters_taken_in_blocks_are_unique_across_processes(data_dir: str) -> 
         assert len(set(tokens)) == len(tokens)
     finally:
         second.close()
+
+
+def _waiting_for_the_writer_lock(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                           "WHERE c.relname = 'durable_writers' AND NOT l.granted").fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("serial", [True, False], ids=["serial", "side-by-side"])
+def test_workers_batches_run_one_at_a_time_and_each_sees_the_last(data_dir: str, serial: bool) -> None:
+    """Two processes' serial batches (the workers'): the second waits for the first's commit, and
+    its snapshot is taken after that (it reads the first's write, and is not run again as a
+    serializable check would make a stale one). Without `serial`, the second runs beside the
+    first and reads what was committed before it."""
+    from durable._pg import PgStore
+    from durable._store import Clock
+    from tests.fault._util import wait_until
+
+    first = open_store(data_dir)
+    second = PgStore(data_dir, Clock())  # another process's store object, with its own connections
+    second._setup(create=False)
+    inside, release = threading.Event(), threading.Event()
+    runs: list[bytes | None] = []
+
+    def holder(t: Any) -> None:
+        t.put("meta", b"probe", b"first")
+        inside.set()
+        assert release.wait(30)
+
+    def follower(t: Any) -> bytes | None:
+        runs.append(t.get("meta", b"probe"))
+        t.put("meta", b"probe2", b"second")
+        return runs[-1]
+
+    held = threading.Thread(target=lambda: first.write_batch([holder], serial=True))
+    held.start()
+    try:
+        assert inside.wait(30)
+        results: list[Any] = []
+        follows = threading.Thread(target=lambda: results.extend(second.write_batch([follower], serial=serial)))
+        follows.start()
+        if serial:
+            wait_until(lambda: _waiting_for_the_writer_lock(data_dir), what="the second batch to wait for the lock")
+            assert runs == []
+        else:
+            wait_until(lambda: runs, what="the second batch to run beside the first")
+        release.set()
+        follows.join(30)
+        held.join(30)
+    finally:
+        release.set()
+        second.close()
+    assert results == ([b"first"] if serial else [None])
+    assert runs == results  # one run each: no serialization failure made it run again
+    assert first.read(lambda t: (t.get("meta", b"probe"), t.get("meta", b"probe2"))) == (b"first", b"second")
