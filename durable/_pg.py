@@ -44,10 +44,12 @@ operations (`_ops`) are the same as on LMDB.
 - Wake-ups: a commit that asks for one sends ``NOTIFY`` on the store's channel, in the
   transaction (so it is delivered only if the change is committed). One connection per process
   and store LISTENs and passes them on to the local listeners through socket pairs.
-- Connections: a small pool of our own (a list of idle connections under a lock): one
-  connection per transaction running at once in the process, which is one for the worker's
-  writer thread and a few for readers. psycopg_pool would add a dependency and background
-  threads for no gain at these numbers.
+- Connections: a small pool of our own (a list of idle connections under a lock), at most
+  `POOL_SIZE` per process and store: one per transaction running at once, and threads past that
+  wait for one to be given back (a thread that opens a transaction inside its own never waits).
+  Unbounded, a client with 50 threads waiting for results opened 50 connections, each a server
+  process forked (and a server's slots are few: `max_connections` is 100 by default).
+  psycopg_pool would add a dependency and background threads for no gain at these numbers.
 - The schema is versioned: ``durable_migrations`` lists the migrations applied, in order
   (`_MIGRATIONS`); opening a store applies the missing ones under an advisory lock.
 - ``now`` is this host's clock (`Clock`), not the server's: see docs/postgres.md.
@@ -119,6 +121,8 @@ IDLE_TXN_SECONDS = 30
 ALONE_AFTER_CONFLICTS = 3
 #: How many times a batch is run again after serialization failures before giving up.
 MAX_CONFLICT_RETRIES = 100
+#: Connections a process keeps to one store at most, besides the wake-up listener's (`_take`).
+POOL_SIZE = 8
 #: Rows a scan fetches at first (then more, up to `_SCAN_MAX`, as the caller goes on).
 _SCAN_FIRST, _SCAN_MAX = 16, 1024
 
@@ -492,6 +496,8 @@ class PgStore(GroupCommit):
         self._on_close: list[Callable[[], None]] = []
         self._idle: list[Any] = []
         self._pool_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(POOL_SIZE)  # connections not in use, or not made yet
+        self._held = threading.local()  # .n: connections the thread holds
         self._init_group_commit()
         self._hub: _Hub | None = None
         self._hub_lock = threading.Lock()
@@ -622,18 +628,35 @@ class PgStore(GroupCommit):
     # --- connections -----------------------------------------------------------------------
 
     def _take(self) -> Any:
-        with self._pool_lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._connect()
+        """A connection for one transaction: an idle one, or a new one; past `POOL_SIZE` in use,
+        wait for one (unless this thread holds one already: it would wait for itself)."""
+        held = getattr(self._held, "n", 0)
+        if not held:
+            self._slots.acquire()
+        try:
+            with self._pool_lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+        except BaseException:
+            if not held:
+                self._slots.release()
+            raise
+        self._held.n = held + 1
+        return conn
 
     def _give_back(self, conn: Any) -> None:
-        if conn.closed or conn.broken or self._closed:
-            with contextlib.suppress(Exception):
-                conn.close()
-            return
-        with self._pool_lock:
-            self._idle.append(conn)
+        self._held.n -= 1
+        try:
+            if conn.closed or conn.broken or self._closed:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                return
+            with self._pool_lock:
+                self._idle.append(conn)
+        finally:
+            if not self._held.n:
+                self._slots.release()
 
     # --- transactions ----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ grow within a process and are unique across processes."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -140,3 +141,51 @@ def test_workers_batches_run_one_at_a_time_and_each_sees_the_last(data_dir: str,
     assert results == ([b"first"] if serial else [None])
     assert runs == results  # one run each: no serialization failure made it run again
     assert first.read(lambda t: (t.get("meta", b"probe"), t.get("meta", b"probe2"))) == (b"first", b"second")
+
+
+@pytest.mark.postgres_only
+def test_threads_share_at_most_pool_size_connections(data_dir: str) -> None:
+    """Many threads reading at once (a client's threads waiting for results) wait for one of the
+    process's `POOL_SIZE` connections rather than each opening one (a server process each)."""
+    from durable._pg import POOL_SIZE
+
+    store = open_store(data_dir)
+    lock = threading.Lock()
+    running, peak = 0, 0
+
+    def body(t: Any) -> bytes | None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)  # long enough for the other threads to pile up
+        with lock:
+            running -= 1
+        return t.get("meta", b"format")
+
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(store.read(body))) for _ in range(3 * POOL_SIZE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 3 * POOL_SIZE and len(set(results)) == 1 and results[0]
+    assert 1 < peak <= POOL_SIZE
+    assert len(store._idle) <= POOL_SIZE
+
+
+@pytest.mark.postgres_only
+def test_a_transaction_opened_inside_another_does_not_wait_for_its_own_connection(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from durable import _pg
+
+    monkeypatch.setattr(_pg, "POOL_SIZE", 1)
+    store = open_store(data_dir)
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(
+        store.read(lambda t: (t.get("meta", b"format"), store.read(lambda inner: inner.get("meta", b"format"))))))
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the inner transaction waited for the outer one's connection"
+    [(outer, inner)] = results
+    assert outer == inner and outer
