@@ -35,8 +35,9 @@ operations (`_ops`) are the same as on LMDB.
   - fairness: a batch that failed `ALONE_AFTER_CONFLICTS` times in a row takes it in EXCLUSIVE
     mode, and so runs with no other writer, instead of being starved by a stream of short ones.
   A session that stops talking mid-transaction (a worker cut off from the server) would hold its
-  lock until the server noticed; ``idle_in_transaction_session_timeout`` (`IDLE_TXN_SECONDS`) on
-  the store's connections bounds that.
+  lock until the server noticed; ``idle_in_transaction_session_timeout`` (`IDLE_TXN_SECONDS`) in
+  the write transactions bounds that (the transaction is then run again, as after any lost
+  connection; `_is_disconnect`).
 - Group commit: `write_batch` runs its ops in one transaction. Writes are buffered (`PgTxn`,
   whose reads see them) and sent at commit, one statement per table and kind for the whole batch;
   an op that fails has its own writes dropped, so that it alone is undone (LMDB uses nested
@@ -111,9 +112,9 @@ SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 #: How long a transaction is tried again while the server cannot be reached (seconds).
 RECONNECT_SECONDS = 60.0
-#: The server ends a session of ours idle in a transaction this long (its client is gone or cut
-#: off), so that the locks it holds are not held for ever. Our transactions never wait between
-#: statements but for our own code.
+#: The server ends a session of ours idle in a write transaction this long (its client is gone
+#: or cut off), so that the locks it holds are not held for ever. Our writes never wait between
+#: statements but for our own code. (Reads hold no locks; a caller may read a long scan slowly.)
 IDLE_TXN_SECONDS = 30
 #: After this many serialization failures in a row, a batch runs alone: it waits for the write
 #: transactions running (each holds the store's writer lock shared) and holds it exclusively, so
@@ -139,7 +140,16 @@ def _is_conflict(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) in ("40001", "40P01")
 
 
+#: Errors of a session the server ended: shut down, terminated by an administrator, idle in a
+#: transaction too long (`IDLE_TXN_SECONDS`). psycopg may not yet have seen the socket close.
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "25P03"})
+
+
 def _is_disconnect(exc: BaseException, conn: Any) -> bool:
+    """The connection is gone (or going): the transaction may be run again on another one."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if state in _SESSION_ENDED or state.startswith("08"):  # 25P03 is an InternalError, not an OperationalError
+        return True
     return isinstance(exc, psycopg.OperationalError) and (conn is None or conn.closed or conn.broken)
 
 
@@ -570,9 +580,7 @@ class PgStore(GroupCommit):
         """A connection for `_run`: in autocommit mode, since `_run` sends BEGIN itself (with the
         writer lock, in one round trip)."""
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-            conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_TXN_SECONDS}s'")
-            return conn
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"cannot connect to the PostgreSQL store {self.path}: {msg}") from None
@@ -666,7 +674,9 @@ class PgStore(GroupCommit):
         comes before its first read, so its snapshot is taken once it holds the lock."""
         if not write:
             return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-        return f"BEGIN ISOLATION LEVEL SERIALIZABLE READ WRITE; LOCK TABLE durable_writers IN {mode} MODE"
+        return (f"BEGIN ISOLATION LEVEL SERIALIZABLE READ WRITE; "
+                f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_TXN_SECONDS}s'; "
+                f"LOCK TABLE durable_writers IN {mode} MODE")
 
     def _run(self, body: Callable[[Any], tuple[T, str]], *, write: bool, serial: bool = False) -> T:
         """Run `body(conn)` in a transaction, again after a conflict (bounded) or while the server
@@ -712,7 +722,10 @@ class PgStore(GroupCommit):
                                          "conflicts in a row") from None
                     time.sleep(random.random() * min(0.001 * conflicts, 0.05))
                     continue
-                if isinstance(exc, psycopg.OperationalError) and (conn is None or conn.broken or conn.closed):
+                if _is_disconnect(exc, conn):
+                    if conn is not None:  # not back to the pool: the server ended its session
+                        with contextlib.suppress(Exception):
+                            conn.close()
                     if committing:
                         raise StoreError(
                             f"the connection to {self.path} was lost while committing: the change may or "

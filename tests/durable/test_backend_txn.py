@@ -189,3 +189,46 @@ def test_a_transaction_opened_inside_another_does_not_wait_for_its_own_connectio
     assert not thread.is_alive(), "the inner transaction waited for the outer one's connection"
     [(outer, inner)] = results
     assert outer == inner and outer
+
+
+@pytest.mark.postgres_only
+def test_a_session_silent_in_a_transaction_loses_its_lock_to_the_others(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker cut off from the server in the middle of a batch (here: silent past the server's
+    idle-in-transaction limit) does not hold the workers' lock for ever: the server ends its
+    session, another worker's batch goes on, and the silent one's batch is run again."""
+    from durable import _pg
+    from durable._store import Clock
+
+    monkeypatch.setattr(_pg, "IDLE_TXN_SECONDS", 1)
+    first = open_store(data_dir)
+    second = _pg.PgStore(data_dir, Clock())  # another worker process's store object
+    second._setup(create=False)
+    inside, woke = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def silent(t: Any) -> int:
+        t.put("meta", b"probe", b"first")
+        seen.append(True)
+        if len(seen) == 1:
+            inside.set()
+            time.sleep(6)  # as silent as a host cut off
+            woke.set()
+        t.get("meta", b"other")  # the server ended the session meanwhile: this fails, all is run again
+        return len(seen)
+
+    def other(t: Any) -> bool:
+        t.put("meta", b"probe2", b"second")
+        return woke.is_set()
+
+    results: list[Any] = []
+    held = threading.Thread(target=lambda: results.extend(first.write_batch([silent], serial=True)))
+    held.start()
+    try:
+        assert inside.wait(30)
+        assert second.write_batch([other], serial=True) == [False]  # it ran while the first slept
+        held.join(60)
+    finally:
+        second.close()
+    assert results == [2]
+    assert first.read(lambda t: (t.get("meta", b"probe"), t.get("meta", b"probe2"))) == (b"first", b"second")
