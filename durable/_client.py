@@ -186,6 +186,12 @@ class WorkflowDescription:
     reset_run_id: str | None = None
     reset_from_run_id: str | None = None
     reset_from_event: int | None = None
+    #: the signal, query and update names the workers of its queue registered for its type, to
+    #: send it (filled in by `describe`; None in `list`, or while no worker of the queue has
+    #: registered the type)
+    signals: tuple[str, ...] | None = None
+    queries: tuple[str, ...] | None = None
+    updates: tuple[str, ...] | None = None
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], pending: Sequence[dict[str, Any]] = (),
@@ -714,15 +720,22 @@ class WorkflowHandle(Generic[R_co]):
 
     def describe(self) -> WorkflowDescription:
         """Status, type, times, queue and counters of the workflow's run, and its pending activities."""
-        def read(t: Any) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+        def read(t: Any) -> tuple[dict[str, Any], list[dict[str, Any]], str | None, Any]:
             rec = _ops.load_run(t, self.id, self._num)
+            registered = _ops.registered_workflow(t, rec["queue"], rec["type"])
             if rec["status"] != _ops.RUNNING:
-                return rec, [], None
+                return rec, [], None, registered
             warning = _ops.nobody_serves(rec["queue"], t.now, _ops.queue_presence(t, rec["queue"]))
-            return rec, _ops.pending_activities(t, rec["num"]), warning
+            return rec, _ops.pending_activities(t, rec["num"]), warning, registered
 
-        rec, pending, warning = self._store.read(read)
+        rec, pending, warning, registered = self._store.read(read)
         desc = WorkflowDescription.from_record(rec, pending, warning, converter=self._converter)
+        if isinstance(registered, dict):
+            def names(kind: str) -> tuple[str, ...]:
+                return tuple(str(n) for n in registered.get(kind, ()))
+
+            desc = dataclasses.replace(desc, signals=names("signals"), queries=names("queries"),
+                                       updates=names("updates"))
         if rec.get("uany") and rec["status"] == _ops.RUNNING:
             from ._updates import in_flight
 

@@ -679,6 +679,9 @@ def describe(state: _State, workflow_id: str, run_id: str | None, as_json: bool)
                      "history_warning", "execution_deadline", "run_deadline", "parent_id", "parent_run_id",
                      "reset_run_id", "reset_from_run_id") and value is None or key == "reset_from_event":
             continue
+        elif key in ("signals", "queries", "updates"):
+            if value is not None:
+                click.echo(f"{key}: {', '.join(value) or 'none'}")
         elif key == "pending_children":
             if value:
                 click.echo(f"pending children: {', '.join(value)}")

@@ -202,14 +202,9 @@ class UIApp:
             desc, events = await self._call(self._read, handle)
         except durable.WorkflowNotFound as exc:
             raise BadRequest(404, str(exc)) from None
-        registered = await self._call(self._registered, desc)
+        registered = None if desc.signals is None else {"signals": desc.signals, "queries": desc.queries}
         view = _pages.WorkflowView(desc, events, _now(), fields.get("run") or None, registered, "", **extra)
         return view, _version(desc)
-
-    def _registered(self, desc: durable.WorkflowDescription) -> dict[str, Any] | None:
-        """The signal and query names the workers of the workflow's queue published for its type.
-        (Read from the store's registrations: the client API has no call for them yet.)"""
-        return self.client._store.read(lambda t: _ops.registered_workflow(t, desc.queue, desc.workflow_type))
 
     async def _workflow(self, request: Request) -> Response:
         view, version = await self._view(request.query, done=request.query.get("done"))
