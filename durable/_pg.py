@@ -112,10 +112,12 @@ SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 #: How long a transaction is tried again while the server cannot be reached (seconds).
 RECONNECT_SECONDS = 60.0
-#: The server ends a session of ours idle in a write transaction this long (its client is gone
-#: or cut off), so that the locks it holds are not held for ever. Our writes never wait between
-#: statements but for our own code. (Reads hold no locks; a caller may read a long scan slowly.)
-IDLE_TXN_SECONDS = 30
+#: The server ends a session of ours idle in a write transaction this long (its client is gone,
+#: cut off or frozen), so that the workers' lock it holds stops holding up the other workers'
+#: writes: short enough that their heartbeats still come within the default 10 s lease. Our
+#: writes never wait between statements but for our own code (an op's work on what it read).
+#: Reads hold no locks, and a caller may read a long scan slowly: they have no limit.
+IDLE_TXN_SECONDS = 5
 #: After this many serialization failures in a row, a batch runs alone: it waits for the write
 #: transactions running (each holds the store's writer lock shared) and holds it exclusively, so
 #: that a long batch (a worker's) is not starved by a stream of short ones (signals to one workflow).
@@ -726,7 +728,8 @@ class PgStore(GroupCommit):
                     if conn is not None:  # not back to the pool: the server ended its session
                         with contextlib.suppress(Exception):
                             conn.close()
-                    if committing:
+                    # ended for idling in the transaction: the server had not read our COMMIT
+                    if committing and getattr(exc, "sqlstate", None) != "25P03":
                         raise StoreError(
                             f"the connection to {self.path} was lost while committing: the change may or "
                             "may not have been written") from None

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,3 +255,37 @@ def test_kill_9_of_a_worker_on_postgres(server: Server, tmp_path: Path) -> None:
         if survivor is not None:
             assert stop_worker_process(survivor) == 0
     assert result["attempt"] == 2 and result["pid"] == survivor.pid
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of /proc/PID/stat ("T": stopped)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_worker_frozen_mid_batch_holds_up_the_others_for_seconds_only(server: Server) -> None:
+    """A worker frozen (SIGSTOP, as a paused VM or a host cut off would be) in the middle of a
+    write batch holds the workers' lock (their batches run one at a time): the server ends its
+    session after `IDLE_TXN_SECONDS`, so another worker goes on and finishes every workflow; the
+    frozen one, resumed, finds its session gone, runs its batch again, and carries on."""
+    from durable._pg import IDLE_TXN_SECONDS
+
+    client = durable.Client(server.url)
+    victim = start_worker_process(server.url, MODULE, lease=2.0,
+                                  env={"DURABLE_CRASHPOINT": "batch-before-commit:15:stop"})
+    survivor = start_worker_process(server.url, MODULE, lease=2.0)
+    try:
+        first = [client.start(faults.inc_chain, 0, 4, 0.0, id=f"first-{i}") for i in range(4)]
+        wait_until(lambda: _process_state(victim.pid) == "T", timeout=60, what="the worker to freeze mid-batch")
+        deadline = time.monotonic() + 60  # for all: a worker held up for good would pass 60 s
+        later = [client.start(faults.inc_chain, 0, 4, 0.0, id=f"later-{i}") for i in range(4)]
+        results = [h.result(timeout=max(0.1, deadline - time.monotonic())) for h in first + later]
+        log = (server.directory / "server.log").read_text()
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+        codes = [stop_worker_process(victim), stop_worker_process(survivor)]
+    assert results == [4] * 8
+    assert "idle-in-transaction timeout" in log, f"the server did not end the frozen session ({IDLE_TXN_SECONDS} s)"
+    assert codes == [0, 0], [w.log_lines[-15:] for w in (victim, survivor)]  # type: ignore[attr-defined]
+    for h in first + later:
+        assert_each_step_recorded_once(history(client, h.id), h.id)
