@@ -119,8 +119,9 @@ RECONNECT_SECONDS = 60.0
 #: Reads hold no locks, and a caller may read a long scan slowly: they have no limit.
 IDLE_TXN_SECONDS = 5
 #: After this many serialization failures in a row, a batch runs alone: it waits for the write
-#: transactions running (each holds the store's writer lock shared) and holds it exclusively, so
-#: that a long batch (a worker's) is not starved by a stream of short ones (signals to one workflow).
+#: transactions running (each holds the writer lock, ``durable_writers``, in a mode that lets
+#: others in) and holds it in EXCLUSIVE mode, so that a long batch (a worker's) is not starved by
+#: a stream of short ones (signals to one workflow).
 ALONE_AFTER_CONFLICTS = 3
 #: How many times a batch is run again after serialization failures before giving up.
 MAX_CONFLICT_RETRIES = 100
