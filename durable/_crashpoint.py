@@ -3,8 +3,8 @@
 Enabled only by the environment variable ``DURABLE_CRASHPOINT=name[:n][:stop]`` (read once, at
 import): the process sends itself SIGKILL the ``n``-th time (default: the first) it reaches the
 point called ``name``; with ``:stop``, SIGSTOP instead (it freezes there until sent SIGCONT, as a
-paused VM or a host cut off would). When the variable is unset, `ENABLED` is False and every call site is a single
-false test of a module constant (``if _crashpoint.ENABLED: _crashpoint.hit("...")``).
+paused VM or a host cut off would). When the variable is unset, `ENABLED` is False and every call
+site is a single false test of a module constant (``if _crashpoint.ENABLED: _crashpoint.hit("...")``).
 
 Points:
 

@@ -145,7 +145,8 @@ def _is_conflict(exc: BaseException) -> bool:
 
 #: Errors of a session the server ended: shut down, terminated by an administrator, idle in a
 #: transaction too long (`IDLE_TXN_SECONDS`). psycopg may not yet have seen the socket close.
-_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "25P03"})
+_IDLE_TXN_ENDED = "25P03"
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", _IDLE_TXN_ENDED})
 
 
 def _is_disconnect(exc: BaseException, conn: Any) -> bool:
@@ -707,14 +708,11 @@ class PgStore(GroupCommit):
                 conn.execute(self._begin(write, mode))
                 result, end = body(conn)
                 committing = write  # a read's outcome is known whatever happens to its commit
-                if write and self.commit_observers:
-                    t0 = time.perf_counter()
-                    conn.execute(end)
-                    took = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                conn.execute(end)
+                if write:
                     for observe in self.commit_observers:
-                        observe(took)
-                else:
-                    conn.execute(end)
+                        observe(time.perf_counter() - t0)
                 return result
             except psycopg.Error as exc:
                 if _is_conflict(exc):
@@ -730,7 +728,7 @@ class PgStore(GroupCommit):
                         with contextlib.suppress(Exception):
                             conn.close()
                     # ended for idling in the transaction: the server had not read our COMMIT
-                    if committing and getattr(exc, "sqlstate", None) != "25P03":
+                    if committing and getattr(exc, "sqlstate", None) != _IDLE_TXN_ENDED:
                         raise StoreError(
                             f"the connection to {self.path} was lost while committing: the change may or "
                             "may not have been written") from None

@@ -202,8 +202,7 @@ class UIApp:
             desc, events = await self._call(self._read, handle)
         except durable.WorkflowNotFound as exc:
             raise BadRequest(404, str(exc)) from None
-        registered = None if desc.signals is None else {"signals": desc.signals, "queries": desc.queries}
-        view = _pages.WorkflowView(desc, events, _now(), fields.get("run") or None, registered, "", **extra)
+        view = _pages.WorkflowView(desc, events, _now(), fields.get("run") or None, "", **extra)
         return view, _version(desc)
 
     async def _workflow(self, request: Request) -> Response:

@@ -148,8 +148,6 @@ class WorkflowView:
     now: _dt.datetime
     #: the run this page shows was asked for by its run id (else: the id's latest run)
     run_id: str | None
-    #: what the workers of its queue registered for its type ("signals", "queries"), if known
-    registered: dict[str, Any] | None
     csrf: str
     done: str | None = None
     query_name: str = ""
@@ -278,22 +276,21 @@ def _actions(view: WorkflowView) -> str:
              f'value="{h(d.workflow_id)}">'
     if view.run_id:
         hidden += f'<input type="hidden" name="run" value="{h(view.run_id)}">'
-    reg = view.registered
     out = ['<section id="actions"><h2>Actions</h2>']
-    queries = list(reg.get("queries", [])) if reg else []
-    signals = list(reg.get("signals", [])) if reg else []
+    # the names the workers of its queue registered for its type; None if none has yet
+    queries, signals = list(d.queries or ()), list(d.signals or ())
     answer = ""
     if view.query_answer is not None:
         answer = f'<div class="answer" id="query-answer"><h3>Answer</h3><pre>{h(view.query_answer)}</pre></div>'
     elif view.query_error is not None:
         answer = f'<p class="error" id="query-error">{h(view.query_error)}</p>'
     if d.status == "running":
-        if reg is not None and not queries:
+        if d.queries is not None and not queries:
             out.append(f'<p class="muted">Workflow type {h(d.workflow_type)} has no queries.</p>')
         else:
             out.append(_form("query", "/query", "Query", hidden, _name_field("query", view.query_name, queries)
                              + _args_field("query", view.query_args), "Run the query"))
-        if reg is not None and not signals:
+        if d.signals is not None and not signals:
             out.append(f'<p class="muted">Workflow type {h(d.workflow_type)} has no signals.</p>')
         else:
             out.append(_form("signal", "/action", "Signal", hidden + '<input type="hidden" name="action" value="signal">',

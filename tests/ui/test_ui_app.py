@@ -72,6 +72,7 @@ async def test_a_workflow_page_shows_its_timeline_a_query_and_takes_a_signal(dat
 
             # the query form knows the type's query; running it shows the answer
             assert 'id="query-form"' in page.text and '<option value="status">' in page.text
+            assert '<option value="approve">' in page.text  # and the signal form its signal
             csrf = csrf_of(page.text)
             answer = await ui.post("/query", data={"csrf": csrf, "id": "order-1", "name": "status", "args": "[]"})
             assert answer.status_code == 200
@@ -120,6 +121,9 @@ async def test_pending_activities_show_their_attempt_last_failure_and_next_retry
             assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC", row)  # the next attempt's time
             assert re.search(r'<g class="bar activity backing_off open"', page.text)
             assert 'class="mark retry"' in page.text  # when the next attempt starts, on its bar
+            # a type the workers registered with no signal or query: no forms, a word instead
+            text = text_of(page.text)
+            assert "Workflow type billing has no queries." in text and "Workflow type billing has no signals." in text
 
 
 async def test_cancel_and_terminate_are_confirmed_then_done(data_dir: str) -> None:
