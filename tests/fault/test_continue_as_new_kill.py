@@ -41,7 +41,7 @@ def torture(data_dir: str, seed: int, kills: int, senders: int, per_sender: int,
                     value = k * 100_000 + i
                     h.signal("deposit", value)
                     sent[k].append(value)  # acknowledged: committed to the store
-                    time.sleep(rng.uniform(0, 0.004))
+                    time.sleep(rng.uniform(0, 0.02))  # spread over the kills: more tasks, more continues
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 errors.append(exc)
 
